@@ -1,0 +1,103 @@
+/**
+ * The `tokengate` command: `run` (default), `check` and `dev`. Wiring and exit codes only.
+ *
+ *   tokengate --config FILE            run the gateway (or TOKENGATE_CONFIG=FILE)
+ *   tokengate check --config FILE      validate, print the effective routes; exit 1 with every error
+ *   tokengate dev                      development issuer + echo upstream + gateway on config/dev.yaml
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, describeRoutes, formatProblem, loadCompiled } from './config/index.js';
+import { Gateway } from './gateway.js';
+import { installReload } from './reload.js';
+
+const USAGE = `usage:
+  tokengate [run] --config FILE     run the gateway (TOKENGATE_CONFIG may name the file)
+  tokengate check --config FILE     validate a config and print the effective routes
+  tokengate dev                     try it: dev issuer, echo upstream and gateway, with curl lines`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: false,
+  });
+  const cmd = positionals[0] ?? 'run';
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const file = (values.config as string | undefined) ?? process.env.TOKENGATE_CONFIG;
+  switch (cmd) {
+    case 'check':
+      return check(file);
+    case 'run':
+      return run(file);
+    case 'dev': {
+      const { runDev } = await import('./dev/run-dev.js');
+      return runDev();
+    }
+    default:
+      console.error(`unknown command "${cmd}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+function check(file: string | undefined): number {
+  if (!file) {
+    console.error(`--config FILE is required\n${USAGE}`);
+    return 2;
+  }
+  try {
+    const config = loadCompiled(file);
+    console.log(`${file}: OK, ${config.routes.length} route(s), first match wins:`);
+    for (const line of describeRoutes(config)) console.log(`  ${line}`);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    for (const p of e.problems) console.error(formatProblem(p));
+    console.error(`${file}: ${e.problems.length} error(s)`);
+    return 1;
+  }
+}
+
+async function run(file: string | undefined): Promise<number> {
+  if (!file) {
+    console.error(`--config FILE (or TOKENGATE_CONFIG) is required\n${USAGE}`);
+    return 2;
+  }
+  let config;
+  try {
+    config = loadCompiled(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    for (const p of e.problems) console.error(formatProblem(p));
+    return 1;
+  }
+  const gw = new Gateway(config);
+  const addrs = await gw.start();
+  gw.logger.info({ proxy: addrs.proxy, admin: addrs.admin, routes: config.routes.length }, 'tokengate started');
+  const stopReload = installReload(gw, file);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      gw.logger.info({ signal, graceSec: gw.config.server.shutdownGraceSec }, 'draining');
+      stopReload();
+      void gw.close().then(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  gw.logger.info('stopped');
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    if (code !== 0 || process.argv.includes('check')) return;
+  },
+  (e: unknown) => {
+    console.error(`tokengate: ${(e as Error)?.message ?? String(e)}`);
+    process.exitCode = 1;
+  },
+);

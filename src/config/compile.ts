@@ -1,0 +1,155 @@
+/**
+ * Compiles a validated {@link Config} into the frozen structure the request path reads:
+ * precomputed matchers, claim paths, header names and the set of headers to strip.
+ * Nothing on the request path parses or validates config.
+ */
+import type { Config, IssuerConfig, RouteConfig } from './schema.js';
+
+/** A dotted claim path, split once; `raw` is also tried as a literal key (`https://x/roles`). */
+export interface ClaimPath {
+  raw: string;
+  segs: readonly string[];
+}
+
+/** One header the route sets from a claim. `scope` is the virtual space-joined scope claim. */
+export interface HeaderRule {
+  name: string;
+  claim: ClaimPath | 'scope';
+}
+
+/** The auth policy of one route. */
+export interface CompiledAuth {
+  mode: 'jwt' | 'introspection' | 'jwt_or_introspection' | 'none';
+  /** Issuers accepted on this route, by their exact `iss`. */
+  issuersByIss: ReadonlyMap<string, IssuerConfig>;
+  issuersById: ReadonlyMap<string, IssuerConfig>;
+  issuerIds: readonly string[];
+  /** Route-level audiences; null: each issuer's own list (or none). */
+  audiences: readonly string[] | null;
+  scopesAll: readonly string[];
+  scopesAny: readonly string[];
+  /** The `scope=` value of a 403 challenge: every scope the route names. */
+  requiredScopeText: string;
+  claims: ReadonlyArray<{ path: ClaimPath; value: string | number | boolean }>;
+}
+
+/** A route as the request path uses it. */
+export interface CompiledRoute {
+  id: string;
+  index: number;
+  host: string | null;
+  exactPath: string | null;
+  /** Without trailing slash; '' for `/` (matches everything). */
+  prefix: string | null;
+  methods: ReadonlySet<string> | null;
+  upstreamOrigin: string;
+  /** `host[:port]` sent as the upstream Host header. */
+  upstreamHost: string;
+  /** Upstream base path without trailing slash ('' for none). */
+  upstreamBasePath: string;
+  stripPrefix: boolean;
+  websocket: boolean;
+  auth: CompiledAuth;
+  headers: readonly HeaderRule[];
+  claimsHeader: string | null;
+  passAuthorization: boolean;
+  source: RouteConfig;
+}
+
+/** The whole compiled config. */
+export interface CompiledConfig {
+  source: Config;
+  server: Config['server'];
+  admin: Config['admin'];
+  decision: Config['decision'] | null;
+  issuers: ReadonlyMap<string, IssuerConfig>;
+  routes: readonly CompiledRoute[];
+  /** Canonical (lower-case, `_`→`-`) names of every header any route may set. */
+  identityHeaders: ReadonlySet<string>;
+  /** Canonical identity prefix ('' disables). */
+  identityPrefix: string;
+}
+
+/** Lower-case with `_` read as `-`: the one spelling used to compare header names. */
+export function canonicalHeader(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replace(/_/g, '-') : lower;
+}
+
+function claimPath(raw: string): ClaimPath {
+  return Object.freeze({ raw, segs: Object.freeze(raw.split('.')) });
+}
+
+function compileRoute(route: RouteConfig, index: number, config: Config): CompiledRoute {
+  const m = route.match;
+  const auth = route.auth;
+  const ids = auth.mode === 'none' ? [] : auth.issuers ?? config.issuers.map((i) => i.id);
+  const issuersByIss = new Map<string, IssuerConfig>();
+  for (const id of ids) {
+    const iss = config.issuers.find((i) => i.id === id);
+    if (iss) issuersByIss.set(iss.issuer, iss);
+  }
+  const up = new URL(route.upstream);
+  const required = [...auth.scopes.allOf, ...auth.scopes.anyOf.filter((s) => !auth.scopes.allOf.includes(s))];
+  let prefix: string | null = null;
+  if (m.pathPrefix !== undefined) prefix = m.pathPrefix.endsWith('/') ? m.pathPrefix.slice(0, -1) : m.pathPrefix;
+  return Object.freeze({
+    id: route.id,
+    index,
+    host: m.host ? m.host.toLowerCase() : null,
+    exactPath: m.path ?? null,
+    prefix,
+    methods: m.methods ? new Set(m.methods) : null,
+    upstreamOrigin: up.origin,
+    upstreamHost: up.host,
+    upstreamBasePath: up.pathname === '/' ? '' : up.pathname.replace(/\/$/, ''),
+    stripPrefix: route.stripPrefix,
+    websocket: route.websocket,
+    auth: Object.freeze({
+      mode: auth.mode as CompiledAuth['mode'],
+      issuersByIss,
+      issuersById: new Map([...issuersByIss.values()].map((i) => [i.id, i])),
+      issuerIds: Object.freeze(ids),
+      audiences: auth.audiences ? Object.freeze([...auth.audiences]) : null,
+      scopesAll: Object.freeze([...auth.scopes.allOf]),
+      scopesAny: Object.freeze([...auth.scopes.anyOf]),
+      requiredScopeText: required.join(' '),
+      claims: Object.freeze(Object.entries(auth.claims).map(([p, value]) => Object.freeze({ path: claimPath(p), value }))),
+    }),
+    headers: Object.freeze(Object.entries(route.forward.headers).map(([name, claim]) => Object.freeze({
+      name: name.toLowerCase(),
+      claim: claim === 'scope' ? ('scope' as const) : claimPath(claim),
+    }))),
+    claimsHeader: route.forward.claimsHeader?.toLowerCase() ?? null,
+    passAuthorization: route.forward.authorization === 'pass',
+    source: route,
+  });
+}
+
+/** Compiles and deep-freezes `config`. */
+export function compileConfig(config: Config): CompiledConfig {
+  const routes = config.routes.map((r, i) => compileRoute(r, i, config));
+  const identityHeaders = new Set<string>();
+  for (const r of routes) {
+    for (const h of r.headers) identityHeaders.add(canonicalHeader(h.name));
+    if (r.claimsHeader) identityHeaders.add(canonicalHeader(r.claimsHeader));
+  }
+  return Object.freeze({
+    source: deepFreeze(config),
+    server: config.server,
+    admin: config.admin,
+    decision: config.decision ?? null,
+    issuers: new Map(config.issuers.map((i) => [i.id, i])),
+    routes: Object.freeze(routes),
+    identityHeaders,
+    identityPrefix: canonicalHeader(config.server.identityHeaderPrefix),
+  });
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
+  }
+  return v;
+}

@@ -1,0 +1,102 @@
+/**
+ * Checks that the schema cannot express: unique ids, references between routes and
+ * issuers, what each auth mode needs, header names the gateway may not set.
+ */
+import { isIP } from 'node:net';
+import type { Config } from './schema.js';
+
+/** A problem at a key path (segments). */
+export interface CrossProblem {
+  path: Array<string | number>;
+  message: string;
+}
+
+/** Headers the gateway never lets a route set: hop-by-hop (RFC 9110 §7.6.1) and framing. */
+export const RESERVED_HEADERS = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'host', 'content-length', 'authorization', 'cookie', 'forwarded',
+  'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'dpop',
+]);
+
+/** Every problem of `config` that the schema does not catch. */
+export function crossCheck(config: Config): CrossProblem[] {
+  const out: CrossProblem[] = [];
+  const issuerIds = new Map<string, number>();
+  config.issuers.forEach((iss, i) => {
+    if (issuerIds.has(iss.id)) out.push({ path: ['issuers', i, 'id'], message: `duplicates issuers[${issuerIds.get(iss.id)}].id "${iss.id}"` });
+    issuerIds.set(iss.id, i);
+    if (iss.discovery && iss.jwksUri) out.push({ path: ['issuers', i, 'jwksUri'], message: 'cannot be set together with discovery: true' });
+    if (!iss.discovery && !iss.jwksUri && !iss.introspection) {
+      out.push({ path: ['issuers', i], message: 'needs jwksUri, discovery: true or an introspection block' });
+    }
+    if (iss.introspection && !iss.introspection.endpoint && !iss.discovery) {
+      out.push({ path: ['issuers', i, 'introspection', 'endpoint'], message: 'is required unless discovery: true' });
+    }
+  });
+
+  const routeIds = new Map<string, number>();
+  config.routes.forEach((route, r) => {
+    const at = (...p: Array<string | number>) => ['routes', r, ...p];
+    if (routeIds.has(route.id)) out.push({ path: at('id'), message: `duplicates routes[${routeIds.get(route.id)}].id "${route.id}"` });
+    routeIds.set(route.id, r);
+
+    const m = route.match;
+    if ((m.path === undefined) === (m.pathPrefix === undefined)) {
+      out.push({ path: at('match'), message: 'needs exactly one of path or pathPrefix' });
+    }
+    if (route.stripPrefix && m.pathPrefix === undefined) {
+      out.push({ path: at('stripPrefix'), message: 'needs match.pathPrefix' });
+    }
+    try {
+      const u = new URL(route.upstream);
+      if (u.search || u.hash || u.username || u.password) out.push({ path: at('upstream'), message: 'must not carry a query, fragment or credentials' });
+    } catch {
+      out.push({ path: at('upstream'), message: `is not a valid URL (got "${route.upstream}")` });
+    }
+
+    const auth = route.auth;
+    const names = auth.issuers ?? config.issuers.map((i) => i.id);
+    (auth.issuers ?? []).forEach((id, k) => {
+      if (!issuerIds.has(id)) out.push({ path: at('auth', 'issuers', k), message: `names issuer "${id}", which is not defined under issuers` });
+    });
+    const issuers = names.map((id) => config.issuers[issuerIds.get(id) ?? -1]).filter(Boolean);
+    if (auth.mode === 'none') {
+      const needsToken = auth.issuers || auth.audiences || auth.scopes.allOf.length || auth.scopes.anyOf.length ||
+        Object.keys(auth.claims).length || Object.keys(route.forward.headers).length || route.forward.claimsHeader;
+      if (needsToken) out.push({ path: at('auth'), message: 'mode: none cannot have issuers, audiences, scopes, claims or forwarded identity' });
+    } else {
+      if (!issuers.length) out.push({ path: at('auth', 'mode'), message: `${auth.mode} needs at least one issuer` });
+      if (auth.mode === 'jwt' && issuers.length && !issuers.some((i) => i.jwksUri || i.discovery)) {
+        out.push({ path: at('auth', 'mode'), message: 'jwt needs an issuer with jwksUri or discovery' });
+      }
+      if (auth.mode === 'introspection' && issuers.length && !issuers.some((i) => i.introspection)) {
+        out.push({ path: at('auth', 'mode'), message: 'introspection needs an issuer with an introspection block' });
+      }
+    }
+    for (const name of Object.keys(route.forward.headers)) {
+      if (RESERVED_HEADERS.has(name.toLowerCase())) {
+        out.push({ path: at('forward', 'headers', name), message: 'is a header the gateway does not let a route set' });
+      }
+    }
+    if (route.forward.claimsHeader && RESERVED_HEADERS.has(route.forward.claimsHeader.toLowerCase())) {
+      out.push({ path: at('forward', 'claimsHeader'), message: 'is a header the gateway does not let a route set' });
+    }
+  });
+
+  config.decision?.trustedProxies.forEach((c, i) => {
+    if (!parseCidr(c)) out.push({ path: ['decision', 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
+  });
+  return out;
+}
+
+/** Parses `addr` or `addr/bits`; null when invalid. */
+export function parseCidr(s: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | null {
+  const [address, bits, extra] = s.split('/');
+  if (extra !== undefined) return null;
+  const v = isIP(address);
+  if (!v) return null;
+  const max = v === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : /^\d+$/.test(bits) ? Number(bits) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return null;
+  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
+}

@@ -1,0 +1,56 @@
+/**
+ * `${VAR}` and `${VAR:-default}` substitution on the YAML document, in place, so that
+ * every value keeps its source position for error messages.
+ */
+import { parse as parseYaml, visit, type Document, type Scalar } from 'yaml';
+
+const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const WHOLE_REF = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/;
+
+/** A substitution failure: the variable and the node it stands in. */
+export interface EnvProblem {
+  node: Scalar;
+  message: string;
+}
+
+/**
+ * Replaces references in every string scalar of `doc`. A plain (unquoted) scalar that is
+ * exactly one reference is re-read as a YAML scalar, so `port: ${PORT:-8080}` is a number
+ * as if typed there; a quoted one stays a string. A missing variable with no default is
+ * a problem reported at its node (nothing is substituted for it).
+ */
+export function substituteEnv(doc: Document, env: NodeJS.ProcessEnv): EnvProblem[] {
+  const problems: EnvProblem[] = [];
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('${')) return;
+      const raw = node.value;
+      const missing: string[] = [];
+      const replaced = raw.replace(REF, (_m, name: string, dflt: string | undefined) => {
+        const v = env[name];
+        if (v !== undefined) return v;
+        if (dflt !== undefined) return dflt;
+        missing.push(name);
+        return '';
+      });
+      if (missing.length) {
+        for (const name of missing) {
+          problems.push({ node, message: `environment variable ${name} is not set and has no default` });
+        }
+        return;
+      }
+      if (node.type === 'PLAIN' && WHOLE_REF.test(raw)) {
+        const reread: unknown = parseYaml(replaced === '' ? '""' : replaced);
+        node.value = isScalarValue(reread) ? reread : replaced;
+      } else {
+        node.value = replaced;
+      }
+    },
+  });
+  return problems;
+}
+
+function isScalarValue(v: unknown): v is string | number | boolean {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+}
+

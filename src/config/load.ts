@@ -1,0 +1,190 @@
+/**
+ * Reads a config file into a validated {@link Config}: YAML with positions, `${VAR}`
+ * substitution, schema validation (Ajv, defaults applied) and cross-reference checks.
+ * Every problem is reported as `file:line key.path why`, all at once.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { ConfigSchema, type Config } from './schema.js';
+import { substituteEnv } from './env.js';
+import { crossCheck } from './cross-check.js';
+
+/** One config problem, with where it is. */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  /** Dotted key path, e.g. `routes[0].auth.mode`. */
+  path: string;
+  message: string;
+}
+
+/** The config cannot be used; `problems` lists every reason. */
+export class ConfigError extends Error {
+  readonly problems: ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** `file:line key.path why`. */
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line} ${p.path || '(root)'} ${p.message}`;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, verbose: true });
+const validate = ajv.compile<Config>(ConfigSchema);
+
+/** Reads and validates the file at `file`. Throws {@link ConfigError}. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError([{ file, line: 0, path: '', message: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}` }]);
+  }
+  return parseConfig(text, file, env);
+}
+
+/** Validates config text; `file` is only used in messages. Throws {@link ConfigError}. */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const lineOf = (node: { range?: [number, number, number?] | null } | null | undefined): number =>
+    node?.range ? lines.linePos(node.range[0]).line : 0;
+
+  if (doc.errors.length) {
+    throw new ConfigError(doc.errors.map((e) => ({
+      file, line: e.linePos?.[0]?.line ?? 0, path: '', message: `YAML: ${e.message.split('\n')[0]}`,
+    })));
+  }
+  const envProblems = substituteEnv(doc, env);
+  const problems: ConfigProblem[] = envProblems.map((p) => ({
+    file, line: lineOf(p.node), path: pathOfNode(doc, p.node), message: p.message,
+  }));
+
+  const envPaths = new Set(problems.map((p) => p.path));
+  const data: unknown = doc.toJS() ?? {};
+  if (!validate(data)) {
+    for (const err of dedupe(validate.errors ?? [])) {
+      const problem = describeAjvError(err, doc, file, lineOf);
+      if (!envPaths.has(problem.path)) problems.push(problem); // already reported as a missing variable
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  const config = data as Config;
+  for (const c of crossCheck(config)) {
+    problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path: formatPath(c.path), message: c.message });
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+type Seg = string | number;
+
+function formatPath(segs: readonly Seg[]): string {
+  let out = '';
+  for (const s of segs) out += typeof s === 'number' ? `[${s}]` : out ? `.${s}` : s;
+  return out;
+}
+
+function pointerToSegs(pointer: string): Seg[] {
+  if (!pointer) return [];
+  return pointer.slice(1).split('/').map((s) => {
+    const k = s.replace(/~1/g, '/').replace(/~0/g, '~');
+    return /^\d+$/.test(k) ? Number(k) : k;
+  });
+}
+
+/** The deepest YAML node that exists along `segs` (so a missing key points at its parent). */
+function nodeAt(doc: Document, segs: readonly Seg[]): Node | null {
+  let node: unknown = doc.contents;
+  for (const s of segs) {
+    if (!isNode(node)) break;
+    const next: unknown = (node as unknown as { get(k: Seg, keep: true): unknown }).get?.(s, true);
+    if (!isNode(next)) break;
+    node = next;
+  }
+  return isNode(node) ? node : null;
+}
+
+/** The key path of a node, found by walking the document (used for env problems). */
+function pathOfNode(doc: Document, target: Node): string {
+  const walk = (node: unknown, segs: Seg[]): Seg[] | null => {
+    if (node === target) return segs;
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        const key = isNode(pair.key) ? String((pair.key as { value?: unknown }).value) : String(pair.key);
+        const found = walk(pair.value, [...segs, key]);
+        if (found) return found;
+      }
+    } else if (isNode(node) && 'items' in node) {
+      const items = (node as { items: unknown[] }).items;
+      for (let i = 0; i < items.length; i++) {
+        const found = walk(items[i], [...segs, i]);
+        if (found) return found;
+      }
+    }
+    return null;
+  };
+  return formatPath(walk(doc.contents, []) ?? []);
+}
+
+/** Ajv reports each failing branch of a union; keep one line per location and keyword family. */
+function dedupe(errors: ErrorObject[]): ErrorObject[] {
+  const seen = new Set<string>();
+  const out: ErrorObject[] = [];
+  // A union failure reports its branches' `const`/`type` errors then `anyOf`; prefer `anyOf`.
+  const unionPaths = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
+  for (const e of errors) {
+    if (unionPaths.has(e.instancePath) && e.keyword !== 'anyOf') continue;
+    const key = `${e.instancePath}|${e.keyword}|${JSON.stringify(e.params)}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(e);
+  }
+  return out;
+}
+
+function describeAjvError(
+  err: ErrorObject,
+  doc: Document,
+  file: string,
+  lineOf: (n: Node | null) => number,
+): ConfigProblem {
+  const segs = pointerToSegs(err.instancePath);
+  const got = (v: unknown) => ` (got ${JSON.stringify(v)?.slice(0, 80)})`;
+  let message: string;
+  let at = segs;
+  switch (err.keyword) {
+    case 'additionalProperties': {
+      const key = String((err.params as { additionalProperty: string }).additionalProperty);
+      at = [...segs, key];
+      message = 'is not a known key';
+      break;
+    }
+    case 'required':
+      at = [...segs, (err.params as { missingProperty: string }).missingProperty];
+      message = 'is required';
+      break;
+    case 'anyOf': {
+      const schema = err.parentSchema as { anyOf?: Array<{ const?: unknown }>; description?: string } | undefined;
+      const consts = schema?.anyOf?.map((b) => b.const).filter((c) => c !== undefined);
+      message = consts?.length
+        ? `must be one of ${consts.join(', ')}${got(err.data)}`
+        : `must be ${schema?.description ?? 'a valid value'}${got(err.data)}`;
+      break;
+    }
+    case 'pattern': {
+      const hint = (err.parentSchema as { hint?: string } | undefined)?.hint;
+      message = `must be ${hint ?? `a string matching ${String(err.params.pattern)}`}${got(err.data)}`;
+      break;
+    }
+    default:
+      message = `${err.message ?? 'is invalid'}${got(err.data)}`;
+  }
+  return { file, line: lineOf(nodeAt(doc, at)), path: formatPath(at), message };
+}

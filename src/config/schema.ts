@@ -1,0 +1,145 @@
+/**
+ * The config file's schema: every key, its default and its meaning, in one place.
+ *
+ * Validation (Ajv), defaults and the README's config reference are all derived from
+ * this file (`scripts/gen-config-docs.ts`). Every object is closed
+ * (`additionalProperties: false`): a typo must never silently weaken a policy.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const closed = { additionalProperties: false } as const;
+
+/** JWS algorithms that may be allowed. `none` and HS* are absent on purpose (RFC 8725 §3.1-3.2). */
+export const ASYMMETRIC_ALGS = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
+] as const;
+
+const Alg = Type.Union(ASYMMETRIC_ALGS.map((a) => Type.Literal(a)), {
+  description: 'An asymmetric JWS algorithm',
+});
+
+const Cidr = Type.String({ minLength: 1, description: 'An IPv4/IPv6 address or CIDR block' });
+// `hint` words the error when a pattern fails ("must be <hint>").
+const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', hint: 'an HTTP header name (RFC 9110 token)', description: 'An HTTP header name' });
+const Url = Type.String({ pattern: '^https?://[^\\s]+$', hint: 'an absolute http:// or https:// URL', description: 'An absolute http(s) URL' });
+const Id = (what: string) => Type.String({ pattern: '^[A-Za-z0-9_.-]+$', hint: 'letters, digits, _ . - only', description: `Id used ${what}` });
+const AbsPath = (description: string) => Type.String({ pattern: '^/', hint: 'a path starting with /', description });
+
+function obj<T extends Record<string, TSchema>>(props: T, description: string, dflt = true) {
+  return Type.Object(props, dflt ? { ...closed, description, default: {} } : { ...closed, description });
+}
+
+const Server = obj({
+  host: Type.String({ default: '0.0.0.0', description: 'Proxy listen address' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Proxy listen port (0: any free port)' }),
+  trustProxy: Type.Boolean({ default: false, description: 'Honour X-Forwarded-For/-Proto/-Host from the peer (only behind a trusted front proxy)' }),
+  maxTokenBytes: Type.Integer({ minimum: 64, default: 8192, description: 'Longer bearer tokens are refused (401 invalid_token) without being parsed' }),
+  identityHeaderPrefix: Type.String({ default: 'x-auth-', pattern: '^[A-Za-z0-9_-]*$', hint: 'a header-name prefix', description: 'Every incoming header with this prefix (any case, `_` or `-`) is removed before forwarding; empty string disables the prefix rule' }),
+  upstreamTimeoutMs: Type.Integer({ minimum: 1, default: 30000, description: 'No response headers from the upstream by then: 504' }),
+  shutdownGraceSec: Type.Number({ minimum: 0, default: 30, description: 'On SIGTERM, how long in-flight requests may take to finish' }),
+  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino log level; `info` writes one access line per request' }),
+  tokenCacheSize: Type.Integer({ minimum: 0, default: 10000, description: 'Verified-JWT cache entries (0 disables); entries expire at the token `exp` and when their key leaves the JWKS' }),
+  maxHeaderBytes: Type.Integer({ minimum: 1024, default: 16384, description: 'Largest request header section accepted (431 beyond)' }),
+  requestTimeoutMs: Type.Integer({ minimum: 0, default: 300000, description: 'Whole-request receive timeout (Node `requestTimeout`; 0 disables)' }),
+  headersTimeoutMs: Type.Integer({ minimum: 1, default: 20000, description: 'Time allowed to receive the request headers (slowloris guard)' }),
+  keepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 72000, description: 'Idle keep-alive time for client connections' }),
+  bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
+  upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin' }),
+}, 'The proxy listener');
+
+const Admin = obj({
+  host: Type.String({ default: '0.0.0.0', description: 'Admin listen address' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 9090, description: '/healthz /readyz /metrics; never served on the proxy port' }),
+}, 'The admin listener');
+
+const Decision = obj({
+  host: Type.String({ default: '0.0.0.0', description: 'Decision listen address' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 8081, description: 'Forward-auth port (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz HTTP)' }),
+  trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers whose X-Forwarded-*/X-Original-* headers are believed; anyone else gets 403' }),
+}, 'Optional forward-auth decision listener; absent: no such listener', false);
+
+const Jwks = obj({
+  cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS after this; a shorter Cache-Control max-age wins' }),
+  cooldownSec: Type.Integer({ minimum: 0, default: 30, description: 'At most one fetch per this interval (the first included): unknown `kid`s cannot storm the IdP' }),
+  timeoutMs: Type.Integer({ minimum: 1, default: 3000, description: 'Fetch timeout (connect to last byte)' }),
+  maxStaleSec: Type.Integer({ minimum: 0, default: 86400, description: 'Keep using the last good keys this long while the IdP is down' }),
+  maxBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest JWKS/discovery document accepted' }),
+}, 'JWKS cache policy');
+
+const Introspection = obj({
+  endpoint: Type.Optional(Url),
+  clientId: Type.String({ minLength: 1, description: 'Client id for introspection client authentication' }),
+  clientSecret: Type.String({ minLength: 1, description: 'Client secret; use ${ENV} substitution, never a literal' }),
+  authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic', description: 'RFC 7662 client authentication' }),
+  cacheTtlSec: Type.Integer({ minimum: 0, default: 60, description: 'Positive answers cached this long, never beyond the token `exp` (0: no cache, instant revocation)' }),
+  negativeCacheTtlSec: Type.Integer({ minimum: 0, default: 5, description: 'Inactive answers cached this long' }),
+  cacheStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'memory | redis (shared by all replicas)' }),
+  cacheSize: Type.Integer({ minimum: 1, default: 10000, description: 'In-memory cache entries' }),
+  timeoutMs: Type.Integer({ minimum: 1, default: 3000, description: 'Introspection call timeout' }),
+}, 'RFC 7662 introspection for opaque tokens', false);
+
+const Issuer = Type.Object({
+  id: Id('by routes and in metric labels'),
+  issuer: Type.String({ minLength: 1, description: 'Exact `iss` value' }),
+  discovery: Type.Boolean({ default: false, description: 'Read jwks_uri / introspection_endpoint from OIDC discovery (the document `issuer` must equal `issuer`)' }),
+  jwksUri: Type.Optional({ ...Url, description: 'JWKS URL (instead of discovery)' }),
+  algorithms: Type.Array(Alg, { minItems: 1, default: ['RS256', 'PS256', 'ES256', 'EdDSA'], description: 'Algorithm allow-list; `none` and HS* are never accepted' }),
+  audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Accepted `aud` values (any one must match); a route may override' })),
+  clockToleranceSec: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: 'Leeway for exp/nbf/iat' }),
+  requireTyp: Type.Optional(Type.String({ minLength: 1, description: 'Required JWT `typ` header, e.g. at+jwt (RFC 9068)' })),
+  jwks: Jwks,
+  introspection: Type.Optional(Introspection),
+}, { ...closed, description: 'A token issuer' });
+
+const Scopes = obj({
+  allOf: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Every one of these scopes is required' }),
+  anyOf: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'At least one of these scopes is required (when non-empty)' }),
+}, 'Required scopes, read from `scope` (space-separated) or `scp` (array)');
+
+const ClaimValue = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
+
+const Auth = Type.Object({
+  mode: Type.Union(['jwt', 'introspection', 'jwt_or_introspection', 'none'].map((m) => Type.Literal(m)), { description: 'jwt | introspection | jwt_or_introspection | none (required: deny by default)' }),
+  issuers: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Issuer ids accepted on this route (default: every issuer)' })),
+  audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: "Accepted `aud` values; overrides the issuers' lists" })),
+  scopes: Scopes,
+  claims: Type.Record(Type.String({ minLength: 1 }), ClaimValue, { default: {}, description: 'Dotted claim path -> required value (equality; membership when the claim is an array)' }),
+}, { ...closed, description: 'Who may pass' });
+
+const Forward = obj({
+  headers: Type.Record(HeaderName, Type.String({ minLength: 1 }), { default: {}, description: 'Upstream header <- claim (dotted path); `scope` is the space-joined scopes from `scope` or `scp`' }),
+  claimsHeader: Type.Optional({ ...HeaderName, description: 'Header carrying all verified claims as base64url JSON' }),
+  authorization: Type.Union([Type.Literal('strip'), Type.Literal('pass')], { default: 'strip', description: 'Forward the caller\'s Authorization header upstream (pass) or not (strip)' }),
+}, 'What the upstream is told about the caller');
+
+const Match = Type.Object({
+  host: Type.Optional(Type.String({ minLength: 1, description: 'Exact Host (case-insensitive, port ignored)' })),
+  pathPrefix: Type.Optional(AbsPath('Matches the prefix itself and anything below it at a segment boundary (/orders, /orders/..., never /ordersX)')),
+  path: Type.Optional(AbsPath('Exact path')),
+  methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$', hint: 'an upper-case method name' }), { minItems: 1, description: 'Allowed methods (default all)' })),
+}, { ...closed, description: 'Which requests this route takes; exactly one of path / pathPrefix' });
+
+const Route = Type.Object({
+  id: Id('in logs and metric labels'),
+  match: Match,
+  upstream: { ...Url, description: 'Upstream origin (scheme://host:port), optionally with a base path' },
+  stripPrefix: Type.Boolean({ default: false, description: 'Remove the matched pathPrefix before forwarding' }),
+  websocket: Type.Boolean({ default: false, description: 'Proxy WebSocket upgrades (authenticated like any request)' }),
+  auth: Auth,
+  forward: Forward,
+}, { ...closed, description: 'A route; the first match in file order wins' });
+
+/** The whole config file. */
+export const ConfigSchema = Type.Object({
+  server: Server,
+  admin: Admin,
+  decision: Type.Optional(Decision),
+  issuers: Type.Array(Issuer, { default: [], description: 'Token issuers' }),
+  routes: Type.Array(Route, { minItems: 1, description: 'Routes; no match is 404' }),
+}, { ...closed, description: 'tokengate configuration' });
+
+/** The validated config, defaults applied (before compilation). */
+export type Config = Static<typeof ConfigSchema>;
+export type IssuerConfig = Static<typeof Issuer>;
+export type RouteConfig = Static<typeof Route>;
+export type IntrospectionConfig = Static<typeof Introspection>;

@@ -1,0 +1,111 @@
+/**
+ * The catalogue of every request failure tokengate can answer with.
+ *
+ * Each entry fixes the HTTP status, the RFC 6750 §3 error code (if any) and a stable
+ * `reason` id used in logs and metrics. Only `server/error-response.ts` turns a
+ * {@link GatewayError} into a response. Descriptions are fixed strings chosen here:
+ * they never contain a token, a secret, a claim value or an upstream message.
+ */
+
+/** RFC 6750 §3.1 error codes plus our `missing_token` body code (no challenge code). */
+export type OAuthErrorCode =
+  | 'missing_token'
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
+  | 'not_found'
+  | 'bad_request'
+  | 'forbidden'
+  | 'temporarily_unavailable'
+  | 'bad_gateway'
+  | 'gateway_timeout'
+  | 'server_error';
+
+/** One catalogue entry. */
+export interface ErrorKind {
+  status: number;
+  error: OAuthErrorCode;
+  /** Fixed, public description: safe to put in a body and a challenge. */
+  description: string;
+  /** Whether a `WWW-Authenticate` challenge goes with it (401/403 token errors). */
+  challenge: boolean;
+}
+
+/**
+ * Every failure, keyed by its `reason` (the metric/log label). Keep in sync with the
+ * README's error table (a test checks that every reason is documented there).
+ */
+export const ERRORS = {
+  // 400: the request itself is malformed (RFC 6750 §3.1 invalid_request)
+  bad_path: { status: 400, error: 'bad_request', description: 'The request path is not acceptable', challenge: false },
+  multiple_credentials: { status: 400, error: 'invalid_request', description: 'More than one access token was sent', challenge: true },
+  token_in_query: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the query string', challenge: true },
+  token_in_body: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the request body', challenge: true },
+  bad_scheme: { status: 400, error: 'invalid_request', description: 'The Authorization header is malformed', challenge: true },
+  // 401 without an error code (RFC 6750 §3.1: no credentials → no error attribute)
+  missing_token: { status: 401, error: 'missing_token', description: 'An access token is required', challenge: true },
+  // 401 invalid_token
+  token_too_large: { status: 401, error: 'invalid_token', description: 'The access token is too large', challenge: true },
+  malformed: { status: 401, error: 'invalid_token', description: 'The access token is malformed', challenge: true },
+  unsupported_token: { status: 401, error: 'invalid_token', description: 'The access token is not a JWT and no introspection is configured', challenge: true },
+  algorithm: { status: 401, error: 'invalid_token', description: 'The token signing algorithm is not allowed', challenge: true },
+  unknown_kid: { status: 401, error: 'invalid_token', description: 'The token signing key is unknown', challenge: true },
+  bad_signature: { status: 401, error: 'invalid_token', description: 'The token signature is invalid', challenge: true },
+  issuer: { status: 401, error: 'invalid_token', description: 'The token issuer is not accepted', challenge: true },
+  audience: { status: 401, error: 'invalid_token', description: 'The token audience is not accepted', challenge: true },
+  expired: { status: 401, error: 'invalid_token', description: 'The access token expired', challenge: true },
+  missing_exp: { status: 401, error: 'invalid_token', description: 'The access token has no valid expiry', challenge: true },
+  not_yet_valid: { status: 401, error: 'invalid_token', description: 'The access token is not yet valid', challenge: true },
+  issued_in_future: { status: 401, error: 'invalid_token', description: 'The access token was issued in the future', challenge: true },
+  token_type: { status: 401, error: 'invalid_token', description: 'The token type is not accepted', challenge: true },
+  claims_invalid: { status: 401, error: 'invalid_token', description: 'The access token claims are invalid', challenge: true },
+  unsafe_claim: { status: 401, error: 'invalid_token', description: 'A forwarded claim contains characters not allowed in a header', challenge: true },
+  inactive: { status: 401, error: 'invalid_token', description: 'The access token is not active', challenge: true },
+  // 403 insufficient_scope
+  scope: { status: 403, error: 'insufficient_scope', description: 'The access token lacks a required scope', challenge: true },
+  claim: { status: 403, error: 'insufficient_scope', description: 'The access token lacks a required claim', challenge: true },
+  // routing / plumbing
+  no_route: { status: 404, error: 'not_found', description: 'No route matches this request', challenge: false },
+  untrusted_peer: { status: 403, error: 'forbidden', description: 'This peer may not use the decision endpoint', challenge: false },
+  missing_forwarded_uri: { status: 400, error: 'bad_request', description: 'X-Forwarded-Uri or X-Original-URI is required', challenge: false },
+  jwks_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token keys cannot be obtained now', challenge: false },
+  introspection_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token introspection is unavailable now', challenge: false },
+  upstream_unavailable: { status: 502, error: 'bad_gateway', description: 'The upstream service is unavailable', challenge: false },
+  upstream_timeout: { status: 504, error: 'gateway_timeout', description: 'The upstream service did not answer in time', challenge: false },
+  internal: { status: 500, error: 'server_error', description: 'Internal error', challenge: false },
+} as const satisfies Record<string, ErrorKind>;
+
+/** A stable failure id: the key of {@link ERRORS}, used as the `reason` label. */
+export type Reason = keyof typeof ERRORS;
+
+/**
+ * A request failure. Thrown (or returned) by pipeline stages and rendered in exactly one
+ * place. `message` is the catalogue description: never interpolate request data into it.
+ */
+export class GatewayError extends Error {
+  readonly reason: Reason;
+  readonly status: number;
+  readonly error: OAuthErrorCode;
+  /** Required scopes, for the 403 challenge's `scope=` attribute (RFC 6750 §3). */
+  readonly scope?: string;
+  /** Seconds for `Retry-After` on 503. */
+  readonly retryAfterSec?: number;
+
+  constructor(reason: Reason, extra?: { scope?: string; retryAfterSec?: number }) {
+    const kind: ErrorKind = ERRORS[reason];
+    super(kind.description);
+    this.name = 'GatewayError';
+    this.reason = reason;
+    this.status = kind.status;
+    this.error = kind.error;
+    this.scope = extra?.scope;
+    this.retryAfterSec = extra?.retryAfterSec;
+  }
+}
+
+/** True when `e` is a {@link GatewayError}. */
+export function isGatewayError(e: unknown): e is GatewayError {
+  return e instanceof GatewayError;
+}

@@ -1,0 +1,210 @@
+/**
+ * The gateway: holds the current {@link CompiledConfig}, the per-issuer state (JWKS
+ * caches, discovery), the verifiers, metrics and logger, and the listeners built on
+ * them. A config swap is one assignment; requests read `core.config` once, at their start.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { CompiledConfig } from './config/compile.js';
+import type { IssuerConfig } from './config/schema.js';
+import { GatewayError } from './errors.js';
+import { discover, type IssuerMetadata } from './idp/discovery.js';
+import { JwksCache } from './idp/jwks-cache.js';
+import { createLogger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { JwtVerifier, type KeySource } from './pipeline/verify-jwt.js';
+import type { Verifiers } from './pipeline/run.js';
+import { buildAdmin } from './server/admin.js';
+import { buildProxy, type RequestState } from './server/proxy.js';
+
+/** What the listeners need from the gateway. */
+export interface GatewayCore {
+  readonly config: CompiledConfig;
+  readonly verifiers: Verifiers;
+  readonly metrics: Metrics;
+  recordRequest(state: RequestState, status: number): void;
+  readiness(): { ready: boolean; reason?: string };
+}
+
+/** One issuer's runtime state, kept across reloads while its config is unchanged. */
+export class IssuerRuntime {
+  readonly config: IssuerConfig;
+  readonly fingerprint: string;
+  readonly jwks: JwksCache | null;
+  private metadata: Promise<IssuerMetadata> | null = null;
+
+  constructor(config: IssuerConfig, metrics: Metrics, log: Logger) {
+    this.config = config;
+    this.fingerprint = JSON.stringify(config);
+    const jwksLog = log.child({ issuer: config.id });
+    this.jwks = config.jwksUri || config.discovery
+      ? new JwksCache({
+        issuerId: config.id,
+        policy: config.jwks,
+        resolveUri: async () => {
+          if (config.jwksUri) return config.jwksUri;
+          const meta = await this.discover();
+          if (!meta.jwksUri) throw new Error('discovery document has no jwks_uri');
+          return meta.jwksUri;
+        },
+        events: {
+          onFetch: (result, reason) => {
+            metrics.jwksFetches.labels(config.id, result).inc();
+            if (result === 'failure') jwksLog.warn({ reason }, 'JWKS fetch failed');
+            else jwksLog.debug('JWKS fetched');
+          },
+        },
+      })
+      : null;
+  }
+
+  /** Discovery metadata, fetched once; a failed fetch is retried on the next call. */
+  discover(): Promise<IssuerMetadata> {
+    if (!this.metadata) {
+      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes);
+      this.metadata.catch(() => {
+        this.metadata = null;
+      });
+    }
+    return this.metadata;
+  }
+}
+
+/** Options for {@link Gateway}. */
+export interface GatewayOptions {
+  logger?: Logger;
+  /** Milliseconds since the epoch (tests inject a clock). */
+  now?: () => number;
+}
+
+/** The running gateway. */
+export class Gateway implements GatewayCore {
+  config: CompiledConfig;
+  readonly metrics = new Metrics();
+  readonly logger: Logger;
+  readonly verifiers: Verifiers;
+  readonly issuers = new Map<string, IssuerRuntime>();
+  proxy: FastifyInstance | null = null;
+  admin: FastifyInstance | null = null;
+  private draining = false;
+  private readonly now: () => number;
+
+  constructor(config: CompiledConfig, opts: GatewayOptions = {}) {
+    this.config = config;
+    this.now = opts.now ?? Date.now;
+    this.logger = opts.logger ?? createLogger(config.server.logLevel);
+    const keys: KeySource = {
+      getKey: (issuerId, kid, alg) => {
+        const jwks = this.issuers.get(issuerId)?.jwks;
+        if (!jwks) throw new GatewayError('issuer');
+        return jwks.getKey(kid, alg);
+      },
+      hasKey: (issuerId, keyId) => this.issuers.get(issuerId)?.jwks?.hasKey(keyId) ?? false,
+    };
+    const issuers = this.issuers;
+    const cacheCounters = {
+      hit: this.metrics.cacheRequests.labels('jwt', 'hit'),
+      miss: this.metrics.cacheRequests.labels('jwt', 'miss'),
+    };
+    this.verifiers = {
+      jwt: new JwtVerifier({ keys, now: this.now, cacheSize: config.server.tokenCacheSize, onCache: (r) => cacheCounters[r].inc() }),
+    };
+    this.metrics.jwksAgeSource = function* (this: void) {
+      for (const [id, rt] of issuers) {
+        const age = rt.jwks?.ageSec();
+        if (age != null) yield [id, age] as [string, number];
+      }
+    };
+    this.syncIssuers(config);
+  }
+
+  /** Creates runtimes for new or changed issuers and stops those no longer configured. */
+  private syncIssuers(config: CompiledConfig): void {
+    const wanted = new Map(config.source.issuers.map((i) => [i.id, i]));
+    for (const [id, rt] of this.issuers) {
+      const next = wanted.get(id);
+      if (!next || JSON.stringify(next) !== rt.fingerprint) {
+        rt.jwks?.stop();
+        this.issuers.delete(id);
+      }
+    }
+    for (const [id, cfg] of wanted) {
+      if (!this.issuers.has(id)) {
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger);
+        this.issuers.set(id, rt);
+        if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
+      }
+    }
+  }
+
+  /** Issuers whose keys some route needs (readiness waits for them). */
+  private jwtIssuerIds(config: CompiledConfig): Set<string> {
+    const ids = new Set<string>();
+    for (const r of config.routes) {
+      if (r.auth.mode !== 'jwt' && r.auth.mode !== 'jwt_or_introspection') continue;
+      for (const id of r.auth.issuerIds) if (this.issuers.get(id)?.jwks) ids.add(id);
+    }
+    return ids;
+  }
+
+  /** Ready: config loaded, every needed issuer's keys fetched once, not draining. */
+  readiness(): { ready: boolean; reason?: string } {
+    if (this.draining) return { ready: false, reason: 'shutting down' };
+    for (const id of this.jwtIssuerIds(this.config)) {
+      if (!this.issuers.get(id)?.jwks?.ready) return { ready: false, reason: `keys of issuer ${id} not fetched yet` };
+    }
+    return { ready: true };
+  }
+
+  /** One access line and one metric increment per finished request. */
+  recordRequest(state: RequestState, status: number): void {
+    const route = state.ctx.route?.id ?? '(none)';
+    const err = state.error;
+    const outcome = err === null ? 'allowed' : err.status >= 500 && err.status !== 503 ? 'error' : 'denied';
+    const reason = err === null ? 'ok' : err.reason;
+    this.metrics.countRequest(route, outcome, reason);
+    const p = state.ctx.principal;
+    this.logger.info({
+      route, status, ms: Math.round((performance.now() - state.start) * 100) / 100,
+      sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
+    }, 'access');
+  }
+
+  /** Swaps in a new compiled config (already validated); keeps unchanged issuers' caches. */
+  swap(config: CompiledConfig): void {
+    this.syncIssuers(config);
+    this.config = config;
+    for (const id of this.jwtIssuerIds(config)) {
+      const jwks = this.issuers.get(id)?.jwks;
+      if (jwks && !jwks.ready) jwks.start();
+    }
+  }
+
+  /** Builds and starts the listeners, and the first key fetches. */
+  async start(): Promise<{ proxy: string; admin: string }> {
+    this.proxy = await buildProxy(this, this.logger);
+    this.admin = buildAdmin(this, this.logger);
+    for (const id of this.jwtIssuerIds(this.config)) this.issuers.get(id)?.jwks?.start();
+    const s = this.config.server;
+    const a = this.config.admin;
+    const proxy = await this.proxy.listen({ host: s.host, port: s.port });
+    const admin = await this.admin.listen({ host: a.host, port: a.port });
+    return { proxy, admin };
+  }
+
+  /** Readiness turns 503 at once; in-flight requests get up to `graceSec` to finish. */
+  async close(graceSec = this.config.server.shutdownGraceSec): Promise<void> {
+    this.draining = true;
+    const proxy = this.proxy;
+    if (proxy) {
+      const forced = setTimeout(() => proxy.server.closeAllConnections(), graceSec * 1000);
+      forced.unref();
+      proxy.server.closeIdleConnections();
+      await proxy.close();
+      clearTimeout(forced);
+    }
+    await this.admin?.close();
+    for (const rt of this.issuers.values()) rt.jwks?.stop();
+    this.logger.flush?.();
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * OIDC Discovery / RFC 8414 metadata: where an issuer publishes its keys and its
+ * introspection endpoint. The document's `issuer` must equal the configured issuer
+ * exactly (OIDC Discovery §4.3), or the metadata is rejected (mix-up defence).
+ */
+import { fetchJson, FetchError } from './http.js';
+
+/** The part of the metadata tokengate uses. */
+export interface IssuerMetadata {
+  jwksUri: string | null;
+  introspectionEndpoint: string | null;
+}
+
+/** Fetches and checks `${issuer}/.well-known/openid-configuration`. */
+export async function discover(issuer: string, timeoutMs: number, maxBytes: number): Promise<IssuerMetadata> {
+  const url = issuer.replace(/\/$/, '') + '/.well-known/openid-configuration';
+  const { body } = await fetchJson(url, { timeoutMs, maxBytes });
+  if (!body || typeof body !== 'object') throw new FetchError('not_json', 'discovery document is not an object');
+  const doc = body as Record<string, unknown>;
+  if (doc.issuer !== issuer) throw new FetchError('status', 'discovery document names another issuer');
+  const url_ = (v: unknown): string | null => (typeof v === 'string' && /^https?:\/\//.test(v) ? v : null);
+  return { jwksUri: url_(doc.jwks_uri), introspectionEndpoint: url_(doc.introspection_endpoint) };
+}

@@ -1,0 +1,225 @@
+/**
+ * One issuer's signing keys: fetched once, cached, refreshed on expiry and on an unknown
+ * `kid`, with every fetch coalesced (single flight) and rate-limited by `cooldownSec`
+ * (the first fetch included), and the last good keys kept for `maxStaleSec` past their
+ * expiry while the IdP is down.
+ *
+ * jose's `createRemoteJWKSet` throws instead of serving stale keys, so the policy lives
+ * here and jose only imports the keys.
+ *
+ * @example
+ *   const cache = new JwksCache({ issuerId: 'corp', resolveUri: async () => url, policy, now: Date.now });
+ *   const { key, id } = await cache.getKey(header.kid, header.alg);
+ */
+import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
+import { GatewayError } from '../errors.js';
+import { fetchJson, maxAgeOf } from './http.js';
+
+/** The cache policy (the issuer's `jwks` block). */
+export interface JwksPolicy {
+  cacheTtlSec: number;
+  cooldownSec: number;
+  timeoutMs: number;
+  maxStaleSec: number;
+  maxBytes: number;
+}
+
+/** Observers for metrics and logs. */
+export interface JwksEvents {
+  onFetch?(result: 'success' | 'failure', reason?: string): void;
+}
+
+/** A usable public key, identified by its RFC 7638 thumbprint. */
+export interface SelectedKey {
+  key: CryptoKey | Uint8Array;
+  /** Thumbprint: stable identity of the key across refreshes. */
+  id: string;
+}
+
+interface KeyEntry {
+  jwk: JWK;
+  thumbprint: string;
+  imported: Map<string, Promise<CryptoKey | Uint8Array>>;
+}
+
+interface KeySet {
+  keys: KeyEntry[];
+  thumbprints: Set<string>;
+  fetchedAt: number;
+  expiresAt: number;
+}
+
+/** Which JWK `kty`/`crv` can verify a JWS `alg` (RFC 7518 §3, RFC 8037). */
+function keyFits(jwk: JWK, alg: string): boolean {
+  if (jwk.use !== undefined && jwk.use !== 'sig') return false;
+  if (jwk.alg !== undefined && jwk.alg !== alg && !(alg === 'EdDSA' && jwk.alg === 'Ed25519') && !(alg === 'Ed25519' && jwk.alg === 'EdDSA')) return false;
+  if (jwk.key_ops !== undefined && !jwk.key_ops.includes('verify')) return false;
+  switch (alg) {
+    case 'RS256': case 'RS384': case 'RS512': case 'PS256': case 'PS384': case 'PS512':
+      return jwk.kty === 'RSA';
+    case 'ES256': return jwk.kty === 'EC' && jwk.crv === 'P-256';
+    case 'ES384': return jwk.kty === 'EC' && jwk.crv === 'P-384';
+    case 'ES512': return jwk.kty === 'EC' && jwk.crv === 'P-521';
+    case 'EdDSA': return jwk.kty === 'OKP' && (jwk.crv === 'Ed25519' || jwk.crv === 'Ed448');
+    case 'Ed25519': return jwk.kty === 'OKP' && jwk.crv === 'Ed25519';
+    default: return false;
+  }
+}
+
+/** The per-issuer key cache. */
+export class JwksCache {
+  readonly issuerId: string;
+  private readonly resolveUri: () => Promise<string>;
+  private readonly policy: JwksPolicy;
+  private readonly now: () => number;
+  private readonly events: JwksEvents;
+  private set: KeySet | null = null;
+  private lastAttemptAt = -Infinity;
+  private inflight: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(opts: { issuerId: string; resolveUri: () => Promise<string>; policy: JwksPolicy; now?: () => number; events?: JwksEvents }) {
+    this.issuerId = opts.issuerId;
+    this.resolveUri = opts.resolveUri;
+    this.policy = opts.policy;
+    this.now = opts.now ?? Date.now;
+    this.events = opts.events ?? {};
+  }
+
+  /** True once a key set has been fetched (readiness). */
+  get ready(): boolean {
+    return this.set !== null;
+  }
+
+  /** Seconds since the current keys were fetched; null before the first fetch. */
+  ageSec(): number | null {
+    return this.set ? (this.now() - this.set.fetchedAt) / 1000 : null;
+  }
+
+  /** Whether the key with this thumbprint is still published (used by the token cache). */
+  hasKey(id: string): boolean {
+    const s = this.set;
+    return s !== null && s.thumbprints.has(id) && this.now() < s.expiresAt + this.policy.maxStaleSec * 1000;
+  }
+
+  /** Starts the first fetch and keeps the keys fresh in the background (timer is unref'd). */
+  start(): void {
+    this.stopped = false;
+    void this.refresh().finally(() => this.schedule());
+  }
+
+  /** Stops background refreshes. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    const now = this.now();
+    const cooldown = this.policy.cooldownSec * 1000;
+    const due = this.set && this.set.expiresAt > now ? this.set.expiresAt - now : 0;
+    const wait = Math.max(due, this.lastAttemptAt + cooldown - now, 1000);
+    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), wait);
+    this.timer.unref();
+  }
+
+  /**
+   * The key for a token header. Throws `unknown_kid` (401) when no published key fits,
+   * `jwks_unavailable` (503) when no usable keys can be had now.
+   */
+  async getKey(kid: string | undefined, alg: string): Promise<SelectedKey> {
+    let now = this.now();
+    let s = this.set;
+    const fresh = s !== null && now < s.expiresAt;
+    let entry = fresh ? this.select(s as KeySet, kid, alg) : null;
+    if (!entry) {
+      // Expired, never fetched, or an unknown kid: fetch, if the cooldown allows it.
+      if (this.inflight) await this.inflight;
+      else if (now - this.lastAttemptAt >= this.policy.cooldownSec * 1000) await this.refresh();
+      now = this.now();
+      s = this.set;
+      if (!s || now >= s.expiresAt + this.policy.maxStaleSec * 1000) {
+        const retry = Math.max(1, Math.ceil((this.lastAttemptAt + this.policy.cooldownSec * 1000 - now) / 1000));
+        throw new GatewayError('jwks_unavailable', { retryAfterSec: retry });
+      }
+      entry = this.select(s, kid, alg);
+      if (!entry) throw new GatewayError('unknown_kid');
+    }
+    let imported = entry.imported.get(alg);
+    if (!imported) {
+      imported = importJWK(entry.jwk, alg);
+      entry.imported.set(alg, imported);
+    }
+    try {
+      return { key: await imported, id: entry.thumbprint };
+    } catch {
+      throw new GatewayError('unknown_kid'); // a published key that cannot be used for this alg
+    }
+  }
+
+  /** With a kid: the key with that kid that fits `alg`. Without: the only fitting key. */
+  private select(s: KeySet, kid: string | undefined, alg: string): KeyEntry | null {
+    if (kid !== undefined) {
+      for (const k of s.keys) if (k.jwk.kid === kid && keyFits(k.jwk, alg)) return k;
+      return null;
+    }
+    let found: KeyEntry | null = null;
+    for (const k of s.keys) {
+      if (!keyFits(k.jwk, alg)) continue;
+      if (found) return null; // ambiguous without a kid: refuse rather than try them all
+      found = k;
+    }
+    return found;
+  }
+
+  /** One fetch at a time; concurrent callers share it. */
+  refresh(): Promise<void> {
+    if (this.inflight) return this.inflight;
+    this.lastAttemptAt = this.now();
+    this.inflight = this.fetchOnce().finally(() => {
+      this.inflight = null;
+    });
+    return this.inflight;
+  }
+
+  private async fetchOnce(): Promise<void> {
+    try {
+      const uri = await this.resolveUri();
+      const { body, cacheControl } = await fetchJson(uri, { timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes });
+      const keys = await parseJwks(body);
+      const now = this.now();
+      const maxAge = maxAgeOf(cacheControl);
+      const ttl = maxAge === null ? this.policy.cacheTtlSec : Math.min(maxAge, this.policy.cacheTtlSec);
+      const previous = new Map((this.set?.keys ?? []).map((k) => [k.thumbprint, k]));
+      // Keep imported CryptoKeys of keys that are still published.
+      const merged = keys.map((k) => previous.get(k.thumbprint) ?? k);
+      this.set = { keys: merged, thumbprints: new Set(merged.map((k) => k.thumbprint)), fetchedAt: now, expiresAt: now + ttl * 1000 };
+      this.events.onFetch?.('success');
+    } catch (e) {
+      this.events.onFetch?.('failure', (e as Error).message);
+    }
+  }
+}
+
+/** Parses a JWKS body; keys that are not public asymmetric signature keys are dropped. */
+async function parseJwks(body: unknown): Promise<KeyEntry[]> {
+  const keys = (body as { keys?: unknown })?.keys;
+  if (!Array.isArray(keys)) throw new Error('JWKS has no keys array');
+  const out: KeyEntry[] = [];
+  for (const raw of keys) {
+    if (!raw || typeof raw !== 'object') continue;
+    const jwk = raw as JWK;
+    if (jwk.kty !== 'RSA' && jwk.kty !== 'EC' && jwk.kty !== 'OKP') continue; // never `oct` (RFC 8725 §3.1)
+    if (jwk.d !== undefined) continue; // a private key published by mistake is not used
+    try {
+      out.push({ jwk, thumbprint: await calculateJwkThumbprint(jwk, 'sha256'), imported: new Map() });
+    } catch {
+      // malformed key: skip it, keep the others
+    }
+  }
+  return out;
+}

@@ -1,0 +1,54 @@
+/**
+ * Credential extraction (RFC 6750 §2): exactly one token, from the Authorization header
+ * only. A token in the query string or a form body is refused, never used (§2.2-2.3 are
+ * optional for resource servers and leak tokens into logs).
+ */
+import { GatewayError } from '../errors.js';
+
+/** The presented credential. */
+export interface Credential {
+  scheme: 'bearer' | 'dpop';
+  token: string;
+}
+
+// RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * Reads the credential from the raw header list (duplicate `Authorization` headers are
+ * invisible in Node's `req.headers`, which keeps the first). Returns null when there is
+ * no bearer credential at all; throws 400 for a malformed one and 401 for an oversized one.
+ */
+export function extractCredential(rawHeaders: readonly string[], search: string, maxTokenBytes: number): Credential | null {
+  let value: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    if (name.length === 13 && name.toLowerCase() === 'authorization') {
+      if (value !== undefined) throw new GatewayError('multiple_credentials');
+      value = rawHeaders[i + 1];
+    }
+  }
+  if (search.length > 1 && hasAccessTokenParam(search.slice(1))) {
+    throw new GatewayError(value !== undefined ? 'multiple_credentials' : 'token_in_query');
+  }
+  if (value === undefined) return null;
+  const sp = value.indexOf(' ');
+  const scheme = (sp === -1 ? value : value.slice(0, sp)).toLowerCase();
+  let kind: Credential['scheme'];
+  if (scheme === 'bearer') kind = 'bearer';
+  else if (scheme === 'dpop') kind = 'dpop';
+  else return null; // another scheme (Basic, ...) carries no bearer token
+  const token = sp === -1 ? '' : value.slice(sp + 1).replace(/^ +/, '');
+  if (token.length > maxTokenBytes) throw new GatewayError('token_too_large');
+  if (!B64TOKEN.test(token)) throw new GatewayError('bad_scheme');
+  return { scheme: kind, token };
+}
+
+/** Whether a query string or form body (without `?`) has an `access_token` parameter. */
+export function hasAccessTokenParam(params: string): boolean {
+  if (!params.toLowerCase().includes('access') && !params.includes('%')) return false;
+  for (const key of new URLSearchParams(params).keys()) {
+    if (key === 'access_token') return true;
+  }
+  return false;
+}

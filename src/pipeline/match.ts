@@ -1,0 +1,50 @@
+/**
+ * Route matching: the first route, in file order, whose host, path and method all match.
+ */
+import type { CompiledRoute } from '../config/compile.js';
+
+/** Lower-cased host without port (`[v6]` kept in brackets); '' when absent. */
+export function hostOnly(hostHeader: string | undefined): string {
+  if (!hostHeader) return '';
+  const h = hostHeader.toLowerCase();
+  if (h.charCodeAt(0) === 0x5b /* [ */) {
+    const end = h.indexOf(']');
+    return end === -1 ? h : h.slice(0, end + 1);
+  }
+  const colon = h.indexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
+}
+
+/** Whether `path` (normalized) falls under `route`'s path rule, at a segment boundary. */
+export function pathMatches(route: CompiledRoute, path: string): boolean {
+  if (route.exactPath !== null) return path === route.exactPath;
+  const p = route.prefix as string;
+  if (p === '') return true;
+  return path.startsWith(p) && (path.length === p.length || path.charCodeAt(p.length) === 0x2f /* / */);
+}
+
+/** The first matching route, or null (→ 404). `host` is already {@link hostOnly}. */
+export function matchRoute(
+  routes: readonly CompiledRoute[],
+  method: string,
+  host: string,
+  path: string,
+): CompiledRoute | null {
+  for (let i = 0; i < routes.length; i++) {
+    const r = routes[i];
+    if (r.host !== null && r.host !== host) continue;
+    if (r.methods !== null && !r.methods.has(method)) continue;
+    if (pathMatches(r, path)) return r;
+  }
+  return null;
+}
+
+/** The path the upstream receives: after `stripPrefix`, under the upstream's base path. */
+export function upstreamPath(route: CompiledRoute, path: string): string {
+  let p = path;
+  if (route.stripPrefix && route.prefix) {
+    p = path.slice(route.prefix.length);
+    if (p === '') p = '/';
+  }
+  return route.upstreamBasePath + p;
+}

@@ -1,0 +1,95 @@
+/**
+ * Upstream request headers: the identity headers a route sets from verified claims,
+ * and the scrubbing of everything a client could use to forge them.
+ */
+import type { CompiledConfig, CompiledRoute } from '../config/compile.js';
+import { GatewayError } from '../errors.js';
+import { readClaim } from './authorize.js';
+import type { Principal } from './principal.js';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §9.6): never forwarded. */
+export const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'http2-settings',
+]);
+
+// Control characters (C0, DEL, C1) would split or corrupt a header (RFC 9110 §5.5).
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * The header value for a claim: strings as they are (non-ASCII sent as UTF-8 bytes),
+ * numbers and booleans as JSON text, arrays of strings joined with `,`, anything else as
+ * JSON. Throws 401 `unsafe_claim` for a value with control characters.
+ */
+export function headerValue(v: unknown, joiner = ','): string | undefined {
+  let s: string;
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') s = v;
+  else if (typeof v === 'number' || typeof v === 'boolean') s = JSON.stringify(v);
+  else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) s = v.join(joiner);
+  else s = JSON.stringify(v);
+  if (UNSAFE.test(s)) throw new GatewayError('unsafe_claim');
+  // Node writes header strings as latin1: send UTF-8 bytes for non-ASCII text.
+  // eslint-disable-next-line no-control-regex
+  return /[^\x00-\x7f]/.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
+}
+
+/** The identity headers of `route` for `principal`, as [name, value] pairs (lower-case names). */
+export function identityHeaders(route: CompiledRoute, principal: Principal | null): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  if (!principal) return out;
+  for (const rule of route.headers) {
+    const v = rule.claim === 'scope' ? headerValue(principal.scopes, ' ') : headerValue(readClaim(principal.claims, rule.claim));
+    if (v !== undefined && v !== '') out.push([rule.name, v]);
+  }
+  if (route.claimsHeader) {
+    out.push([route.claimsHeader, Buffer.from(JSON.stringify(principal.claims)).toString('base64url')]);
+  }
+  return out;
+}
+
+/** Lower-case names listed in `Connection` (RFC 9110 §7.6.1). */
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (!value) return null;
+  const set = new Set<string>();
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t) set.add(t);
+  }
+  return set;
+}
+
+/**
+ * The headers sent upstream: the client's headers minus hop-by-hop ones, minus those the
+ * client's `Connection` lists, minus every identity header (any route's names and the
+ * identity prefix, compared in canonical spelling so `X_Auth_Subject` counts), minus
+ * `Authorization` unless the route passes it; then the gateway's own headers, which
+ * nothing the client sent can remove.
+ */
+export function upstreamHeaders(
+  config: CompiledConfig,
+  route: CompiledRoute,
+  incoming: Readonly<Record<string, string | string[] | undefined>>,
+  own: ReadonlyArray<[string, string]>,
+  forwarded: { for: string; proto: string; host: string | undefined },
+  connection: string | string[] | undefined,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const listed = connectionTokens(connection);
+  const prefix = config.identityPrefix;
+  for (const name in incoming) {
+    const v = incoming[name];
+    if (v === undefined || HOP_BY_HOP.has(name) || (listed && listed.has(name))) continue;
+    if (name === 'host' || name === 'x-forwarded-for' || name === 'x-forwarded-proto' || name === 'x-forwarded-host' || name === 'forwarded') continue;
+    if (name === 'authorization' && !route.passAuthorization) continue;
+    const canon = name.includes('_') ? name.replace(/_/g, '-') : name;
+    if (config.identityHeaders.has(canon) || (prefix !== '' && canon.startsWith(prefix))) continue;
+    if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon.startsWith('x-forwarded-'))) continue;
+    out[name] = v;
+  }
+  out['x-forwarded-for'] = forwarded.for;
+  out['x-forwarded-proto'] = forwarded.proto;
+  if (forwarded.host) out['x-forwarded-host'] = forwarded.host;
+  for (const [name, value] of own) out[name] = value;
+  return out;
+}

@@ -1,0 +1,22 @@
+/**
+ * The verified caller: what authentication proved, read by authorization and header
+ * building. Claims come only from a verified JWT or an active introspection answer.
+ */
+
+/** A verified caller. */
+export interface Principal {
+  issuerId: string;
+  /** Verified claims (JWT payload, or the introspection answer). */
+  claims: Readonly<Record<string, unknown>>;
+  /** Scopes from `scope` (space-separated) or `scp` (array or string). */
+  scopes: readonly string[];
+  source: 'jwt' | 'introspection';
+}
+
+/** Scopes of a claim set: `scope` (RFC 8693 §4.2, space-separated) or `scp` (array or string). */
+export function scopesOf(claims: Readonly<Record<string, unknown>>): string[] {
+  const s = claims.scope ?? claims.scp;
+  if (typeof s === 'string') return s.split(' ').filter(Boolean);
+  if (Array.isArray(s)) return s.filter((x): x is string => typeof x === 'string');
+  return [];
+}

@@ -1,0 +1,135 @@
+/**
+ * The decision pipeline, shared by the proxy, the decision listener and `explain`:
+ * normalize path → match route → extract credential → verify → authorize → build
+ * identity headers. It imports no Fastify and does no I/O of its own: verifiers are
+ * injected. Stages fill a {@link DecisionContext} so that a failure still reports which
+ * route it was on (for logs and metrics).
+ */
+import type { CompiledConfig, CompiledRoute } from '../config/compile.js';
+import { GatewayError } from '../errors.js';
+import { authorize } from './authorize.js';
+import { extractCredential, hasAccessTokenParam, type Credential } from './extract.js';
+import { hostOnly, matchRoute, upstreamPath } from './match.js';
+import { identityHeaders } from './mutate.js';
+import { normalizeTarget } from './path.js';
+import type { Principal } from './principal.js';
+import { looksLikeJwt } from './verify-jwt.js';
+import type { CompiledAuth } from '../config/compile.js';
+
+/** What the pipeline needs to know about a request (from the proxy or the decision listener). */
+export interface RequestFacts {
+  method: string;
+  /** The raw request target (path and query) as received. */
+  target: string;
+  host: string | undefined;
+  /** Raw header name/value list (to see duplicates Node would hide). */
+  rawHeaders: readonly string[];
+  /** A form-encoded body, read only to refuse an `access_token` in it (RFC 6750 §2.2). */
+  formBody?: string;
+}
+
+/** Something that turns a token into a verified principal for a route. */
+export interface TokenVerifier {
+  verify(token: string, auth: CompiledAuth): Promise<Principal>;
+}
+
+/** The verifiers the pipeline calls. `introspection` is absent when no issuer has one. */
+export interface Verifiers {
+  jwt: TokenVerifier;
+  introspection?: TokenVerifier;
+}
+
+/** A step's outcome, for `explain` and debugging. */
+export interface TraceStep {
+  step: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** Filled in as the pipeline runs; read by the caller after success or failure. */
+export interface DecisionContext {
+  route: CompiledRoute | null;
+  /** Normalized path (what matched). */
+  path: string | null;
+  search: string;
+  /** What the upstream receives as its path (after stripPrefix, under the base path). */
+  upstreamPath: string | null;
+  credential: Credential | null;
+  principal: Principal | null;
+  /** Identity headers for the upstream. */
+  headers: Array<[string, string]>;
+  trace: TraceStep[] | null;
+}
+
+/** A fresh context; pass `trace: true` to record every step. */
+export function newContext(trace = false): DecisionContext {
+  return { route: null, path: null, search: '', upstreamPath: null, credential: null, principal: null, headers: [], trace: trace ? [] : null };
+}
+
+function note(ctx: DecisionContext, step: string, ok: boolean, detail: string): void {
+  ctx.trace?.push({ step, ok, detail });
+}
+
+/** Runs the pipeline; resolves when the request may pass, throws {@link GatewayError} otherwise. */
+export async function decide(config: CompiledConfig, facts: RequestFacts, verifiers: Verifiers, ctx: DecisionContext): Promise<void> {
+  const target = normalizeTarget(facts.target);
+  if (!target) {
+    note(ctx, 'path', false, 'refused: encoded / or \\, raw \\ ; or NUL, invalid escape, or climbs above /');
+    throw new GatewayError('bad_path');
+  }
+  ctx.path = target.path;
+  ctx.search = target.search;
+  note(ctx, 'path', true, `normalized to ${target.path}`);
+
+  const route = matchRoute(config.routes, facts.method, hostOnly(facts.host), target.path);
+  if (!route) {
+    note(ctx, 'route', false, 'no route matches method, host and path');
+    throw new GatewayError('no_route');
+  }
+  ctx.route = route;
+  ctx.upstreamPath = upstreamPath(route, target.path);
+  note(ctx, 'route', true, `route ${route.id} (auth.mode ${route.auth.mode}) → ${route.upstreamOrigin}${ctx.upstreamPath}`);
+
+  const auth = route.auth;
+  if (auth.mode === 'none') {
+    note(ctx, 'auth', true, 'mode: none, no token required');
+    return;
+  }
+
+  const cred = extractCredential(facts.rawHeaders, target.search, config.server.maxTokenBytes);
+  if (facts.formBody && hasAccessTokenParam(facts.formBody)) {
+    throw new GatewayError(cred ? 'multiple_credentials' : 'token_in_body');
+  }
+  if (!cred) {
+    note(ctx, 'credential', false, 'no bearer token in the Authorization header');
+    throw new GatewayError('missing_token');
+  }
+  ctx.credential = cred;
+  note(ctx, 'credential', true, `${cred.scheme} token, ${cred.token.length} bytes`);
+
+  const useJwt = auth.mode === 'jwt' || (auth.mode === 'jwt_or_introspection' && looksLikeJwt(cred.token));
+  const verifier = useJwt ? verifiers.jwt : verifiers.introspection;
+  if (!verifier) throw new GatewayError('unsupported_token');
+  const principal = await verifier.verify(cred.token, auth);
+  ctx.principal = principal;
+  note(ctx, 'verify', true, `${principal.source} from issuer ${principal.issuerId}, sub ${String(principal.claims.sub ?? '-')}`);
+
+  checkBinding(principal, cred);
+
+  authorize(principal, auth);
+  note(ctx, 'authorize', true, 'scopes and claims satisfied');
+
+  ctx.headers = identityHeaders(route, principal);
+  note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
+}
+
+/**
+ * Sender-constrained tokens (RFC 9449 §6, RFC 8705 §3): a token bound to a key or a
+ * certificate is refused until proof-of-possession is checked; proof checking is not
+ * part of this stage, so bound tokens and the DPoP scheme fail closed here.
+ */
+function checkBinding(principal: Principal, cred: Credential): void {
+  const cnf = principal.claims.cnf;
+  if (cred.scheme === 'dpop') throw new GatewayError('token_type');
+  if (cnf && typeof cnf === 'object') throw new GatewayError('token_type');
+}

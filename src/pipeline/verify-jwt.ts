@@ -1,0 +1,178 @@
+/**
+ * JWT access-token verification (RFC 7519, RFC 8725, RFC 9068), per issuer:
+ * the issuer is chosen by the exact `iss` among the route's issuers, the key by `kid`
+ * from that issuer's JWKS only (a header's `jku`, `x5u`, `jwk` and `x5c` are never read),
+ * the algorithm from the issuer's allow-list. Cheap checks run before any key lookup.
+ * Verified tokens are cached (exact token → claims) until `exp` and while their key is
+ * still published; audience and policy are re-applied per route on every hit.
+ */
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { CompiledAuth } from '../config/compile.js';
+import type { IssuerConfig } from '../config/schema.js';
+import { GatewayError, type Reason } from '../errors.js';
+import type { SelectedKey } from '../idp/jwks-cache.js';
+import { scopesOf, type Principal } from './principal.js';
+
+/** Where keys come from, per issuer id (the gateway's JWKS caches). */
+export interface KeySource {
+  getKey(issuerId: string, kid: string | undefined, alg: string): Promise<SelectedKey>;
+  hasKey(issuerId: string, keyId: string): boolean;
+}
+
+interface CachedToken {
+  issuerId: string;
+  keyId: string;
+  exp: number;
+  nbf: number | undefined;
+  principal: Principal;
+}
+
+/** Options of the verifier. */
+export interface JwtVerifierOptions {
+  keys: KeySource;
+  /** Milliseconds since the epoch (injected in tests). */
+  now?: () => number;
+  /** Verified-token cache entries; 0 disables. */
+  cacheSize: number;
+  onCache?(result: 'hit' | 'miss'): void;
+}
+
+/** Counts of the three parts a JWS compact serialization has (RFC 7515 §7.1). */
+export function looksLikeJwt(token: string): boolean {
+  const a = token.indexOf('.');
+  if (a <= 0) return false;
+  const b = token.indexOf('.', a + 1);
+  if (b === -1 || token.indexOf('.', b + 1) !== -1) return false;
+  try {
+    return typeof decodeProtectedHeader(token).alg === 'string';
+  } catch {
+    return false;
+  }
+}
+
+/** Verifies JWT access tokens for routes. */
+export class JwtVerifier {
+  private readonly keys: KeySource;
+  private readonly now: () => number;
+  private readonly cache: LRUCache<string, CachedToken> | null;
+  private readonly onCache?: (result: 'hit' | 'miss') => void;
+
+  constructor(opts: JwtVerifierOptions) {
+    this.keys = opts.keys;
+    this.now = opts.now ?? Date.now;
+    this.cache = opts.cacheSize > 0 ? new LRUCache({ max: opts.cacheSize }) : null;
+    this.onCache = opts.onCache;
+  }
+
+  /** Verifies `token` for a route's auth policy (authentication only: no scopes/claims). */
+  async verify(token: string, auth: CompiledAuth): Promise<Principal> {
+    const nowSec = this.now() / 1000;
+    const hit = this.cache?.get(token);
+    if (hit) {
+      const issuer = auth.issuersById.get(hit.issuerId);
+      if (issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
+        const tol = issuer.clockToleranceSec;
+        if (hit.exp + tol <= nowSec) throw new GatewayError('expired');
+        if (hit.nbf !== undefined && hit.nbf - tol > nowSec) throw new GatewayError('not_yet_valid');
+        checkAudience(hit.principal.claims, auth, issuer);
+        this.onCache?.('hit');
+        return hit.principal;
+      }
+      if (!issuer) throw new GatewayError('issuer');
+      this.cache?.delete(token); // key gone from the JWKS: verify again (and fail)
+    }
+    this.onCache?.('miss');
+
+    // Cheap structural checks before any key lookup.
+    if (!looksLikeJwtShape(token)) throw new GatewayError('malformed');
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    let unverified: JWTPayload;
+    try {
+      header = decodeProtectedHeader(token);
+      unverified = decodeJwt(token);
+    } catch {
+      throw new GatewayError('malformed');
+    }
+    if (typeof unverified.iss !== 'string') throw new GatewayError('issuer');
+    const issuer = auth.issuersByIss.get(unverified.iss);
+    if (!issuer || !(issuer.jwksUri || issuer.discovery)) throw new GatewayError('issuer');
+    const alg = header.alg;
+    if (typeof alg !== 'string' || !(issuer.algorithms as readonly string[]).includes(alg)) throw new GatewayError('algorithm');
+    if (header.kid !== undefined && typeof header.kid !== 'string') throw new GatewayError('malformed');
+    if (issuer.requireTyp !== undefined && !typMatches(header.typ, issuer.requireTyp)) throw new GatewayError('token_type');
+
+    const selected = await this.keys.getKey(issuer.id, header.kid, alg);
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, selected.key, {
+        algorithms: [alg],
+        issuer: issuer.issuer,
+        clockTolerance: issuer.clockToleranceSec,
+        requiredClaims: ['exp'],
+        currentDate: new Date(nowSec * 1000),
+      }));
+    } catch (e) {
+      throw new GatewayError(reasonOf(e));
+    }
+    // RFC 8725 §3.10 / RFC 7519 §4.1.6: an `iat` in the future is not acceptable.
+    if (payload.iat !== undefined && payload.iat - issuer.clockToleranceSec > nowSec) throw new GatewayError('issued_in_future');
+    const principal: Principal = Object.freeze({
+      issuerId: issuer.id,
+      claims: Object.freeze(payload as Record<string, unknown>),
+      scopes: Object.freeze(scopesOf(payload as Record<string, unknown>)),
+      source: 'jwt' as const,
+    });
+    this.cache?.set(token, { issuerId: issuer.id, keyId: selected.id, exp: payload.exp as number, nbf: payload.nbf, principal });
+    checkAudience(principal.claims, auth, issuer);
+    return principal;
+  }
+}
+
+function looksLikeJwtShape(token: string): boolean {
+  const a = token.indexOf('.');
+  const b = a === -1 ? -1 : token.indexOf('.', a + 1);
+  return a > 0 && b > a + 1 && b < token.length - 1 && token.indexOf('.', b + 1) === -1;
+}
+
+/** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */
+function typMatches(typ: unknown, required: string): boolean {
+  if (typeof typ !== 'string') return false;
+  const norm = (t: string) => t.toLowerCase().replace(/^application\//, '');
+  return norm(typ) === norm(required);
+}
+
+/**
+ * `aud` must contain one of the route's audiences (else the issuer's). With neither
+ * configured the audience is not checked (`tokengate check` warns about it).
+ */
+export function checkAudience(claims: Readonly<Record<string, unknown>>, auth: CompiledAuth, issuer: IssuerConfig): void {
+  const accepted = auth.audiences ?? issuer.audiences;
+  if (!accepted) return;
+  const aud = claims.aud;
+  if (typeof aud === 'string') {
+    if (accepted.includes(aud)) return;
+  } else if (Array.isArray(aud)) {
+    for (const a of aud) if (typeof a === 'string' && accepted.includes(a)) return;
+  }
+  throw new GatewayError('audience');
+}
+
+/** Maps jose's error codes (never its messages) to our reasons. */
+function reasonOf(e: unknown): Reason {
+  if (e instanceof joseErrors.JWTExpired) return 'expired';
+  if (e instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (e.claim) {
+      case 'iss': return 'issuer';
+      case 'aud': return 'audience';
+      case 'nbf': return e.reason === 'check_failed' ? 'not_yet_valid' : 'claims_invalid';
+      case 'exp': return 'missing_exp';
+      case 'iat': return 'claims_invalid';
+      default: return 'claims_invalid';
+    }
+  }
+  if (e instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad_signature';
+  if (e instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm';
+  if (e instanceof joseErrors.JOSENotSupported) return 'malformed'; // e.g. an unknown `crit` (RFC 7515 §4.1.11)
+  return 'malformed';
+}

@@ -1,0 +1,136 @@
+/**
+ * The proxy listener: one catch-all handler runs the decision pipeline, then forwards
+ * exactly the matched path with @fastify/reply-from over a pooled undici Agent.
+ * Fastify's own routing and body parsing are bypassed: the pipeline decides, bodies
+ * stream through (only form-encoded ones are read, to refuse `access_token` in them).
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import replyFrom from '@fastify/reply-from';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors.js';
+import { upstreamHeaders } from '../pipeline/mutate.js';
+import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
+import type { CompiledConfig } from '../config/compile.js';
+import type { GatewayCore } from '../gateway.js';
+import { sendError, toGatewayError } from './error-response.js';
+
+/** Per-request state, declared up front so the request object keeps one shape. */
+export interface RequestState {
+  ctx: DecisionContext;
+  config: CompiledConfig;
+  start: number;
+  error: GatewayError | null;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tokengate: RequestState | null;
+  }
+}
+
+const FORM = 'application/x-www-form-urlencoded';
+
+/** Builds (does not start) the proxy Fastify instance. */
+export async function buildProxy(core: GatewayCore, logger: Logger): Promise<FastifyInstance> {
+  const server = core.config.server;
+  const app = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: server.bodyLimitBytes,
+    keepAliveTimeout: server.keepAliveTimeoutMs,
+    requestTimeout: server.requestTimeoutMs,
+    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },
+    return503OnClosing: true,
+    forceCloseConnections: false,
+    frameworkErrors: (_err, _req, reply) => {
+      sendError(reply, new GatewayError('bad_path'));
+    },
+  });
+  app.decorateRequest('tokengate', null);
+
+  await app.register(replyFrom, {
+    disableCache: true,
+    disableRequestLogging: true,
+    undici: {
+      connections: server.upstreamConnections,
+      pipelining: 1,
+      headersTimeout: server.upstreamTimeoutMs,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: Math.min(server.upstreamTimeoutMs, 10_000) },
+    },
+  });
+
+  // Bodies stream to the upstream untouched; only form bodies are read (bounded by bodyLimit).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  app.addContentTypeParser(FORM, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err, req, reply) => {
+    const gerr = toGatewayError(err);
+    if (req.tokengate) req.tokengate.error = gerr;
+    if (gerr.status >= 500) req.log.error({ err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'request failed');
+    return sendError(reply, gerr);
+  });
+
+  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    const config = core.config; // in-flight requests finish on the config they started with
+    const ctx = newContext();
+    const state: RequestState = { ctx, config, start: performance.now(), error: null };
+    req.tokengate = state;
+    const raw = req.raw;
+    const ct = raw.headers['content-type'];
+    try {
+      await decide(config, {
+        method: raw.method as string,
+        target: raw.url as string,
+        host: raw.headers.host,
+        rawHeaders: raw.rawHeaders,
+        formBody: typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined,
+      }, core.verifiers, ctx);
+    } catch (e) {
+      state.error = toGatewayError(e);
+      core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
+      return sendError(reply, state.error);
+    }
+    core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
+    const route = ctx.route!;
+    const upstreamStart = performance.now();
+    const search = ctx.search;
+    return reply.from(route.upstreamOrigin + ctx.upstreamPath, {
+      queryString: () => (search.length > 1 ? search.slice(1) : ''),
+      rewriteRequestHeaders: (_r, headers) => {
+        const sock = raw.socket;
+        const trust = config.server.trustProxy;
+        const xff = raw.headers['x-forwarded-for'];
+        const out = upstreamHeaders(config, route, headers, ctx.headers, {
+          for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
+          proto: trust && typeof raw.headers['x-forwarded-proto'] === 'string' ? raw.headers['x-forwarded-proto'] : 'http',
+          host: trust && typeof raw.headers['x-forwarded-host'] === 'string' ? raw.headers['x-forwarded-host'] : raw.headers.host,
+        }, raw.headers.connection);
+        out.host = route.upstreamHost;
+        return out;
+      },
+      onResponse: (_r, rep, res) => {
+        core.metrics.upstreamDuration.labels(route.id).observe((performance.now() - upstreamStart) / 1000);
+        rep.send(res.stream);
+      },
+      onError: (rep, { error }) => {
+        // reply-from marks timeouts (headers timeout, connect timeout) with 504; everything else
+        // (refused, reset, socket error) is the upstream being unavailable: 502, generic body.
+        const gerr = new GatewayError((error as { statusCode?: number }).statusCode === 504 ? 'upstream_timeout' : 'upstream_unavailable');
+        state.error = gerr;
+        sendError(rep as FastifyReply, gerr);
+      },
+    });
+  };
+  app.all('*', handler);
+  app.all('/', handler);
+  app.setNotFoundHandler(handler);
+
+  app.addHook('onResponse', (req, reply, done) => {
+    const st = req.tokengate;
+    if (st) core.recordRequest(st, reply.statusCode);
+    done();
+  });
+  return app;
+}
