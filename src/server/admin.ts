@@ -2,13 +2,13 @@
  * The admin listener: liveness, readiness and Prometheus metrics, on their own port so
  * they are never reachable through the proxy.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { GatewayCore } from '../gateway.js';
 
 /** Builds (does not start) the admin Fastify instance. */
 export function buildAdmin(core: GatewayCore, logger: Logger): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger as unknown as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: logger as unknown as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   app.setErrorHandler((_err, _req, reply) => reply.code(500).send({ error: 'server_error' }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {

@@ -4,11 +4,12 @@
  * Fastify's own routing and body parsing are bypassed: the pipeline decides, bodies
  * stream through (only form-encoded ones are read, to refuse `access_token` in them).
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
-import { upstreamHeaders } from '../pipeline/mutate.js';
+import { HOP_BY_HOP, upstreamHeaders } from '../pipeline/mutate.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
@@ -30,12 +31,23 @@ declare module 'fastify' {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+/** Drops the upstream's hop-by-hop response headers (RFC 9110 §7.6.1); Node sets its own. */
+function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const listed = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((s) => s.trim()) : [];
+  const out: IncomingHttpHeaders = {};
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || listed.includes(name)) continue;
+    out[name] = headers[name];
+  }
+  return out;
+}
+
 /** Builds (does not start) the proxy Fastify instance. */
 export async function buildProxy(core: GatewayCore, logger: Logger): Promise<FastifyInstance> {
   const server = core.config.server;
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: server.bodyLimitBytes,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,
@@ -110,6 +122,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
         out.host = route.upstreamHost;
         return out;
       },
+      rewriteHeaders: stripResponseHopByHop,
       onResponse: (_r, rep, res) => {
         core.metrics.upstreamDuration.labels(route.id).observe((performance.now() - upstreamStart) / 1000);
         rep.send(res.stream);
