@@ -74,7 +74,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
 
   // Bodies stream to the upstream untouched; only form bodies are read (bounded by bodyLimit).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
   app.addContentTypeParser(FORM, { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err, req, reply) => {
