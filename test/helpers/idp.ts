@@ -131,7 +131,8 @@ function basic(clientId: string, clientSecret: string): string {
 /**
  * Starts a real oidc-provider on 127.0.0.1 (ephemeral port unless `opts.port` is given).
  * Features on: clientCredentials, resourceIndicators, introspection, revocation; in-memory storage;
- * fresh RS256 / ES256 / EdDSA keys each start. Takes roughly 0.1–0.3 s (mostly RSA key generation).
+ * fresh RS256 / ES256 / EdDSA keys each start. Takes about 0.1–0.4 s (RSA key generation varies); the
+ * first call in a process adds ~0.3 s to load oidc-provider.
  */
 export async function startIdp(opts: { port?: number } = {}): Promise<TestIdp> {
   const { default: Provider, errors } = await loadProvider();
