@@ -1,0 +1,60 @@
+/**
+ * `npm run bench [-- --quick]`: runs bench/harness.ts and prints the tables.
+ *
+ * Environment knobs (all optional):
+ *   BENCH_DURATION     seconds per scenario per round (5; --quick: 1)
+ *   BENCH_WARMUP       warm-up seconds per scenario before round 1 (1; --quick: 0.5)
+ *   BENCH_ROUNDS       interleaved rounds (2; --quick: 1)
+ *   BENCH_CONNECTIONS  concurrent connections (50)
+ *   BENCH_SCENARIOS    comma-separated substrings selecting scenarios (all)
+ *   BENCH_CACHE_SIZE   tokenCacheSize of the measured gateway (1000)
+ *   BENCH_MEMORY_TOKENS / BENCH_MEMORY_CACHE   memory check: distinct tokens sent (50000; --quick: 5000)
+ *                      and the cache size it runs with (10000, the default)
+ *   BENCH_LOG_LEVEL    the gateway's log level (info: one access line per request)
+ *   BENCH_GATEWAY      dist (bin/tokengate.js, rebuilt when stale) | src (tsx)
+ *   BENCH_NODE_FLAGS   extra node flags for the gateway, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+ *   BENCH_SERVER       extra server keys, e.g. "upstreamConnections=64,workers=2"
+ *   BENCH_JSON         also write the report as JSON to this file
+ *   BENCH_KEEP         keep the temp dir (configs, gateway logs)
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { formatReport, runBench, SCENARIOS, type ScenarioName } from './harness.js';
+
+const quick = process.argv.includes('--quick');
+const env = process.env;
+const num = (v: string | undefined, d: number) => (v !== undefined && v !== '' ? Number(v) : d);
+const filter = env.BENCH_SCENARIOS?.split(',').map((s) => s.trim()).filter(Boolean);
+const scenarios = SCENARIOS.filter((s) => !filter || filter.some((f) => s.includes(f))) as ScenarioName[];
+const serverExtra: Record<string, string | number | boolean> = {};
+for (const kv of (env.BENCH_SERVER ?? '').split(',').filter(Boolean)) {
+  const [k, v] = kv.split('=');
+  serverExtra[k.trim()] = v === 'true' ? true : v === 'false' ? false : Number.isNaN(Number(v)) ? v : Number(v);
+}
+
+const opts = {
+  durationSec: num(env.BENCH_DURATION, quick ? 1 : 5),
+  warmupSec: num(env.BENCH_WARMUP, quick ? 0.5 : 1),
+  rounds: num(env.BENCH_ROUNDS, quick ? 1 : 2),
+  connections: num(env.BENCH_CONNECTIONS, 50),
+  scenarios,
+  cacheSize: num(env.BENCH_CACHE_SIZE, 1000),
+  memoryTokens: num(env.BENCH_MEMORY_TOKENS, quick ? 5000 : 50000),
+  memoryCacheSize: num(env.BENCH_MEMORY_CACHE, 10000),
+  logLevel: env.BENCH_LOG_LEVEL ?? 'info',
+  gatewayFrom: (env.BENCH_GATEWAY === 'src' ? 'src' : 'dist') as 'src' | 'dist',
+  nodeFlags: (env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+  serverExtra,
+  log: (l: string) => console.error(l),
+};
+console.error(`tokengate bench: ${opts.connections} connections, ${opts.durationSec} s × ${opts.rounds} round(s) per scenario, ` +
+  `node ${process.version}, ${cpus().length} CPU(s); gateway from ${opts.gatewayFrom}, log level ${opts.logLevel}`);
+const report = await runBench(opts);
+console.log(formatReport(report));
+if (env.BENCH_JSON) writeFileSync(env.BENCH_JSON, JSON.stringify(report, null, 2));
+const bad = report.scenarios.some((s) => !s.skipped && s.unexpected > 0) || (report.flood !== null && report.flood.jwksFetches > 1) ||
+  (report.memory !== null && report.memory.unexpected > 0);
+if (bad) {
+  console.error('bench: unexpected statuses, errors or JWKS fetches (see the table)');
+  process.exitCode = 1;
+}
