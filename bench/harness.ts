@@ -34,7 +34,7 @@ export interface BenchOptions {
   rounds: number;
   connections: number;
   scenarios: readonly ScenarioName[];
-  /** Verified-token cache of the measured gateway (the distinct scenario cycles through 2× this many tokens). */
+  /** Verified-token cache of the measured gateway (the distinct scenario cycles through 3× this many tokens). */
   cacheSize: number;
   /** Distinct valid tokens the memory check sends, and the cache size it runs with. */
   memoryTokens: number;
@@ -295,8 +295,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const rs = signToken(k.RS256, claims);
     let tokensFile: string | undefined;
     if (want('jwt-rs256-distinct')) {
-      const n = Math.max(2 * opts.cacheSize, 200);
-      log(`signing ${n} distinct RS256 tokens (2× tokenCacheSize ${opts.cacheSize}: cycling through them never hits the cache) ...`);
+      const n = Math.max(3 * opts.cacheSize, 300);
+      log(`signing ${n} distinct RS256 tokens (3× tokenCacheSize ${opts.cacheSize}: cycling through them never hits the cache) ...`);
       tokensFile = join(dir, 'distinct.txt');
       const lines: string[] = [];
       for (let i = 0; i < n; i++) lines.push(signToken(k.RS256, claims));

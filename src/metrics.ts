@@ -55,9 +55,20 @@ export class Metrics {
     labelNames: ['result'] as const, registers: [this.registry],
   });
   private readonly children = new Map<string, Child>();
+  private readonly upstreamChildren = new Map<string, ReturnType<Histogram<'route'>['labels']>>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tokengate_process_' });
+  }
+
+  /** The upstream-duration histogram child of a route (bound once per route id, then reused). */
+  upstreamDurationOf(route: string): ReturnType<Histogram<'route'>['labels']> {
+    let child = this.upstreamChildren.get(route);
+    if (!child) {
+      child = this.upstreamDuration.labels(route);
+      this.upstreamChildren.set(route, child);
+    }
+    return child;
   }
 
   /** Counts one finished request (children are cached per label set). */

@@ -38,6 +38,9 @@ export interface LoadResult {
 }
 
 const tokenFiles = new Map<string, string[]>();
+// Where each token file's rotation stands: the next job continues there, so a warm-up
+// does not leave the measured run's first tokens in the gateway's cache.
+const positions = new Map<string, number>();
 
 function tokensOf(file: string): string[] {
   let t = tokenFiles.get(file);
@@ -51,7 +54,7 @@ function tokensOf(file: string): string[] {
 /** Runs one job. */
 export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const tokens = job.tokensFile ? tokensOf(job.tokensFile) : null;
-  let next = 0;
+  let next = job.tokensFile ? positions.get(job.tokensFile) ?? 0 : 0;
   const signer = job.sign;
   const key: BenchKey | null = signer
     ? { alg: signer.alg, kid: signer.kid, privateKey: createPrivateKey(signer.pkcs8), jwk: {} }
@@ -77,6 +80,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       }],
     } : {}),
   });
+  if (job.tokensFile) positions.set(job.tokensFile, next);
   const elapsedSec = Number(process.hrtime.bigint() - started) / 1e9;
   const statusCodes: Record<string, number> = {};
   for (const [code, s] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = (s as { count: number }).count;

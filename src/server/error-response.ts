@@ -4,6 +4,7 @@
  * catalogue; nothing request-derived is echoed.
  */
 import type { FastifyReply } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import { ERRORS, GatewayError } from '../errors.js';
 
 /** The realm in every Bearer challenge. */
@@ -30,6 +31,21 @@ export function sendError(reply: FastifyReply, err: GatewayError): FastifyReply 
   if (err.status === 503) reply.header('retry-after', String(err.retryAfterSec ?? 5));
   reply.header('cache-control', 'no-store');
   return reply.code(err.status).type('application/json').send(bodyFor(err));
+}
+
+/**
+ * Writes `err` to a raw Node response, with the same status, headers and body as
+ * {@link sendError}: for replies the proxy has taken over from Fastify (it streams
+ * upstream answers itself, so an upstream failure is written here).
+ */
+export function writeErrorRaw(res: ServerResponse, err: GatewayError): void {
+  const body = bodyFor(err);
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(body)) };
+  const challenge = challengeFor(err);
+  if (challenge) headers['www-authenticate'] = challenge;
+  if (err.status === 503) headers['retry-after'] = String(err.retryAfterSec ?? 5);
+  res.writeHead(err.status, headers);
+  res.end(body);
 }
 
 /** Maps anything thrown to a {@link GatewayError} (unknown errors: 500, nothing internal exposed). */

@@ -1,26 +1,44 @@
 /**
  * The proxy listener: one catch-all handler runs the decision pipeline, then forwards
- * exactly the matched path with @fastify/reply-from over a pooled undici Agent.
- * Fastify's own routing and body parsing are bypassed: the pipeline decides, bodies
- * stream through (only form-encoded ones are read, to refuse `access_token` in them).
+ * exactly the matched path over a pooled undici Agent (src/server/forward.ts), writing
+ * the upstream's answer straight to the client. Fastify's own routing and body parsing
+ * are bypassed: the pipeline decides, bodies stream through (only form-encoded ones are
+ * read, to refuse `access_token` in them).
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { IncomingHttpHeaders } from 'node:http';
-import replyFrom from '@fastify/reply-from';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
-import { HOP_BY_HOP, upstreamHeaders } from '../pipeline/mutate.js';
+import { upstreamHeaders } from '../pipeline/mutate.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
+import type { Metrics } from '../metrics.js';
 import { sendError, toGatewayError } from './error-response.js';
+import { UpstreamPool, type ForwardObserver } from './forward.js';
 
-/** Per-request state, declared up front so the request object keeps one shape. */
-export interface RequestState {
-  ctx: DecisionContext;
-  config: CompiledConfig;
-  start: number;
-  error: GatewayError | null;
+/**
+ * Per-request state, one object with a fixed shape (declared up front on the request):
+ * the decision context, the config the request started with, timings and the failure.
+ * It is also the upstream observer, so forwarding allocates no closures.
+ */
+export class RequestState implements ForwardObserver {
+  readonly ctx: DecisionContext = newContext();
+  readonly start = performance.now();
+  error: GatewayError | null = null;
+  upstreamStart = 0;
+
+  constructor(readonly config: CompiledConfig, private readonly metrics: Metrics) {}
+
+  /** Upstream response headers arrived. */
+  onUpstreamResponse(): void {
+    this.metrics.upstreamDurationOf(this.ctx.route!.id).observe((performance.now() - this.upstreamStart) / 1000);
+  }
+
+  /** The upstream failed before answering (the error response is written by the forwarder). */
+  onUpstreamError(err: GatewayError): void {
+    this.error = err;
+  }
 }
 
 declare module 'fastify' {
@@ -31,15 +49,10 @@ declare module 'fastify' {
 
 const FORM = 'application/x-www-form-urlencoded';
 
-/** Drops the upstream's hop-by-hop response headers (RFC 9110 §7.6.1); Node sets its own. */
-function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const listed = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((s) => s.trim()) : [];
-  const out: IncomingHttpHeaders = {};
-  for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || listed.includes(name)) continue;
-    out[name] = headers[name];
-  }
-  return out;
+/** Whether the request carries a body (RFC 9112 §6.3: Transfer-Encoding or a non-zero Content-Length). */
+function hasBody(raw: IncomingMessage): boolean {
+  const cl = raw.headers['content-length'];
+  return raw.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }
 
 /** Builds (does not start) the proxy Fastify instance. */
@@ -60,17 +73,8 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
   });
   app.decorateRequest('tokengate', null);
 
-  await app.register(replyFrom, {
-    disableCache: true,
-    disableRequestLogging: true,
-    undici: {
-      connections: server.upstreamConnections,
-      pipelining: 1,
-      headersTimeout: server.upstreamTimeoutMs,
-      keepAliveTimeout: 30_000,
-      connect: { timeout: Math.min(server.upstreamTimeoutMs, 10_000) },
-    },
-  });
+  const pool = new UpstreamPool({ connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs });
+  app.addHook('onClose', () => pool.close());
 
   // Bodies stream to the upstream untouched; only form bodies are read (bounded by bodyLimit).
   app.removeAllContentTypeParsers();
@@ -85,9 +89,9 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
   });
 
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
-    const config = core.config; // in-flight requests finish on the config they started with
-    const ctx = newContext();
-    const state: RequestState = { ctx, config, start: performance.now(), error: null };
+    // In-flight requests finish on the config they started with.
+    const state = new RequestState(core.config, core.metrics);
+    const { config, ctx } = state;
     req.tokengate = state;
     const raw = req.raw;
     const ct = raw.headers['content-type'];
@@ -106,35 +110,34 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     }
     core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
     const route = ctx.route!;
-    const upstreamStart = performance.now();
+    const sock = raw.socket;
+    const trust = config.server.trustProxy;
+    const xff = raw.headers['x-forwarded-for'];
+    const headers = upstreamHeaders(config, route, raw.headers, ctx.headers, {
+      for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
+      proto: trust && typeof raw.headers['x-forwarded-proto'] === 'string' ? raw.headers['x-forwarded-proto'] : 'http',
+      host: trust && typeof raw.headers['x-forwarded-host'] === 'string' ? raw.headers['x-forwarded-host'] : raw.headers.host,
+    }, raw.headers.connection);
+    headers.host = route.upstreamHost;
+    // Node has already answered `Expect: 100-continue` (RFC 9110 §10.1.1); it is not forwarded.
+    if (headers.expect !== undefined) delete headers.expect;
+    let body: string | IncomingMessage | null = null;
+    if (typeof req.body === 'string') {
+      body = req.body; // a form body read to look for access_token: sent as read
+      headers['content-length'] = String(Buffer.byteLength(body));
+    } else if (hasBody(raw)) {
+      body = raw;
+    }
+    reply.hijack(); // the forwarder writes the response (onResponse hooks still run on finish)
+    state.upstreamStart = performance.now();
     const search = ctx.search;
-    return reply.from(route.upstreamOrigin + ctx.upstreamPath, {
-      queryString: () => (search.length > 1 ? search.slice(1) : ''),
-      rewriteRequestHeaders: (_r, headers) => {
-        const sock = raw.socket;
-        const trust = config.server.trustProxy;
-        const xff = raw.headers['x-forwarded-for'];
-        const out = upstreamHeaders(config, route, headers, ctx.headers, {
-          for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
-          proto: trust && typeof raw.headers['x-forwarded-proto'] === 'string' ? raw.headers['x-forwarded-proto'] : 'http',
-          host: trust && typeof raw.headers['x-forwarded-host'] === 'string' ? raw.headers['x-forwarded-host'] : raw.headers.host,
-        }, raw.headers.connection);
-        out.host = route.upstreamHost;
-        return out;
-      },
-      rewriteHeaders: stripResponseHopByHop,
-      onResponse: (_r, rep, res) => {
-        core.metrics.upstreamDuration.labels(route.id).observe((performance.now() - upstreamStart) / 1000);
-        rep.send(res.stream);
-      },
-      onError: (rep, { error }) => {
-        // reply-from marks timeouts (headers timeout, connect timeout) with 504; everything else
-        // (refused, reset, socket error) is the upstream being unavailable: 502, generic body.
-        const gerr = new GatewayError((error as { statusCode?: number }).statusCode === 504 ? 'upstream_timeout' : 'upstream_unavailable');
-        state.error = gerr;
-        sendError(rep as FastifyReply, gerr);
-      },
-    });
+    pool.forward(raw, reply.raw, {
+      origin: route.upstreamOrigin,
+      path: search.length > 1 ? ctx.upstreamPath + search : (ctx.upstreamPath as string),
+      method: raw.method as string,
+      headers,
+      body,
+    }, state);
   };
   app.all('*', handler);
   app.all('/', handler);

@@ -1,0 +1,174 @@
+/**
+ * Forwarding to upstreams over one pooled undici Agent (keep-alive, `connections` per
+ * origin), writing the upstream's answer straight to the client's response: no
+ * intermediate Readable, no per-request option objects or closures beyond one handler.
+ *
+ * Protocol hygiene lives here and in {@link upstreamHeaders}: hop-by-hop headers and the
+ * ones a `Connection` header lists are removed in both directions (RFC 9110 §7.6.1),
+ * and an upstream that cannot be reached answers 502, one that is too slow 504, each
+ * with the generic body of the error catalogue.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Agent, type Dispatcher } from 'undici';
+import { GatewayError } from '../errors.js';
+import { HOP_BY_HOP } from '../pipeline/mutate.js';
+import { writeErrorRaw } from './error-response.js';
+
+/** Pool settings (from `server`). */
+export interface UpstreamPoolOptions {
+  /** Maximum connections per upstream origin. */
+  connections: number;
+  /** No response headers by then: 504. */
+  timeoutMs: number;
+}
+
+/** What the caller learns about one forwarded request. */
+export interface ForwardObserver {
+  /** Upstream response headers arrived (for the upstream-duration metric). */
+  onUpstreamResponse(): void;
+  /** The upstream failed before answering; the error response has been written. */
+  onUpstreamError(err: GatewayError): void;
+}
+
+/** One request on its way upstream. */
+export interface ForwardRequest {
+  origin: string;
+  /** Path and query exactly as they go upstream. */
+  path: string;
+  method: string;
+  headers: Record<string, string | string[]>;
+  /** A form body that was read (already in `headers` by length), the raw stream, or none. */
+  body: string | IncomingMessage | null;
+}
+
+/** Response headers minus hop-by-hop ones and those the upstream's `Connection` lists. */
+export function responseHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const conn = headers.connection;
+  const listed = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close'
+    ? conn.toLowerCase().split(',').map((s) => s.trim())
+    : null;
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const v = headers[name];
+    if (v === undefined || HOP_BY_HOP.has(name) || (listed !== null && listed.includes(name))) continue;
+    out[name] = v;
+  }
+  return out;
+}
+
+/** Writes the upstream's response to the client (undici's dispatch handler interface). */
+class ResponseWriter implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private started = false;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly observer: ForwardObserver,
+  ) {}
+
+  /** The client went away before the response was complete: stop the upstream request. */
+  private readonly onClientClose = (): void => {
+    if (!this.res.writableFinished) this.controller?.abort(new Error('client closed'));
+  };
+
+  private readonly onDrain = (): void => {
+    this.controller?.resume();
+  };
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    this.res.once('close', this.onClientClose);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.started = true;
+    this.observer.onUpstreamResponse();
+    const out = responseHeaders(headers);
+    // An HTTP/1.1 connection cannot be reused until the request body has been read:
+    // close it when the upstream answers before that.
+    if (!this.req.complete) out.connection = 'close';
+    try {
+      this.res.writeHead(statusCode, out);
+    } catch {
+      // An invalid status code or header value from the upstream.
+      controller.abort(new Error('invalid upstream response'));
+      this.started = false;
+      this.fail(new GatewayError('upstream_unavailable'));
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.off('close', this.onClientClose);
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.res.off('close', this.onClientClose);
+    if (this.started || this.res.headersSent) {
+      // Mid-body: the client must see a truncated response, not a complete one.
+      this.res.destroy();
+      return;
+    }
+    if (this.res.destroyed) return;
+    this.fail(upstreamError(error));
+  }
+
+  private fail(err: GatewayError): void {
+    this.observer.onUpstreamError(err);
+    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err);
+    else this.res.destroy();
+  }
+}
+
+/** Headers and connect timeouts are "too slow" (504); refused, reset, DNS and the rest are 502. */
+function upstreamError(error: Error): GatewayError {
+  const code = (error as { code?: string }).code;
+  return new GatewayError(code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'upstream_timeout' : 'upstream_unavailable');
+}
+
+/** The gateway's connection pools to its upstreams (one Agent; a pool per origin inside). */
+export class UpstreamPool {
+  private readonly agent: Agent;
+
+  constructor(opts: UpstreamPoolOptions) {
+    this.agent = new Agent({
+      connections: opts.connections,
+      pipelining: 1,
+      headersTimeout: opts.timeoutMs,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: Math.min(opts.timeoutMs, 10_000) },
+    });
+  }
+
+  /** Sends `fwd` upstream and streams the answer into `res`. */
+  forward(req: IncomingMessage, res: ServerResponse, fwd: ForwardRequest, observer: ForwardObserver): void {
+    const writer = new ResponseWriter(req, res, observer);
+    try {
+      this.agent.dispatch({
+        origin: fwd.origin,
+        path: fwd.path,
+        method: fwd.method as Dispatcher.HttpMethod,
+        headers: fwd.headers,
+        body: fwd.body,
+      }, writer);
+    } catch {
+      // undici refuses a header or method it cannot send: the request cannot be forwarded.
+      const err = new GatewayError('upstream_unavailable');
+      observer.onUpstreamError(err);
+      writeErrorRaw(res, err);
+    }
+  }
+
+  /** Closes idle upstream connections and waits for in-flight ones. */
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
