@@ -152,6 +152,11 @@ test('inactive: 401 invalid_token, cached negatively for negativeCacheTtlSec and
   c.offset += 100;
   assert.equal((await get(g, '/orders', token)).status, 401);
   assert.equal(calls() - before, 2, 'asked again once negativeCacheTtlSec passed');
+  const metrics = await (await fetch(g.adminUrl + '/metrics')).text();
+  assert.match(metrics, /tokengate_cache_requests_total\{cache="introspection",result="negative_hit"\} 3\n/);
+  assert.match(metrics, /tokengate_cache_requests_total\{cache="introspection",result="miss"\} 2\n/);
+  assert.match(metrics, /tokengate_introspection_requests_total\{issuer="idp",result="inactive"\} 2\n/);
+  assert.match(metrics, /tokengate_requests_total\{route="orders",outcome="denied",reason="inactive"\} 5\n/);
 });
 
 test('caching: N requests make 1 call; 50 concurrent requests make 1 call (single-flight)', async () => {
