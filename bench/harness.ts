@@ -46,12 +46,16 @@ export interface BenchOptions {
   nodeFlags: string[];
   /** Extra `server:` keys for the measured gateway (YAML flow-map entries). */
   serverExtra: Record<string, string | number | boolean>;
+  /** Another tokengate checkout (built): its gateway runs beside this one, interleaved, for a before/after in one run. */
+  baseline?: string;
   log?: (line: string) => void;
 }
 
 /** One scenario's figures, over all rounds. */
 export interface ScenarioResult {
   name: ScenarioName;
+  /** `baseline`: the same scenario against the `baseline` checkout's gateway. */
+  variant: 'current' | 'baseline';
   skipped?: string;
   expectedStatus: number;
   rps: number;
@@ -133,11 +137,11 @@ interface GatewayChild {
   stop(): Promise<void>;
 }
 
-async function startGatewayChild(yaml: string, dir: string, name: string, opts: BenchOptions): Promise<GatewayChild> {
+async function startGatewayChild(yaml: string, dir: string, name: string, opts: BenchOptions, checkout = ROOT): Promise<GatewayChild> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, yaml);
   const out = openSync(join(dir, `${name}.log`), 'w');
-  const entry = opts.gatewayFrom === 'dist' ? [join(ROOT, 'bin', 'tokengate.js')] : ['--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
+  const entry = opts.gatewayFrom === 'dist' || checkout !== ROOT ? [join(checkout, 'bin', 'tokengate.js')] : ['--import', 'tsx', join(checkout, 'src', 'cli.ts')];
   const proc = spawn(process.execPath, [...opts.nodeFlags, ...entry, '--config', file], { cwd: dir, stdio: ['ignore', out, out] });
   closeSync(out);
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -251,6 +255,7 @@ async function rssMb(gw: GatewayChild): Promise<number> {
 
 interface Plan {
   name: ScenarioName;
+  variant: 'current' | 'baseline';
   url: string;
   expectedStatus: number;
   cache: 'jwt' | 'introspection' | null;
@@ -271,24 +276,25 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const loader = new Loader();
   const gateways: GatewayChild[] = [];
   try {
-    const [port, adminPort] = [await freePort(), await freePort()];
-    const yamlFor = (introspection: boolean) => gatewayYaml({
-      port, adminPort, upstream: up.url, iss, cacheSize: opts.cacheSize, logLevel: opts.logLevel, introspection, extra: opts.serverExtra,
-    });
-    let gw = await startGatewayChild(yamlFor(true), dir, 'gateway', opts);
-    gateways.push(gw);
-
-    // Introspection is wired only if this checkout implements it (probe with one request).
     const opaque = iss.opaqueToken(AUDIENCE);
-    let introspectionSkip: string | undefined;
-    const probe = await fetch(`${gw.url}/introspect/x`, { headers: { authorization: `Bearer ${opaque}` } });
-    if (probe.status !== 200) {
+    // Introspection is wired only if the checkout implements it (probe with one request).
+    const start = async (name: string, checkout: string): Promise<{ gw: GatewayChild; skip?: string }> => {
+      const [port, adminPort] = [await freePort(), await freePort()];
+      const yamlFor = (introspection: boolean) => gatewayYaml({
+        port, adminPort, upstream: up.url, iss, cacheSize: opts.cacheSize, logLevel: opts.logLevel, introspection, extra: opts.serverExtra,
+      });
+      let g = await startGatewayChild(yamlFor(true), dir, name, opts, checkout);
+      gateways.push(g);
+      const probe = await fetch(`${g.url}/introspect/x`, { headers: { authorization: `Bearer ${opaque}` } });
+      if (probe.status === 200) return { gw: g };
       const body = (await probe.json().catch(() => ({}))) as { error?: string };
-      introspectionSkip = `skipped: introspection not available (probe answered ${probe.status} ${body.error ?? ''})`.trim();
-      await gw.stop();
-      gw = await startGatewayChild(yamlFor(false), dir, 'gateway-nointrospection', opts);
-      gateways.push(gw);
-    }
+      await g.stop();
+      g = await startGatewayChild(yamlFor(false), dir, `${name}-nointrospection`, opts, checkout);
+      gateways.push(g);
+      return { gw: g, skip: `skipped: introspection not available (probe answered ${probe.status} ${body.error ?? ''})`.trim() };
+    };
+    const { gw, skip: introspectionSkip } = await start('gateway', ROOT);
+    const base = opts.baseline ? await start('gateway-baseline', resolve(opts.baseline)) : null;
 
     const k = iss.keys;
     const claims = { iss: iss.issuer, aud: AUDIENCE };
@@ -303,16 +309,25 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       writeFileSync(tokensFile, lines.join('\n'));
     }
     const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
+    const es = signToken(k.ES256, claims);
+    const ed = signToken(k.EdDSA, claims);
+    const gatewayPlans = (g: GatewayChild, variant: Plan['variant'], skip: string | undefined): Plan[] => [
+      { name: 'none', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: {} },
+      { name: 'jwt-rs256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs) },
+      { name: 'jwt-es256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(es) },
+      { name: 'jwt-eddsa', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(ed) },
+      { name: 'jwt-rs256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile } },
+      { name: 'jwt-rs256-tampered', variant, url: `${g.url}/jwt/x`, expectedStatus: 401, cache: null, job: bearer(tamper(rs)) },
+      { name: 'introspection-warm', variant, url: `${g.url}/introspect/x`, expectedStatus: 200, cache: 'introspection', job: bearer(opaque), skipped: skip },
+    ];
+    const current = gatewayPlans(gw, 'current', introspectionSkip);
+    const baseline = base ? gatewayPlans(base.gw, 'baseline', base.skip) : [];
+    // Interleaved: each scenario against this gateway, then against the baseline.
     const plans: Plan[] = [
-      { name: 'upstream-direct', url: `${up.url}/none/x`, expectedStatus: 200, cache: null, job: {} },
-      { name: 'none', url: `${gw.url}/none/x`, expectedStatus: 200, cache: null, job: {} },
-      { name: 'jwt-rs256', url: `${gw.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs) },
-      { name: 'jwt-es256', url: `${gw.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(signToken(k.ES256, claims)) },
-      { name: 'jwt-eddsa', url: `${gw.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(signToken(k.EdDSA, claims)) },
-      { name: 'jwt-rs256-distinct', url: `${gw.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile } },
-      { name: 'jwt-rs256-tampered', url: `${gw.url}/jwt/x`, expectedStatus: 401, cache: null, job: bearer(tamper(rs)) },
-      { name: 'introspection-warm', url: `${gw.url}/introspect/x`, expectedStatus: 200, cache: 'introspection', job: bearer(opaque), skipped: introspectionSkip },
-    ].filter((p) => want(p.name as ScenarioName)) as Plan[];
+      { name: 'upstream-direct', variant: 'current', url: `${up.url}/none/x`, expectedStatus: 200, cache: null, job: {} } as Plan,
+      ...current.flatMap((p, i) => (baseline[i] ? [p, baseline[i]] : [p])),
+    ].filter((p) => want(p.name));
+    const adminOf = (p: Plan) => (p.variant === 'baseline' && base ? base.gw.adminUrl : gw.adminUrl);
     const active = plans.filter((p) => !p.skipped);
 
     const run = (p: Plan, durationSec: number) => loader.run({ url: p.url, connections: opts.connections, durationSec, ...p.job });
@@ -320,32 +335,34 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       log(`warm-up: ${opts.warmupSec} s per scenario`);
       for (const p of active) await run(p, opts.warmupSec);
     }
-    const perRound = new Map<ScenarioName, LoadResult[]>();
-    const hits = new Map<ScenarioName, { hit: number; all: number }>();
+    const key = (p: Plan) => `${p.name}/${p.variant}`;
+    const perRound = new Map<string, LoadResult[]>();
+    const hits = new Map<string, { hit: number; all: number }>();
     for (let round = 1; round <= opts.rounds; round++) {
       for (const p of active) {
-        const before = p.cache ? await cacheCounters(gw.adminUrl) : null;
+        const before = p.cache ? await cacheCounters(adminOf(p)) : null;
         const r = await run(p, opts.durationSec);
         if (p.cache && before) {
-          const after = await cacheCounters(gw.adminUrl);
+          const after = await cacheCounters(adminOf(p));
           const d = (key: string) => (after.get(`${p.cache}/${key}`) ?? 0) - (before.get(`${p.cache}/${key}`) ?? 0);
-          const h = hits.get(p.name) ?? { hit: 0, all: 0 };
+          const h = hits.get(key(p)) ?? { hit: 0, all: 0 };
           h.hit += d('hit');
           h.all += d('hit') + d('miss') + d('negative_hit');
-          hits.set(p.name, h);
+          hits.set(key(p), h);
         }
-        perRound.set(p.name, [...(perRound.get(p.name) ?? []), r]);
-        log(`round ${round}/${opts.rounds} ${p.name.padEnd(20)} ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms statuses ${JSON.stringify(r.statusCodes)}${r.errors ? ` errors ${r.errors}` : ''}`);
+        perRound.set(key(p), [...(perRound.get(key(p)) ?? []), r]);
+        log(`round ${round}/${opts.rounds} ${(p.variant === 'baseline' ? `${p.name} (baseline)` : p.name).padEnd(31)} ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms statuses ${JSON.stringify(r.statusCodes)}${r.errors ? ` errors ${r.errors}` : ''}`);
       }
     }
     const scenarios: ScenarioResult[] = plans.map((p) => {
-      const rs2 = perRound.get(p.name) ?? [];
+      const rs2 = perRound.get(key(p)) ?? [];
       const statusCodes: Record<string, number> = {};
       for (const r of rs2) for (const [c, n] of Object.entries(r.statusCodes)) statusCodes[c] = (statusCodes[c] ?? 0) + n;
       const total = rs2.reduce((a, r) => a + r.total, 0);
-      const h = hits.get(p.name);
+      const h = hits.get(key(p));
       return {
         name: p.name,
+        variant: p.variant,
         skipped: p.skipped,
         expectedStatus: p.expectedStatus,
         rps: rs2.length ? rs2.reduce((a, r) => a + r.rps, 0) / rs2.length : 0,
@@ -371,6 +388,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       log(`kid-flood: ${r.total} requests with random kids in ${opts.durationSec} s → ${flood.jwksFetches} JWKS fetch(es); statuses ${JSON.stringify(r.statusCodes)}`);
     }
     await gw.stop();
+    await base?.gw.stop();
 
     let memory: MemoryResult | null = null;
     if (want('memory')) memory = await memoryCheck(opts, dir, up.url, iss, loader, log, gateways);
@@ -424,19 +442,25 @@ const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
 /** The report as Markdown tables (what `npm run bench` prints and the README shows). */
 export function formatReport(rep: BenchReport): string {
-  const none = rep.scenarios.find((s) => s.name === 'none');
+  const find = (name: ScenarioName, variant: ScenarioResult['variant']) => rep.scenarios.find((s) => s.name === name && s.variant === variant && !s.skipped);
+  const withBaseline = rep.scenarios.some((s) => s.variant === 'baseline');
   const lines = [
-    `| scenario | req/s | × none | p50 ms | p99 ms | responses | unexpected | cache hits |`,
-    `|---|---:|---:|---:|---:|---:|---:|---:|`,
+    `| scenario | req/s | × none | p50 ms | p99 ms | responses | unexpected | cache hits |${withBaseline ? ' × baseline |' : ''}`,
+    `|---|---:|---:|---:|---:|---:|---:|---:|${withBaseline ? '---:|' : ''}`,
   ];
   for (const s of rep.scenarios) {
+    const label = s.variant === 'baseline' ? `${s.name} (baseline)` : s.name;
     if (s.skipped) {
-      lines.push(`| ${s.name} | ${s.skipped} | | | | | | |`);
+      lines.push(`| ${label} | ${s.skipped} | | | | | | |${withBaseline ? ' |' : ''}`);
       continue;
     }
+    // upstream-direct is compared with this checkout's none route.
+    const none = find('none', s.variant);
     const ratio = none && none.rps > 0 ? fmt(s.rps / none.rps, 2) : '-';
     const hit = s.cacheHitRatio === null ? '' : `${fmt(s.cacheHitRatio * 100, 1)} %`;
-    lines.push(`| ${s.name} | ${fmt(s.rps)} | ${ratio} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${s.total} | ${s.unexpected} | ${hit} |`);
+    const b = s.variant === 'current' ? find(s.name, 'baseline') : undefined;
+    const vsBase = withBaseline ? ` ${b && b.rps > 0 ? fmt(s.rps / b.rps, 2) : ''} |` : '';
+    lines.push(`| ${label} | ${fmt(s.rps)} | ${ratio} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${s.total} | ${s.unexpected} | ${hit} |${vsBase}`);
   }
   if (rep.flood) {
     const f = rep.flood;

@@ -14,6 +14,8 @@
  *   BENCH_GATEWAY      dist (bin/tokengate.js, rebuilt when stale) | src (tsx)
  *   BENCH_NODE_FLAGS   extra node flags for the gateway, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
  *   BENCH_SERVER       extra server keys, e.g. "upstreamConnections=64,workers=2"
+ *   BENCH_BASELINE     another built tokengate checkout: its gateway runs beside this one, interleaved,
+ *                      and a "× baseline" column compares them (before/after in one run)
  *   BENCH_JSON         also write the report as JSON to this file
  *   BENCH_KEEP         keep the temp dir (configs, gateway logs)
  */
@@ -45,6 +47,7 @@ const opts = {
   gatewayFrom: (env.BENCH_GATEWAY === 'src' ? 'src' : 'dist') as 'src' | 'dist',
   nodeFlags: (env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
   serverExtra,
+  baseline: env.BENCH_BASELINE || undefined,
   log: (l: string) => console.error(l),
 };
 console.error(`tokengate bench: ${opts.connections} connections, ${opts.durationSec} s × ${opts.rounds} round(s) per scenario, ` +

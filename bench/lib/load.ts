@@ -54,7 +54,8 @@ function tokensOf(file: string): string[] {
 /** Runs one job. */
 export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const tokens = job.tokensFile ? tokensOf(job.tokensFile) : null;
-  let next = job.tokensFile ? positions.get(job.tokensFile) ?? 0 : 0;
+  const rotation = `${job.tokensFile}|${new URL(job.url).origin}`; // one rotation per gateway
+  let next = job.tokensFile ? positions.get(rotation) ?? 0 : 0;
   const signer = job.sign;
   const key: BenchKey | null = signer
     ? { alg: signer.alg, kid: signer.kid, privateKey: createPrivateKey(signer.pkcs8), jwk: {} }
@@ -80,7 +81,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       }],
     } : {}),
   });
-  if (job.tokensFile) positions.set(job.tokensFile, next);
+  if (job.tokensFile) positions.set(rotation, next);
   const elapsedSec = Number(process.hrtime.bigint() - started) / 1e9;
   const statusCodes: Record<string, number> = {};
   for (const [code, s] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = (s as { count: number }).count;

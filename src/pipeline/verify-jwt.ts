@@ -72,11 +72,11 @@ export class JwtVerifier {
     if (hit) {
       const issuer = auth.issuersById.get(hit.issuerId);
       if (issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
+        this.onCache?.('hit'); // counted before the checks: every lookup is a hit or a miss
         const tol = issuer.clockToleranceSec;
         if (hit.exp + tol <= nowSec) throw new GatewayError('expired');
         if (hit.nbf !== undefined && hit.nbf - tol > nowSec) throw new GatewayError('not_yet_valid');
         checkAudience(hit.principal.claims, auth, issuer);
-        this.onCache?.('hit');
         return hit.principal;
       }
       if (!issuer) throw new GatewayError('issuer');
