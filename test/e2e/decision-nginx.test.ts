@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/ports.js';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find((p) => existsSync(p))
   ?? (spawnSync('sh', ['-c', 'command -v nginx'], { encoding: 'utf8' }).stdout.trim() || null);
@@ -21,17 +22,6 @@ const skip = NGINX ? false : 'nginx is not installed (apt-get install nginx-ligh
 
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;
 let nginx: ChildProcess | null = null; let dir = ''; let base = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The nginx.conf of the README, with test paths and ports. */
 function nginxConf(port: number, decision: string, upstream: string): string {

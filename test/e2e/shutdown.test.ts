@@ -14,21 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { freePort } from '../helpers/ports.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 let up: EchoUpstream; let wss: WebSocketServer; let dir = ''; let child: ChildProcess | null = null;
-
-/** A port that was free a moment ago (the CLI binds what the config says). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 before(async () => {
   up = await startUpstream();
