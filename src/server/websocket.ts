@@ -78,10 +78,15 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
         throw new GatewayError('upgrade_refused');
       }
       const sock = req.socket as Socket;
+      // X-Forwarded-* exactly as the proxy sets them (believed from the peer only with trustProxy).
+      const trust = config.server.trustProxy;
+      const xff = req.headers['x-forwarded-for'];
+      const xfp = req.headers['x-forwarded-proto'];
+      const xfh = req.headers['x-forwarded-host'];
       const headers = upstreamHeaders(config, route, req.headers, ctx.headers, {
-        for: sock.remoteAddress ?? '',
-        proto: 'http',
-        host: req.headers.host,
+        for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
+        proto: trust && typeof xfp === 'string' ? xfp : 'http',
+        host: trust && typeof xfh === 'string' ? xfh : req.headers.host,
       }, req.headers.connection);
       headers.host = route.upstreamHost;
       // RFC 9110 §7.8: hop-by-hop Upgrade/Connection were stripped; set them for this hop.

@@ -151,6 +151,7 @@ for (const overlay of ['gateway', 'sidecar']) {
         `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} >= preStop ${sleep[1]} + shutdownGraceSec ${cfg.server.shutdownGraceSec} + margin`);
 
       const svc = objs.find((o) => o.kind === 'Service');
+      assert.ok(svc, 'a Service');
       assert.ok(selects(svc.spec.selector, dep.spec.template.metadata.labels), 'Service selects the pods');
       const exposed = svc.spec.ports.map((p: K8s) => p.targetPort);
       for (const t of exposed) assert.ok(tg.ports.some((p: K8s) => p.name === t), `Service targets tokengate's ${t} port only`);

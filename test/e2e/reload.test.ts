@@ -15,7 +15,9 @@ import { join } from 'node:path';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { installReload } from '../../src/reload.js';
+import { installReload, restartOnlyChanges } from '../../src/reload.js';
+import { parseConfig } from '../../src/config/load.js';
+import { compileConfig } from '../../src/config/compile.js';
 
 let iss: MockIssuer; let up: EchoUpstream;
 before(async () => {
@@ -200,5 +202,29 @@ test('Kubernetes ConfigMap update (..data symlink swap) reloads; a bad update ke
     stop();
     await gw.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('listener settings need a restart: a reload that changes them keeps the old listeners and applies the rest', async () => {
+  const gw = await startGateway(yaml([]));
+  await gw.ready();
+  const stop = installReload(gw.gw, gw.file, { watch: false });
+  const port = (gw.gw.proxy!.server.address() as { port: number }).port;
+  try {
+    const moved = yaml([3]).replace('server: { host: 127.0.0.1, port: 0 }', 'server: { host: 127.0.0.1, port: 1, bodyLimitBytes: 10 }')
+      .replace('admin: { host: 127.0.0.1, port: 0 }', 'admin: { host: 127.0.0.1, port: 2 }\ndecision: { port: 3 }');
+    const compile = (t: string) => compileConfig(parseConfig(t, 'x.yaml'));
+    assert.deepEqual(restartOnlyChanges(compile(yaml([])), compile(moved)),
+      ['server.port', 'server.bodyLimitBytes', 'admin', 'decision (listener host/port/presence)']);
+    assert.deepEqual(restartOnlyChanges(compile(yaml([])), compile(yaml([1, 2]))), []);
+    writeFileSync(gw.file, moved);
+    process.kill(process.pid, 'SIGHUP');
+    await waitFor(async () => (await reloads(gw)).success === 1, 'reload');
+    assert.equal((gw.gw.proxy!.server.address() as { port: number }).port, port, 'still on the old port');
+    assert.equal(gw.gw.decision, null, 'no decision listener started by a reload');
+    assert.equal(await get(http.globalAgent, gw.url, '/v3/x'), 200, 'the rest of the new config applies');
+  } finally {
+    stop();
+    await gw.close();
   }
 });
