@@ -82,7 +82,9 @@ routes:
   // In flight at SIGTERM: one request that fits in the grace (1 s), one that does not (60 s), a WebSocket.
   up.delayMs = 1000;
   const fits = get(base + '/slow/fits');
-  await new Promise((r) => setTimeout(r, 50));
+  // The upstream picks its delay when a request arrives: switch only once this one is in.
+  const arrived = Date.now() + 5000;
+  while (up.requests.length < 1 && Date.now() < arrived) await new Promise((r) => setTimeout(r, 5));
   up.delayMs = 60_000;
   const tooSlow = get(base + '/slow/too-slow').then((r) => `status ${r.status}`, (e: Error) => `closed: ${e.message}`);
   const ws = new WebSocket(base.replace('http', 'ws') + '/ws/chat');
