@@ -83,7 +83,8 @@ async function waitFor(cond: () => Promise<boolean> | boolean, what: string, ms 
 }
 
 test('20 reloads (valid/invalid alternately) under keep-alive load: zero failed requests, new routes live', async () => {
-  const gw = await startGateway(yaml([]));
+  const logs: string[] = [];
+  const gw = await startGateway(yaml([]), { logs });
   await gw.ready();
   const stop = installReload(gw.gw, gw.file, { debounceMs: 30 });
   const token = await iss.sign({});
@@ -129,6 +130,11 @@ test('20 reloads (valid/invalid alternately) under keep-alive load: zero failed 
     const final = await reloads(gw);
     assert.deepEqual(final, { success: 10, failure: 10 });
     assert.equal(await get(agent, gw.url, '/v1/ping'), 404, 'invalid configs never applied');
+    // Each failure is logged with its problems (file:line key.path why).
+    const failed = logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'config reload failed; the previous config keeps serving');
+    assert.equal(failed.length, 10);
+    assert.ok(failed[0].problems.some((p: string) => p.startsWith(`${gw.file}:`) && p.includes('bogus1')), JSON.stringify(failed[0].problems));
+    assert.equal(failed[0].level, 'error');
   } finally {
     running = false;
     await Promise.all(workers);
@@ -206,7 +212,8 @@ test('Kubernetes ConfigMap update (..data symlink swap) reloads; a bad update ke
 });
 
 test('listener settings need a restart: a reload that changes them keeps the old listeners and applies the rest', async () => {
-  const gw = await startGateway(yaml([]));
+  const logs: string[] = [];
+  const gw = await startGateway(yaml([]), { logs });
   await gw.ready();
   const stop = installReload(gw.gw, gw.file, { watch: false });
   const port = (gw.gw.proxy!.server.address() as { port: number }).port;
@@ -223,6 +230,8 @@ test('listener settings need a restart: a reload that changes them keeps the old
     assert.equal((gw.gw.proxy!.server.address() as { port: number }).port, port, 'still on the old port');
     assert.equal(gw.gw.decision, null, 'no decision listener started by a reload');
     assert.equal(await get(http.globalAgent, gw.url, '/v3/x'), 200, 'the rest of the new config applies');
+    const warn = logs.map((l) => JSON.parse(l)).find((l) => l.level === 'warn' && Array.isArray(l.keys));
+    assert.deepEqual(warn?.keys, ['server.port', 'server.bodyLimitBytes', 'admin', 'decision (listener host/port/presence)']);
   } finally {
     stop();
     await gw.close();
