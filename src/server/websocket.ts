@@ -115,6 +115,7 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
           raw.push(res.rawHeaders[i], res.rawHeaders[i + 1]);
         }
         const chunks: Buffer[] = [];
+        res.on('error', () => socket.destroy());
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const body = Buffer.concat(chunks);
