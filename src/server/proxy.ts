@@ -17,12 +17,19 @@ import type { Metrics } from '../metrics.js';
 import { sendError, toGatewayError } from './error-response.js';
 import { UpstreamPool, type ForwardObserver } from './forward.js';
 
+/** Per-request state, declared up front so the request object keeps one shape. */
+export interface RequestState {
+  ctx: DecisionContext;
+  config: CompiledConfig;
+  start: number;
+  error: GatewayError | null;
+}
+
 /**
- * Per-request state, one object with a fixed shape (declared up front on the request):
- * the decision context, the config the request started with, timings and the failure.
- * It is also the upstream observer, so forwarding allocates no closures.
+ * The proxy's per-request state: one object with a fixed shape, which is also the
+ * upstream observer, so forwarding allocates no closures.
  */
-export class RequestState implements ForwardObserver {
+class ProxyRequestState implements RequestState, ForwardObserver {
   readonly ctx: DecisionContext = newContext();
   readonly start = performance.now();
   error: GatewayError | null = null;
@@ -90,7 +97,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
 
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     // In-flight requests finish on the config they started with.
-    const state = new RequestState(core.config, core.metrics);
+    const state = new ProxyRequestState(core.config, core.metrics);
     const { config, ctx } = state;
     req.tokengate = state;
     const raw = req.raw;
