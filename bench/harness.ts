@@ -142,7 +142,7 @@ async function startGatewayChild(yaml: string, dir: string, name: string, opts: 
   writeFileSync(file, yaml);
   const out = openSync(join(dir, `${name}.log`), 'w');
   const entry = opts.gatewayFrom === 'dist' || checkout !== ROOT ? [join(checkout, 'bin', 'tokengate.js')] : ['--import', 'tsx', join(checkout, 'src', 'cli.ts')];
-  const proc = spawn(process.execPath, [...opts.nodeFlags, ...entry, '--config', file], { cwd: dir, stdio: ['ignore', out, out] });
+  const proc = spawn(process.execPath, [...opts.nodeFlags, ...entry, '--config', file], { cwd: checkout, stdio: ['ignore', out, out] });
   closeSync(out);
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const port = /port: (\d+)/.exec(yaml)![1];
@@ -268,7 +268,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.le
 /** Runs the benchmark; resolves with every figure (and prints progress through `opts.log`). */
 export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const log = opts.log ?? (() => {});
-  const want = (n: ScenarioName) => opts.scenarios.includes(n);
+  const want = (n: ScenarioName) => opts.scenarios.includes(n) && (n !== 'memory' || opts.memoryTokens > 0);
   if (opts.gatewayFrom === 'dist') ensureBuilt(log);
   const dir = mkdtempSync(join(tmpdir(), 'tokengate-bench-'));
   const iss = await startBenchIssuer();

@@ -1,0 +1,46 @@
+/**
+ * `npm run bench` in miniature: the harness starts its upstream, issuer, the real CLI
+ * gateway (from src/, through tsx) and the autocannon process, and runs every load
+ * scenario for a fraction of a second. Only correctness is asserted, never speed:
+ * valid tokens all pass (2xx), the tampered one is always 401, distinct tokens never hit
+ * the cache, and a random-`kid` flood costs at most one JWKS fetch.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runBench } from '../../bench/harness.js';
+
+test('bench harness, quick: every scenario answers as expected', { timeout: 90_000 }, async () => {
+  const report = await runBench({
+    durationSec: 0.3,
+    warmupSec: 0,
+    rounds: 1,
+    connections: 8,
+    scenarios: ['upstream-direct', 'none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-rs256-tampered', 'introspection-warm', 'kid-flood'],
+    cacheSize: 50,
+    memoryTokens: 0,
+    memoryCacheSize: 0,
+    logLevel: 'info',
+    gatewayFrom: 'src',
+    nodeFlags: [],
+    serverExtra: {},
+  });
+  const byName = new Map(report.scenarios.map((s) => [s.name, s]));
+  assert.equal(byName.size, 8);
+  for (const s of report.scenarios) {
+    assert.equal(s.skipped, undefined, `${s.name} ran`);
+    assert.ok(s.total > 0, `${s.name} got responses`);
+    assert.equal(s.unexpected, 0, `${s.name}: only ${s.expectedStatus} expected, got ${JSON.stringify(s.statusCodes)}`);
+  }
+  assert.equal(byName.get('jwt-rs256-tampered')!.expectedStatus, 401);
+  assert.deepEqual(Object.keys(byName.get('jwt-rs256-tampered')!.statusCodes), ['401']);
+  for (const name of ['none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'introspection-warm'] as const) {
+    assert.deepEqual(Object.keys(byName.get(name)!.statusCodes), ['200'], name);
+  }
+  assert.equal(byName.get('jwt-rs256-distinct')!.cacheHitRatio, 0, 'distinct tokens never hit the cache');
+  assert.ok(byName.get('jwt-rs256')!.cacheHitRatio! > 0.5, 'a repeated token is served from the cache');
+  assert.ok(report.flood, 'flood ran');
+  assert.ok(report.flood.requests > 0);
+  assert.equal(report.flood.unexpected, 0, 'every random kid is refused with 401');
+  assert.ok(report.flood.jwksFetches <= 1, `at most one JWKS fetch per cooldown, got ${report.flood.jwksFetches}`);
+  assert.equal(report.memory, null);
+});
