@@ -48,6 +48,8 @@ export interface BenchOptions {
   serverExtra: Record<string, string | number | boolean>;
   /** Another tokengate checkout (built): its gateway runs beside this one, interleaved, for a before/after in one run. */
   baseline?: string;
+  /** `server:` keys for the baseline gateway instead of `serverExtra` (to compare settings of one checkout). */
+  baselineServerExtra?: Record<string, string | number | boolean>;
   log?: (line: string) => void;
 }
 
@@ -278,10 +280,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   try {
     const opaque = iss.opaqueToken(AUDIENCE);
     // Introspection is wired only if the checkout implements it (probe with one request).
-    const start = async (name: string, checkout: string): Promise<{ gw: GatewayChild; skip?: string }> => {
+    const start = async (name: string, checkout: string, extra = opts.serverExtra): Promise<{ gw: GatewayChild; skip?: string }> => {
       const [port, adminPort] = [await freePort(), await freePort()];
       const yamlFor = (introspection: boolean) => gatewayYaml({
-        port, adminPort, upstream: up.url, iss, cacheSize: opts.cacheSize, logLevel: opts.logLevel, introspection, extra: opts.serverExtra,
+        port, adminPort, upstream: up.url, iss, cacheSize: opts.cacheSize, logLevel: opts.logLevel, introspection, extra,
       });
       let g = await startGatewayChild(yamlFor(true), dir, name, opts, checkout);
       gateways.push(g);
@@ -294,7 +296,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       return { gw: g, skip: `skipped: introspection not available (probe answered ${probe.status} ${body.error ?? ''})`.trim() };
     };
     const { gw, skip: introspectionSkip } = await start('gateway', ROOT);
-    const base = opts.baseline ? await start('gateway-baseline', resolve(opts.baseline)) : null;
+    const base = opts.baseline ? await start('gateway-baseline', resolve(opts.baseline), opts.baselineServerExtra ?? opts.serverExtra) : null;
 
     const k = iss.keys;
     const claims = { iss: iss.issuer, aud: AUDIENCE };

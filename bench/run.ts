@@ -6,7 +6,7 @@
  *   BENCH_WARMUP       warm-up seconds per scenario before round 1 (1; --quick: 0.5)
  *   BENCH_ROUNDS       interleaved rounds (2; --quick: 1)
  *   BENCH_CONNECTIONS  concurrent connections (50)
- *   BENCH_SCENARIOS    comma-separated substrings selecting scenarios (all)
+ *   BENCH_SCENARIOS    comma-separated scenario names, or substrings of names (all)
  *   BENCH_CACHE_SIZE   tokenCacheSize of the measured gateway (1000)
  *   BENCH_MEMORY_TOKENS / BENCH_MEMORY_CACHE   memory check: distinct tokens sent (50000; --quick: 5000)
  *                      and the cache size it runs with (10000, the default)
@@ -16,6 +16,7 @@
  *   BENCH_SERVER       extra server keys, e.g. "upstreamConnections=64,workers=2"
  *   BENCH_BASELINE     another built tokengate checkout: its gateway runs beside this one, interleaved,
  *                      and a "× baseline" column compares them (before/after in one run)
+ *   BENCH_BASELINE_SERVER  server keys for the baseline gateway only (BENCH_BASELINE=. compares settings)
  *   BENCH_JSON         also write the report as JSON to this file
  *   BENCH_KEEP         keep the temp dir (configs, gateway logs)
  */
@@ -27,12 +28,18 @@ const quick = process.argv.includes('--quick');
 const env = process.env;
 const num = (v: string | undefined, d: number) => (v !== undefined && v !== '' ? Number(v) : d);
 const filter = env.BENCH_SCENARIOS?.split(',').map((s) => s.trim()).filter(Boolean);
-const scenarios = SCENARIOS.filter((s) => !filter || filter.some((f) => s.includes(f))) as ScenarioName[];
-const serverExtra: Record<string, string | number | boolean> = {};
-for (const kv of (env.BENCH_SERVER ?? '').split(',').filter(Boolean)) {
-  const [k, v] = kv.split('=');
-  serverExtra[k.trim()] = v === 'true' ? true : v === 'false' ? false : Number.isNaN(Number(v)) ? v : Number(v);
+// An exact scenario name selects that one; anything else selects every name containing it.
+const matches = (s: string, f: string) => s === f || (!(SCENARIOS as readonly string[]).includes(f) && s.includes(f));
+const scenarios = SCENARIOS.filter((s) => !filter || filter.some((f) => matches(s, f))) as ScenarioName[];
+function serverKeys(spec: string | undefined): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const kv of (spec ?? '').split(',').filter(Boolean)) {
+    const [k, v] = kv.split('=');
+    out[k.trim()] = v === 'true' ? true : v === 'false' ? false : Number.isNaN(Number(v)) ? v : Number(v);
+  }
+  return out;
 }
+const serverExtra = serverKeys(env.BENCH_SERVER);
 
 const opts = {
   durationSec: num(env.BENCH_DURATION, quick ? 1 : 5),
@@ -48,6 +55,7 @@ const opts = {
   nodeFlags: (env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
   serverExtra,
   baseline: env.BENCH_BASELINE || undefined,
+  baselineServerExtra: env.BENCH_BASELINE_SERVER !== undefined ? serverKeys(env.BENCH_BASELINE_SERVER) : undefined,
   log: (l: string) => console.error(l),
 };
 console.error(`tokengate bench: ${opts.connections} connections, ${opts.durationSec} s × ${opts.rounds} round(s) per scenario, ` +

@@ -5,8 +5,10 @@
  *   tokengate check --config FILE      validate, print the effective routes; exit 1 with every error
  *   tokengate dev                      development issuer + echo upstream + gateway on config/dev.yaml
  */
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, describeRoutes, formatProblem, loadCompiled } from './config/index.js';
+import { runPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
 
@@ -74,8 +76,13 @@ async function run(file: string | undefined): Promise<number> {
     for (const p of e.problems) console.error(formatProblem(p));
     return 1;
   }
-  const gw = new Gateway(config);
+  // server.workers > 1: this process becomes the cluster primary (src/cluster.ts).
+  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config);
+  const gw = cluster.isWorker
+    ? new Gateway(config, { admin: false, logger: workerLogger(config.server.logLevel) })
+    : new Gateway(config);
   const addrs = await gw.start();
+  if (cluster.isWorker) serveWorker(gw);
   gw.logger.info({ ...addrs, routes: config.routes.length }, 'tokengate started');
   const stopReload = installReload(gw, file);
   await new Promise<void>((resolve) => {

@@ -118,6 +118,8 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Milliseconds since the epoch (tests inject a clock). */
   now?: () => number;
+  /** false in a cluster worker: the primary serves the admin port. Default true. */
+  admin?: boolean;
 }
 
 /** The running gateway. */
@@ -135,10 +137,12 @@ export class Gateway implements GatewayCore {
   readonly upgrades = new UpgradeTracker();
   private draining = false;
   private readonly now: () => number;
+  private readonly serveAdmin: boolean;
 
   constructor(config: CompiledConfig, opts: GatewayOptions = {}) {
     this.config = config;
     this.now = opts.now ?? Date.now;
+    this.serveAdmin = opts.admin ?? true;
     this.logger = opts.logger ?? createLogger(config.server.logLevel);
     const keys: KeySource = {
       getKey: (issuerId, kid, alg) => {
@@ -241,14 +245,15 @@ export class Gateway implements GatewayCore {
   async start(): Promise<{ proxy: string; admin: string; decision?: string }> {
     this.proxy = await buildProxy(this, this.logger);
     this.proxy.server.on('upgrade', upgradeHandler(this, this.upgrades, (st, status) => this.recordRequest(st, status)));
-    this.admin = buildAdmin(this, this.logger);
+    // Cluster workers leave the admin listener to the primary (src/cluster.ts).
+    this.admin = this.serveAdmin ? buildAdmin(this, this.logger) : null;
     const d = this.config.decision;
     if (d) this.decision = buildDecision(this, this.logger);
     for (const id of this.jwtIssuerIds(this.config)) this.issuers.get(id)?.jwks?.start();
     const s = this.config.server;
     const a = this.config.admin;
     const proxy = await this.proxy.listen({ host: s.host, port: s.port });
-    const admin = await this.admin.listen({ host: a.host, port: a.port });
+    const admin = this.admin ? await this.admin.listen({ host: a.host, port: a.port }) : '(primary)';
     const decision = d && this.decision ? await this.decision.listen({ host: d.host, port: d.port }) : undefined;
     return decision ? { proxy, admin, decision } : { proxy, admin };
   }

@@ -32,6 +32,7 @@ export class Metrics {
   readonly jwksAge: Gauge<'issuer'> = new Gauge({
     name: 'tokengate_jwks_age_seconds', help: 'Age of the key set in use, by issuer',
     labelNames: ['issuer'] as const, registers: [this.registry],
+    aggregator: 'max', // server.workers > 1: the oldest key set of any worker
     collect: () => {
       this.jwksAge.reset();
       for (const [issuer, age] of this.jwksAgeSource()) this.jwksAge.labels(issuer).set(age);

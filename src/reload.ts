@@ -27,7 +27,7 @@ export type ReloadResult = 'success' | 'failure' | 'unchanged';
  */
 export function restartOnlyChanges(prev: CompiledConfig, next: CompiledConfig): string[] {
   const out: string[] = [];
-  const keys = ['host', 'port', 'bodyLimitBytes', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'maxHeaderBytes', 'upstreamConnections', 'upstreamTimeoutMs', 'logLevel'] as const;
+  const keys = ['host', 'port', 'bodyLimitBytes', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'maxHeaderBytes', 'upstreamConnections', 'upstreamTimeoutMs', 'logLevel', 'workers'] as const;
   for (const k of keys) if (prev.server[k] !== next.server[k]) out.push(`server.${k}`);
   if (prev.admin.host !== next.admin.host || prev.admin.port !== next.admin.port) out.push('admin');
   const pd = prev.decision;

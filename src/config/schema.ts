@@ -45,6 +45,7 @@ const Server = obj({
   keepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 72000, description: 'Idle keep-alive time for client connections' }),
   bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
   upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin' }),
+  workers: Type.Integer({ minimum: 0, default: 1, description: 'Gateway processes sharing the proxy port (node:cluster; 0: one per CPU). With more than one, a primary process serves the admin port (readiness of all workers, summed metrics) and forwards SIGHUP/SIGTERM; restart-only' }),
 }, 'The proxy listener');
 
 const Admin = obj({

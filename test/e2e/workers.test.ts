@@ -1,0 +1,108 @@
+/**
+ * `server.workers: 2` with the real CLI process: the primary serves the admin port
+ * (readiness of every worker, metrics summed over the workers), the workers share the
+ * proxy port and validate tokens, SIGHUP reaches every worker, and SIGTERM drains them
+ * all and exits 0.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as http from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
+import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { freePort } from '../helpers/ports.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+let up: EchoUpstream; let iss: MockIssuer; let dir = ''; let child: ChildProcess | null = null;
+
+before(async () => {
+  up = await startUpstream();
+  iss = await startMockIssuer();
+  dir = mkdtempSync(join(tmpdir(), 'tokengate-workers-'));
+});
+after(async () => {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await up?.close();
+  await iss?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** One request on a fresh connection (the cluster hands each connection to one worker). */
+function get(url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, headers }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+const config = (port: number, adminPort: number, extraRoute = '') => `
+server: { host: 127.0.0.1, port: ${port}, workers: 2, shutdownGraceSec: 2, logLevel: warn }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+issuers:
+  - { id: a, issuer: ${iss.issuer}, jwksUri: ${iss.jwksUri}, audiences: [api] }
+routes:
+  - { id: pub, match: { pathPrefix: /pub }, upstream: "${up.url}", auth: { mode: none } }
+  - { id: api, match: { pathPrefix: /api }, upstream: "${up.url}", auth: { mode: jwt } }
+${extraRoute}`;
+
+test('two workers: shared proxy port, primary admin, reload on SIGHUP, drain on SIGTERM', { timeout: 60_000 }, async () => {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(file, config(port, adminPort));
+  child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (c) => (stderr += c));
+  const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const proxy = `http://127.0.0.1:${port}`;
+
+  const until = Date.now() + 40_000;
+  let ready = { status: 0, body: '' };
+  while (Date.now() < until) {
+    ready = await get(`${admin}/readyz`).catch(() => ({ status: 0, body: '' }));
+    if (ready.status === 200) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(ready.status, 200, `primary readyz: ${ready.body} ${stderr}`);
+  assert.deepEqual(JSON.parse(ready.body), { ready: true, workers: 2 });
+
+  const token = await iss.sign({ claims: { exp: Math.floor(Date.now() / 1000) + 600 } });
+  const n = 12;
+  for (let i = 0; i < n; i++) {
+    assert.equal((await get(`${proxy}/api/x`, { authorization: `Bearer ${token}` })).status, 200);
+    assert.equal((await get(`${proxy}/api/x`)).status, 401);
+  }
+  // Metrics are the workers' registries summed by the primary.
+  const metrics = (await get(`${admin}/metrics`)).body;
+  const count = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
+  assert.equal(count(/^tokengate_requests_total\{route="api",outcome="allowed",reason="ok"\} (\d+)$/m), n);
+  assert.equal(count(/^tokengate_requests_total\{route="api",outcome="denied",reason="missing_token"\} (\d+)$/m), n);
+  assert.equal(iss.jwksFetches, 2, 'each worker fetched the keys once');
+
+  // SIGHUP to the primary reloads every worker: the new route answers on every connection.
+  assert.equal((await get(`${proxy}/new/x`)).status, 404);
+  writeFileSync(file, config(port, adminPort, `  - { id: new, match: { pathPrefix: /new }, upstream: "${up.url}", auth: { mode: none } }`));
+  child.kill('SIGHUP');
+  const reloadedBy = Date.now() + 10_000;
+  let statuses: number[] = [];
+  while (Date.now() < reloadedBy) {
+    statuses = await Promise.all(Array.from({ length: 8 }, () => get(`${proxy}/new/x`).then((r) => r.status)));
+    if (statuses.every((s) => s === 200)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.deepEqual(statuses, Array(8).fill(200), 'every worker took the new config');
+
+  // SIGTERM: readiness turns 503, the workers drain, the primary exits 0.
+  child.kill('SIGTERM');
+  const code = await exited;
+  assert.equal(code, 0, stderr);
+  await assert.rejects(get(`${proxy}/pub/x`), 'no worker listens any more');
+});
