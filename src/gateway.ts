@@ -16,6 +16,12 @@ import { JwtVerifier, type KeySource } from './pipeline/verify-jwt.js';
 import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
+import type { Redis } from 'ioredis';
+import type { DpopConfig } from './config/schema.js';
+import { NonceSource } from './dpop/nonce.js';
+import { MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop/replay-store.js';
+import { ProofChecker } from './pipeline/dpop.js';
+import { closeRedis, createRedis } from './redis/client.js';
 
 /** What the listeners need from the gateway. */
 export interface GatewayCore {
@@ -88,6 +94,11 @@ export class Gateway implements GatewayCore {
   admin: FastifyInstance | null = null;
   private draining = false;
   private readonly now: () => number;
+  /** The shared Redis connection, open while some store is `redis`. */
+  redis: Redis | null = null;
+  private redisKey = '';
+  private replayStore: ReplayStore;
+  private nonceSource: { key: string; source: NonceSource } | null = null;
 
   constructor(config: CompiledConfig, opts: GatewayOptions = {}) {
     this.config = config;
@@ -106,8 +117,18 @@ export class Gateway implements GatewayCore {
       hit: this.metrics.cacheRequests.labels('jwt', 'hit'),
       miss: this.metrics.cacheRequests.labels('jwt', 'miss'),
     };
+    this.replayStore = new MemoryReplayStore(config.server.dpop.replayCacheSize, this.now);
     this.verifiers = {
       jwt: new JwtVerifier({ keys, now: this.now, cacheSize: config.server.tokenCacheSize, onCache: (r) => cacheCounters[r].inc() }),
+      proofs: new ProofChecker({
+        now: this.now,
+        replayStore: () => this.replayStore,
+        nonces: (dpop) => this.nonces(dpop),
+        onStore: (kind, seconds, ok) => {
+          this.metrics.replayStoreDuration.labels(kind).observe(seconds);
+          if (!ok) this.metrics.replayStoreErrors.labels(kind).inc();
+        },
+      }),
     };
     this.metrics.jwksAgeSource = function* (this: void) {
       for (const [id, rt] of issuers) {
@@ -116,6 +137,32 @@ export class Gateway implements GatewayCore {
       }
     };
     this.syncIssuers(config);
+    this.syncStores(config);
+  }
+
+  /** The nonce source for `dpop` (rebuilt only when the secret or window changes). */
+  private nonces(dpop: DpopConfig): NonceSource | null {
+    if (!dpop.nonce || !dpop.nonceSecret) return null;
+    const key = `${dpop.proofMaxAgeSec}:${dpop.nonceSecret}`;
+    if (this.nonceSource?.key !== key) this.nonceSource = { key, source: new NonceSource(dpop.nonceSecret, dpop.proofMaxAgeSec, this.now) };
+    return this.nonceSource.source;
+  }
+
+  /** Opens, keeps or closes the Redis connection and picks the replay store for `config`. */
+  private syncStores(config: CompiledConfig): void {
+    const s = config.server;
+    const needRedis = s.dpop.replayStore === 'redis' || config.source.issuers.some((i) => i.introspection?.cacheStore === 'redis');
+    const key = needRedis ? `${s.redis.url}\u0000${s.redis.commandTimeoutMs}` : '';
+    if (key !== this.redisKey) {
+      if (this.redis) void closeRedis(this.redis);
+      this.redis = needRedis ? createRedis({ url: s.redis.url, commandTimeoutMs: s.redis.commandTimeoutMs, logger: this.logger }) : null;
+      this.redisKey = key;
+    }
+    if (s.dpop.replayStore === 'redis' && this.redis) {
+      this.replayStore = new RedisReplayStore(this.redis);
+    } else if (!(this.replayStore instanceof MemoryReplayStore) || this.replayStore.max !== s.dpop.replayCacheSize) {
+      this.replayStore = new MemoryReplayStore(s.dpop.replayCacheSize, this.now);
+    }
   }
 
   /** Creates runtimes for new or changed issuers and stops those no longer configured. */
@@ -173,6 +220,7 @@ export class Gateway implements GatewayCore {
   /** Swaps in a new compiled config (already validated); keeps unchanged issuers' caches. */
   swap(config: CompiledConfig): void {
     this.syncIssuers(config);
+    this.syncStores(config);
     this.config = config;
     for (const id of this.jwtIssuerIds(config)) {
       const jwks = this.issuers.get(id)?.jwks;
@@ -205,6 +253,8 @@ export class Gateway implements GatewayCore {
     }
     await this.admin?.close();
     for (const rt of this.issuers.values()) rt.jwks?.stop();
+    if (this.redis) await closeRedis(this.redis);
+    this.redis = null;
     this.logger.flush?.();
   }
 }

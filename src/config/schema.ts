@@ -29,6 +29,28 @@ function obj<T extends Record<string, TSchema>>(props: T, description: string, d
   return Type.Object(props, dflt ? { ...closed, description, default: {} } : { ...closed, description });
 }
 
+/** The documented default of `server.redis.url`; resolved against the environment at load time. */
+export const REDIS_URL_DEFAULT = '${REDIS_URL:-redis://127.0.0.1:6379}';
+
+const Dpop = obj({
+  proofMaxAgeSec: Type.Integer({ minimum: 1, maximum: 3600, default: 60, description: "A DPoP proof's `iat` must be within this of now (plus the issuer's clock tolerance); seen `jti`s are kept this long" }),
+  algorithms: Type.Array(Alg, { minItems: 1, default: ['ES256', 'EdDSA', 'RS256', 'PS256'], description: 'Proof signing algorithms accepted (asymmetric only), announced in the `algs` challenge attribute' }),
+  nonce: Type.Boolean({ default: false, description: 'Demand server nonces (RFC 9449 §8): stateless HMAC nonces from `nonceSecret`, accepted by every replica sharing it' }),
+  nonceSecret: Type.Optional(Type.String({ minLength: 32, description: 'Secret (32+ characters, the same on every replica) nonces are derived from; required when `nonce: true`; use ${ENV}' })),
+  replayStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'memory | redis: where seen proof `jti`s are kept (redis: shared by all replicas; unavailable → 503)' }),
+  replayCacheSize: Type.Integer({ minimum: 1, default: 200000, description: 'memory store: most `jti`s remembered at once; when full of unexpired entries, DPoP requests get 503 (never a forgotten `jti`)' }),
+}, 'DPoP proof checking (RFC 9449)');
+
+const Redis = obj({
+  url: Type.String({ minLength: 1, default: REDIS_URL_DEFAULT, description: 'redis:// or rediss:// URL, used when any store is `redis`; by default `$REDIS_URL`, else redis://127.0.0.1:6379' }),
+  commandTimeoutMs: Type.Integer({ minimum: 1, default: 500, description: 'A Redis command not answered by then fails the request (503)' }),
+}, 'The Redis shared by replicas (DPoP replay store, introspection cache)');
+
+const ClientCert = obj({
+  header: { ...HeaderName, default: 'x-forwarded-client-cert', description: 'Header carrying the client certificate (Envoy XFCC `Hash=`/`Cert=`, or a URL-encoded PEM), set by a TLS-terminating front proxy' },
+  trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers whose client-certificate header is believed; from anyone else it is removed and ignored' }),
+}, 'Client certificates for mTLS-bound tokens (RFC 8705)');
+
 const Server = obj({
   host: Type.String({ default: '0.0.0.0', description: 'Proxy listen address' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Proxy listen port (0: any free port)' }),
@@ -45,6 +67,9 @@ const Server = obj({
   keepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 72000, description: 'Idle keep-alive time for client connections' }),
   bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
   upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin' }),
+  dpop: Dpop,
+  redis: Redis,
+  clientCert: ClientCert,
 }, 'The proxy listener');
 
 const Admin = obj({
@@ -104,6 +129,7 @@ const Auth = Type.Object({
   audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: "Accepted `aud` values; overrides the issuers' lists" })),
   scopes: Scopes,
   claims: Type.Record(Type.String({ minLength: 1 }), ClaimValue, { default: {}, description: 'Dotted claim path -> required value (equality; membership when the claim is an array)' }),
+  binding: Type.Union(['allow', 'require-dpop', 'require-mtls', 'require-any'].map((m) => Type.Literal(m)), { default: 'allow', description: 'allow | require-dpop | require-mtls | require-any: refuse tokens not bound to a DPoP key / client certificate (bound tokens always need their proof)' }),
 }, { ...closed, description: 'Who may pass' });
 
 const Forward = obj({
@@ -143,3 +169,4 @@ export type Config = Static<typeof ConfigSchema>;
 export type IssuerConfig = Static<typeof Issuer>;
 export type RouteConfig = Static<typeof Route>;
 export type IntrospectionConfig = Static<typeof Introspection>;
+export type DpopConfig = Static<typeof Dpop>;

@@ -42,6 +42,14 @@ function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeader
   return out;
 }
 
+/** The first entry of a (possibly comma-joined) forwarded header, trimmed; the client-facing value. */
+function firstValue(v: string | string[] | undefined): string | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return undefined;
+  const c = s.indexOf(',');
+  return (c === -1 ? s : s.slice(0, c)).trim() || undefined;
+}
+
 /** Builds (does not start) the proxy Fastify instance. */
 export async function buildProxy(core: GatewayCore, logger: Logger): Promise<FastifyInstance> {
   const server = core.config.server;
@@ -91,12 +99,17 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     req.tokengate = state;
     const raw = req.raw;
     const ct = raw.headers['content-type'];
+    const peer = raw.socket.remoteAddress;
+    const trust = config.server.trustProxy;
     try {
       await decide(config, {
         method: raw.method as string,
         target: raw.url as string,
         host: raw.headers.host,
         rawHeaders: raw.rawHeaders,
+        scheme: (trust && firstValue(raw.headers['x-forwarded-proto'])?.toLowerCase()) || 'http',
+        authority: (trust && firstValue(raw.headers['x-forwarded-host'])) || raw.headers.host,
+        peer,
         formBody: typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined,
       }, core.verifiers, ctx);
     } catch (e) {
@@ -108,17 +121,18 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     const route = ctx.route!;
     const upstreamStart = performance.now();
     const search = ctx.search;
+    const certHeader = config.clientCert.trusted(peer) ? undefined : config.clientCert.header;
+    if (ctx.dpopNonce) reply.header('dpop-nonce', ctx.dpopNonce); // RFC 9449 §8.2: rotate the client's nonce
     return reply.from(route.upstreamOrigin + ctx.upstreamPath, {
       queryString: () => (search.length > 1 ? search.slice(1) : ''),
       rewriteRequestHeaders: (_r, headers) => {
         const sock = raw.socket;
-        const trust = config.server.trustProxy;
         const xff = raw.headers['x-forwarded-for'];
         const out = upstreamHeaders(config, route, headers, ctx.headers, {
           for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
           proto: trust && typeof raw.headers['x-forwarded-proto'] === 'string' ? raw.headers['x-forwarded-proto'] : 'http',
           host: trust && typeof raw.headers['x-forwarded-host'] === 'string' ? raw.headers['x-forwarded-host'] : raw.headers.host,
-        }, raw.headers.connection);
+        }, raw.headers.connection, certHeader);
         out.host = route.upstreamHost;
         return out;
       },
