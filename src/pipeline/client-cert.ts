@@ -96,8 +96,8 @@ function fromXfcc(value: string): string | null {
 export function thumbprintFromHeader(value: string): string | null {
   const v = value.trim();
   if (v === '') return null;
-  if (v.startsWith('-----BEGIN')) return fromPem(v);
-  if (/^(%2D){5}BEGIN/i.test(v)) {
+  if (v.startsWith('-----BEGIN') || /^(%2D){5}BEGIN/i.test(v)) {
+    if (!v.includes('%')) return fromPem(v);
     const pem = decode(v);
     return pem === null ? null : fromPem(pem);
   }
