@@ -10,9 +10,12 @@ import type { IssuerConfig } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { discover, type IssuerMetadata } from './idp/discovery.js';
 import { JwksCache } from './idp/jwks-cache.js';
+import { IntrospectionFailure } from './idp/introspection-client.js';
+import { Introspector } from './idp/introspector.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { JwtVerifier, type KeySource } from './pipeline/verify-jwt.js';
+import { IntrospectionVerifier } from './pipeline/verify-introspection.js';
 import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
@@ -37,9 +40,11 @@ export class IssuerRuntime {
   readonly config: IssuerConfig;
   readonly fingerprint: string;
   readonly jwks: JwksCache | null;
+  /** RFC 7662 introspection (cached), when the issuer has an `introspection` block. */
+  readonly introspection: Introspector | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger) {
+  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now) {
     this.config = config;
     this.fingerprint = JSON.stringify(config);
     const jwksLog = log.child({ issuer: config.id });
@@ -62,6 +67,42 @@ export class IssuerRuntime {
         },
       })
       : null;
+    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now) : null;
+  }
+
+  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number): Introspector {
+    const id = this.config.id;
+    const calls = {
+      active: metrics.introspectionRequests.labels(id, 'active'),
+      inactive: metrics.introspectionRequests.labels(id, 'inactive'),
+      error: metrics.introspectionRequests.labels(id, 'error'),
+    };
+    const duration = metrics.introspectionDuration.labels(id);
+    const cache = {
+      hit: metrics.cacheRequests.labels('introspection', 'hit'),
+      miss: metrics.cacheRequests.labels('introspection', 'miss'),
+      negative_hit: metrics.cacheRequests.labels('introspection', 'negative_hit'),
+    };
+    return new Introspector({
+      issuerId: id,
+      policy,
+      now,
+      endpoint: async () => {
+        if (policy.endpoint) return policy.endpoint;
+        const meta = await this.discover();
+        if (!meta.introspectionEndpoint) throw new IntrospectionFailure('no_endpoint', 'discovery document has no introspection_endpoint');
+        return meta.introspectionEndpoint;
+      },
+      events: {
+        onCall: (result, seconds, failure) => {
+          calls[result].inc();
+          duration.observe(seconds);
+          // Fixed kind and a message built from status/errno only: never the token or the secret.
+          if (failure) log.warn({ kind: failure.kind, why: failure.message }, 'introspection failed');
+        },
+        onCache: (result) => cache[result].inc(),
+      },
+    });
   }
 
   /** Discovery metadata, fetched once; a failed fetch is retried on the next call. */
@@ -120,6 +161,16 @@ export class Gateway implements GatewayCore {
     this.replayStore = new MemoryReplayStore(config.server.dpop.replayCacheSize, this.now);
     this.verifiers = {
       jwt: new JwtVerifier({ keys, now: this.now, cacheSize: config.server.tokenCacheSize, onCache: (r) => cacheCounters[r].inc() }),
+      introspection: new IntrospectionVerifier({
+        now: this.now,
+        source: {
+          introspect: (issuerId, token) => {
+            const introspector = this.issuers.get(issuerId)?.introspection;
+            if (!introspector) throw new GatewayError('unsupported_token');
+            return introspector.introspect(token);
+          },
+        },
+      }),
       proofs: new ProofChecker({
         now: this.now,
         replayStore: () => this.replayStore,
@@ -177,7 +228,7 @@ export class Gateway implements GatewayCore {
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }

@@ -32,8 +32,8 @@ export interface CompiledAuth {
   /** The `scope=` value of a 403 challenge: every scope the route names. */
   requiredScopeText: string;
   claims: ReadonlyArray<{ path: ClaimPath; value: string | number | boolean }>;
-  /** Sender-constraint policy (RFC 9449 / RFC 8705); bound tokens need their proof whatever it says. */
-  binding: 'allow' | 'require-dpop' | 'require-mtls' | 'require-any';
+  /** Sender-constraint policy (RFC 9449 / RFC 8705); bound tokens need their proof whatever it says. Absent: allow. */
+  binding?: 'allow' | 'require-dpop' | 'require-mtls' | 'require-any';
 }
 
 /** Where client certificates come from (RFC 8705), compiled. */
@@ -122,7 +122,8 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
     auth: Object.freeze({
       mode: auth.mode as CompiledAuth['mode'],
       issuersByIss,
-      issuersById: new Map([...issuersByIss.values()].map((i) => [i.id, i])),
+      // From the ids, not from issuersByIss: two issuers may share an `iss` (e.g. two introspection clients).
+      issuersById: new Map(ids.flatMap((id) => config.issuers.filter((i) => i.id === id).map((i) => [id, i] as const))),
       issuerIds: Object.freeze(ids),
       audiences: auth.audiences ? Object.freeze([...auth.audiences]) : null,
       scopesAll: Object.freeze([...auth.scopes.allOf]),

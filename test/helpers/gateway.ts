@@ -22,8 +22,12 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** Writes `yaml` to a temp file and starts a gateway on it (server/admin ports forced to 0). */
-export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv; now?: () => number } = {}): Promise<TestGateway> {
+/**
+ * Writes `yaml` to a temp file and starts a gateway on it (server/admin ports forced to 0).
+ * `logs`: every log line (JSON text, level `trace`) is pushed there, to assert what is
+ * (not) logged.
+ */
+export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv; now?: () => number; logs?: string[] } = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'tokengate-test-'));
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, yaml);
@@ -33,7 +37,10 @@ export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv
     server: { ...config.server, host: '127.0.0.1', port: 0 },
     admin: { ...config.admin, host: '127.0.0.1', port: 0 },
   };
-  const logger = pino(loggerOptions(process.env.TOKENGATE_TEST_LOGS ? 'debug' : 'silent'));
+  const logs = opts.logs;
+  const logger = logs
+    ? pino(loggerOptions('trace'), { write: (line: string) => void logs.push(line) })
+    : pino(loggerOptions(process.env.TOKENGATE_TEST_LOGS ? 'debug' : 'silent'));
   const gw = new Gateway(forced, { logger, now: opts.now });
   const { proxy, admin } = await gw.start();
   return {
