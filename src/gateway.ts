@@ -25,6 +25,7 @@ import { NonceSource } from './dpop/nonce.js';
 import { MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop/replay-store.js';
 import { ProofChecker } from './pipeline/dpop.js';
 import { closeRedis, createRedis } from './redis/client.js';
+import { RedisIntrospectionStore } from './idp/introspection-redis-store.js';
 
 /** What the listeners need from the gateway. */
 export interface GatewayCore {
@@ -44,7 +45,7 @@ export class IssuerRuntime {
   readonly introspection: Introspector | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now) {
+  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now, redis: () => Redis | null = () => null) {
     this.config = config;
     this.fingerprint = JSON.stringify(config);
     const jwksLog = log.child({ issuer: config.id });
@@ -67,10 +68,10 @@ export class IssuerRuntime {
         },
       })
       : null;
-    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now) : null;
+    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now, redis) : null;
   }
 
-  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number): Introspector {
+  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number, redis: () => Redis | null): Introspector {
     const id = this.config.id;
     const calls = {
       active: metrics.introspectionRequests.labels(id, 'active'),
@@ -87,6 +88,7 @@ export class IssuerRuntime {
       issuerId: id,
       policy,
       now,
+      store: policy.cacheStore === 'redis' ? new RedisIntrospectionStore(redis) : undefined,
       endpoint: async () => {
         if (policy.endpoint) return policy.endpoint;
         const meta = await this.discover();
@@ -228,7 +230,7 @@ export class Gateway implements GatewayCore {
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, () => this.redis);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }
