@@ -7,7 +7,8 @@
  * injected {@link ReplayStore}.
  */
 import { createHash } from 'node:crypto';
-import { calculateJwkThumbprint, decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { DpopConfig } from '../config/schema.js';
 import { GatewayError, type Reason } from '../errors.js';
 import type { NonceSource } from '../dpop/nonce.js';
@@ -19,6 +20,26 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
 /** Longest `jti` accepted (RFC 9449 §4.2 asks for 96 bits of randomness; this is generous). */
 const MAX_JTI = 256;
+
+/** RFC 7638 §3.2: the required members, in lexicographic order, per key type. */
+const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = { EC: ['crv', 'kty', 'x', 'y'], OKP: ['crv', 'kty', 'x'], RSA: ['e', 'kty', 'n'] };
+
+/**
+ * The RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key, or null when the key
+ * type is not one a proof may use or a required member is missing. Synchronous, so it can
+ * key the imported-key cache before any import.
+ */
+export function jwkThumbprint(jwk: JWK): string | null {
+  const members = typeof jwk.kty === 'string' ? THUMBPRINT_MEMBERS[jwk.kty] : undefined;
+  if (!members) return null;
+  const parts: string[] = [];
+  for (const m of members) {
+    const v = (jwk as Record<string, unknown>)[m];
+    if (typeof v !== 'string') return null;
+    parts.push(`${JSON.stringify(m)}:${JSON.stringify(v)}`);
+  }
+  return createHash('sha256').update(`{${parts.join(',')}}`).digest('base64url');
+}
 
 /** What the request says, against which a proof is checked. */
 export interface ProofRequest {
@@ -77,6 +98,8 @@ export function accessTokenHash(token: string): string {
 export class ProofChecker {
   private readonly now: () => number;
   private readonly opts: ProofCheckerOptions;
+  /** Imported public keys by `alg.thumbprint`: a client reuses its key, importing costs as much as verifying. */
+  private readonly keys = new LRUCache<string, CryptoKey>({ max: 10_000 });
 
   constructor(opts: ProofCheckerOptions) {
     this.opts = opts;
@@ -107,13 +130,21 @@ export class ProofChecker {
     // RFC 9449 §4.3 step 7: the jwk must not contain a private key.
     for (const m of PRIVATE_MEMBERS) if (m in jwk) throw new GatewayError('dpop_proof_jwk');
 
-    let key: Awaited<ReturnType<typeof importJWK>>;
-    try {
-      key = await importJWK(jwk, alg);
-    } catch {
-      throw new GatewayError('dpop_proof_jwk');
+    const thumbprint = jwkThumbprint(jwk);
+    if (!thumbprint) throw new GatewayError('dpop_proof_jwk');
+    const cacheKey = `${alg}.${thumbprint}`;
+    let key = this.keys.get(cacheKey);
+    if (!key) {
+      let imported: Awaited<ReturnType<typeof importJWK>>;
+      try {
+        imported = await importJWK(jwk, alg);
+      } catch {
+        throw new GatewayError('dpop_proof_jwk');
+      }
+      if (imported instanceof Uint8Array || imported.type !== 'public') throw new GatewayError('dpop_proof_jwk');
+      key = imported;
+      this.keys.set(cacheKey, key);
     }
-    if (key instanceof Uint8Array || key.type !== 'public') throw new GatewayError('dpop_proof_jwk');
     const nowMs = this.now();
     let payload: JWTPayload;
     try {
@@ -150,13 +181,7 @@ export class ProofChecker {
     // §4.3 step 12 / §7.1: ath is the hash of the token presented with the proof.
     const ath = (payload as { ath?: unknown }).ath;
     if (typeof ath !== 'string' || ath !== accessTokenHash(req.token)) throw new GatewayError('dpop_proof_ath');
-    // §6.1: the proof key is the key the token is bound to.
-    let thumbprint: string;
-    try {
-      thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
-    } catch {
-      throw new GatewayError('dpop_proof_jwk');
-    }
+    // §6.1: the proof key is the key the token is bound to (RFC 7638 thumbprint = cnf.jkt).
     if (thumbprint !== req.jkt) throw new GatewayError('dpop_key_mismatch');
 
     // §11.1: a jti is accepted once while its proof could pass the iat check

@@ -140,3 +140,14 @@ test('nonces: missing → use_dpop_nonce carrying the current nonce; previous wi
   setNow(now);
   assert.equal(await reason(checker.check(cfg, req(await mk(n1)))), 'dpop_nonce');
 });
+
+test('jwkThumbprint equals jose calculateJwkThumbprint (RFC 7638) for EC, OKP and RSA; null for oct or incomplete keys', async () => {
+  const { jwkThumbprint } = await import('../../../src/pipeline/dpop.js');
+  const { calculateJwkThumbprint } = await import('jose');
+  for (const alg of ['ES256', 'EdDSA', 'RS256'] as const) {
+    const c = await dpopClient(alg);
+    assert.equal(jwkThumbprint({ ...c.publicJwk, kid: 'ignored', use: 'sig' }), await calculateJwkThumbprint(c.publicJwk, 'sha256'), alg);
+  }
+  assert.equal(jwkThumbprint({ kty: 'oct', k: 'AAAA' }), null);
+  assert.equal(jwkThumbprint({ kty: 'EC', crv: 'P-256', x: 'AA' }), null);
+});
