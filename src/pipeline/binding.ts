@@ -45,15 +45,25 @@ export function clientCertThumbprint(config: CompiledConfig, rawHeaders: readonl
   return values.length === 1 ? thumbprintFromHeader(values[0]) : null;
 }
 
+/**
+ * The token's confirmation (RFC 7800 `cnf`). Only the methods this gateway can verify are
+ * understood: `jkt` (RFC 9449 §6) and `x5t#S256` (RFC 8705 §3.1), each a non-empty string.
+ * Any other member (`jwk`, `kid`, ...) binds the token in a way that cannot be checked
+ * here, so the token is refused rather than treated as unbound.
+ */
 function cnfOf(principal: Principal): { jkt: string | null; x5t: string | null } {
   const cnf = principal.claims.cnf;
   if (cnf === undefined) return { jkt: null, x5t: null };
   if (!cnf || typeof cnf !== 'object' || Array.isArray(cnf)) throw new GatewayError('claims_invalid');
-  const { jkt, 'x5t#S256': x5t } = cnf as Record<string, unknown>;
-  if ((jkt !== undefined && typeof jkt !== 'string') || (x5t !== undefined && typeof x5t !== 'string')) {
-    throw new GatewayError('claims_invalid');
+  let jkt: string | null = null;
+  let x5t: string | null = null;
+  for (const [k, v] of Object.entries(cnf as Record<string, unknown>)) {
+    if (typeof v !== 'string' || v === '') throw new GatewayError('claims_invalid');
+    if (k === 'jkt') jkt = v;
+    else if (k === 'x5t#S256') x5t = v;
+    else throw new GatewayError('claims_invalid');
   }
-  return { jkt: jkt || null, x5t: x5t || null };
+  return { jkt, x5t };
 }
 
 /**
