@@ -18,6 +18,7 @@ import { JwtVerifier, type KeySource } from './pipeline/verify-jwt.js';
 import { IntrospectionVerifier } from './pipeline/verify-introspection.js';
 import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
+import { buildDecision } from './server/decision.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
 import type { Redis } from 'ioredis';
 import type { DpopConfig } from './config/schema.js';
@@ -26,6 +27,7 @@ import { MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop/re
 import { ProofChecker } from './pipeline/dpop.js';
 import { closeRedis, createRedis } from './redis/client.js';
 import { RedisIntrospectionStore } from './idp/introspection-redis-store.js';
+import { UpgradeTracker, upgradeHandler } from './server/websocket.js';
 
 /** What the listeners need from the gateway. */
 export interface GatewayCore {
@@ -135,6 +137,10 @@ export class Gateway implements GatewayCore {
   readonly issuers = new Map<string, IssuerRuntime>();
   proxy: FastifyInstance | null = null;
   admin: FastifyInstance | null = null;
+  /** The forward-auth listener; null without a `decision:` block. */
+  decision: FastifyInstance | null = null;
+  /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
+  readonly upgrades = new UpgradeTracker();
   private draining = false;
   private readonly now: () => number;
   /** The shared Redis connection, open while some store is `redis`. */
@@ -282,28 +288,37 @@ export class Gateway implements GatewayCore {
   }
 
   /** Builds and starts the listeners, and the first key fetches. */
-  async start(): Promise<{ proxy: string; admin: string }> {
+  async start(): Promise<{ proxy: string; admin: string; decision?: string }> {
     this.proxy = await buildProxy(this, this.logger);
+    this.proxy.server.on('upgrade', upgradeHandler(this, this.upgrades, (st, status) => this.recordRequest(st, status)));
     this.admin = buildAdmin(this, this.logger);
+    const d = this.config.decision;
+    if (d) this.decision = buildDecision(this, this.logger);
     for (const id of this.jwtIssuerIds(this.config)) this.issuers.get(id)?.jwks?.start();
     const s = this.config.server;
     const a = this.config.admin;
     const proxy = await this.proxy.listen({ host: s.host, port: s.port });
     const admin = await this.admin.listen({ host: a.host, port: a.port });
-    return { proxy, admin };
+    const decision = d && this.decision ? await this.decision.listen({ host: d.host, port: d.port }) : undefined;
+    return decision ? { proxy, admin, decision } : { proxy, admin };
   }
 
-  /** Readiness turns 503 at once; in-flight requests get up to `graceSec` to finish. */
+  /**
+   * Readiness turns 503 at once and the proxy and decision listeners stop accepting;
+   * in-flight requests and open WebSockets get up to `graceSec` to finish, then their
+   * connections are closed. The admin listener stays up (answering 503) until the end.
+   */
   async close(graceSec = this.config.server.shutdownGraceSec): Promise<void> {
     this.draining = true;
-    const proxy = this.proxy;
-    if (proxy) {
-      const forced = setTimeout(() => proxy.server.closeAllConnections(), graceSec * 1000);
-      forced.unref();
-      proxy.server.closeIdleConnections();
-      await proxy.close();
-      clearTimeout(forced);
-    }
+    const listeners = [this.proxy, this.decision].filter((l): l is FastifyInstance => l !== null);
+    const forced = setTimeout(() => {
+      for (const l of listeners) l.server.closeAllConnections();
+      this.upgrades.endAll();
+    }, graceSec * 1000);
+    forced.unref();
+    for (const l of listeners) l.server.closeIdleConnections();
+    await Promise.all(listeners.map((l) => l.close()));
+    clearTimeout(forced);
     await this.admin?.close();
     for (const rt of this.issuers.values()) rt.jwks?.stop();
     if (this.redis) await closeRedis(this.redis);
