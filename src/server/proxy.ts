@@ -14,6 +14,7 @@ import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
 import { sendError, toGatewayError } from './error-response.js';
+import { clientScheme, firstValue } from './forwarded.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
 export interface RequestState {
@@ -40,14 +41,6 @@ function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeader
     out[name] = headers[name];
   }
   return out;
-}
-
-/** The first entry of a (possibly comma-joined) forwarded header, trimmed; the client-facing value. */
-function firstValue(v: string | string[] | undefined): string | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (!s) return undefined;
-  const c = s.indexOf(',');
-  return (c === -1 ? s : s.slice(0, c)).trim() || undefined;
 }
 
 /** Builds (does not start) the proxy Fastify instance. */
@@ -107,7 +100,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
         target: raw.url as string,
         host: raw.headers.host,
         rawHeaders: raw.rawHeaders,
-        scheme: (trust && firstValue(raw.headers['x-forwarded-proto'])?.toLowerCase()) || 'http',
+        scheme: clientScheme(trust, raw.headers['x-forwarded-proto']),
         authority: (trust && firstValue(raw.headers['x-forwarded-host'])) || raw.headers.host,
         peer,
         formBody: typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined,

@@ -217,3 +217,51 @@ describe('server nonces (RFC 9449 §8)', () => {
     assert.deepEqual([r.status, r.body.error, r.nonce], [401, 'use_dpop_nonce', nonce]);
   });
 });
+
+describe('DPoP on the decision listener (forward auth)', () => {
+  let gd: TestGateway;
+  before(async () => {
+    gd = await startGateway(gatewayYaml().replace('issuers:', 'decision: { trustedProxies: [127.0.0.1/32] }\nissuers:'));
+    await gd.ready();
+  });
+  after(async () => {
+    await gd?.close();
+  });
+
+  const decideReq = (headers: Record<string, string>) => new Promise<{ status: number; headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
+    // node:http, so that the Host header can be set like a front proxy would.
+    void import('node:http').then(({ request }) => {
+      const req = request(gd.decisionUrl! + '/auth', { headers }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode!, headers: res.headers });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  });
+  const fwd = { 'x-forwarded-method': 'GET', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'app.example.com', 'x-forwarded-uri': '/api/orders?page=2' };
+
+  test('htu and htm come from the described request; a good proof gets 200 with identity headers, its replay 401', async () => {
+    const proof = await client.proof({ htm: 'GET', htu: 'https://app.example.com/api/orders', token: bound });
+    let r = await decideReq({ ...fwd, authorization: `DPoP ${bound}`, dpop: proof });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-auth-subject'], 'app');
+    r = await decideReq({ ...fwd, authorization: `DPoP ${bound}`, dpop: proof });
+    assert.deepEqual([r.status, r.headers['www-authenticate']], [401, proofChallenge('The DPoP proof was already used')]);
+  });
+
+  test('a proof for the decision endpoint itself, or for another method than the described one, is refused', async () => {
+    let r = await decideReq({ ...fwd, authorization: `DPoP ${bound}`, dpop: await client.proof({ htm: 'GET', htu: `${gd.decisionUrl}/auth`, token: bound }) });
+    assert.deepEqual([r.status, r.headers['www-authenticate']], [401, proofChallenge('The DPoP proof is for another URI')]);
+    r = await decideReq({ ...fwd, 'x-forwarded-method': 'DELETE', authorization: `DPoP ${bound}`, dpop: await client.proof({ htm: 'GET', htu: 'https://app.example.com/api/orders', token: bound }) });
+    assert.deepEqual([r.status, r.headers['www-authenticate']], [401, proofChallenge('The DPoP proof is for another HTTP method')]);
+  });
+
+  test("nginx's X-Original-* set: scheme http unless X-Forwarded-Proto, host from Host", async () => {
+    const headers = { host: 'shop.example.com', 'x-original-method': 'POST', 'x-original-uri': '/api/cart', authorization: `DPoP ${bound}` };
+    let r = await decideReq({ ...headers, dpop: await client.proof({ htm: 'POST', htu: 'http://shop.example.com/api/cart', token: bound }) });
+    assert.equal(r.status, 200);
+    r = await decideReq({ ...headers, 'x-forwarded-proto': 'https', dpop: await client.proof({ htm: 'POST', htu: 'https://shop.example.com/api/cart', token: bound }) });
+    assert.equal(r.status, 200);
+  });
+});

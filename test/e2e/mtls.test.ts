@@ -20,6 +20,7 @@ before(async () => {
   cert = generateClientCert('client-a');
   otherCert = generateClientCert('client-b');
   gw = await startGateway(`
+decision: { trustedProxies: [127.0.0.0/8] }
 server:
   clientCert: { header: x-forwarded-client-cert, trustedProxies: [127.0.0.1/32] }
 issuers:
@@ -117,6 +118,19 @@ describe('mTLS-bound tokens from oidc-provider', () => {
     const h = up.requests[0].headers;
     assert.equal(h['x-forwarded-client-cert'], undefined);
     assert.equal(h['x_forwarded_client_cert'], undefined);
+  });
+
+  test('decision listener: the certificate is believed from clientCert.trustedProxies only, whatever decision.trustedProxies allows', async () => {
+    const ask = (from: string) => new Promise<number>((resolve, reject) => {
+      const req = request(gw.decisionUrl! + '/auth', {
+        localAddress: from,
+        headers: { 'x-forwarded-uri': '/api/x', 'x-forwarded-method': 'GET', authorization: `Bearer ${bound}`, 'x-forwarded-client-cert': xfcc(cert) },
+      }, (res) => { res.resume(); resolve(res.statusCode!); });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(await ask('127.0.0.1'), 200);
+    assert.equal(await ask('127.0.0.2'), 401);
   });
 
   test('binding: require-mtls refuses an unbound token; require-mtls and require-any take the bound one', async () => {
