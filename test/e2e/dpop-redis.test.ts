@@ -112,3 +112,44 @@ routes:
     assert.equal(status, 200, 'reconnected after Redis came back');
   });
 });
+
+describe('replayStore: redis with a password (requirepass, as deploy/redis runs it)', { skip }, () => {
+  let r: TestRedis; let good: TestGateway; let bad: TestGateway; let i2: TestIdp; let c2: DpopClient; let t2: string; let up2: EchoUpstream;
+  before(async () => {
+    [i2, r, c2, up2] = await Promise.all([startIdp(), startRedis(undefined, { password: 's3cr3t-hex' }), dpopClient(), startUpstream()]);
+    const yaml = (url: string) => `
+server:
+  dpop: { replayStore: redis }
+  redis: { url: "${url}", commandTimeoutMs: 300 }
+issuers:
+  - { id: idp, issuer: ${i2.issuer}, jwksUri: ${i2.jwksUri}, audiences: [${IDP_RESOURCES.es256}] }
+routes:
+  - { id: api, match: { pathPrefix: /api }, upstream: ${up2.url}, auth: { mode: jwt } }
+`;
+    [good, bad] = await Promise.all([
+      startGateway(yaml('${REDIS_URL}'), { env: { REDIS_URL: `redis://:s3cr3t-hex@127.0.0.1:${r.port}` } }),
+      startGateway(yaml(`redis://:wrong@127.0.0.1:${r.port}`)),
+    ]);
+    t2 = await i2.token({ resource: IDP_RESOURCES.es256, dpop: (htm, htu) => c2.proof({ htm, htu }) });
+    const until = Date.now() + 5000;
+    while (good.gw.redis?.status !== 'ready') {
+      if (Date.now() > until) throw new Error('redis connection not ready');
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  });
+  after(async () => {
+    await good?.close();
+    await bad?.close();
+    await r?.stop();
+    await up2?.close();
+    await i2?.close();
+  });
+
+  test('the right password from ${REDIS_URL} works; a wrong one fails closed (503)', async () => {
+    const go = async (g: TestGateway) => (await fetch(`${g.url}/api/x`, {
+      headers: { authorization: `DPoP ${t2}`, dpop: await c2.proof({ htm: 'GET', htu: `${g.url}/api/x`, token: t2 }) },
+    })).status;
+    assert.equal(await go(good), 200);
+    assert.equal(await go(bad), 503);
+  });
+});

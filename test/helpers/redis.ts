@@ -30,10 +30,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Starts redis-server on a free loopback port; resolves when it accepts connections. */
-export async function startRedis(port?: number): Promise<TestRedis> {
+/** Starts redis-server on a free loopback port (with `requirepass` when `password` is set); resolves when it accepts connections. */
+export async function startRedis(port?: number, opts: { password?: string } = {}): Promise<TestRedis> {
   const p = port ?? await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const args = ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  if (opts.password) args.push('--requirepass', opts.password);
+  const child: ChildProcess = spawn('redis-server', args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
