@@ -1,7 +1,8 @@
 /**
  * The shared DPoP replay store on a real Redis (redis-server started here on a free
- * loopback port): two gateway replicas behind one public origin share seen proof ids, so
- * a proof used at one is refused at the other; with Redis down DPoP requests get 503
+ * loopback port): two gateway replicas behind one public origin, one in this process and
+ * one a real `tokengate` CLI process, share seen proof ids, so a proof used at one is
+ * refused at the other; with Redis down DPoP requests get 503
  * (fail closed) while unbound bearer tokens keep working; when Redis is back, so is DPoP.
  */
 import { after, before, describe, test } from 'node:test';
@@ -12,11 +13,61 @@ import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.js';
+import { freePort } from '../helpers/ports.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+/** A replica as the tests see it: where to send requests. */
+interface Replica {
+  url: string;
+  adminUrl: string;
+}
+
+/** Runs `tokengate --config` (src/cli.ts) as a child process on fixed free ports; resolves once /readyz is 200. */
+async function startCliReplica(yaml: string): Promise<Replica & { stop(): Promise<void> }> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const dir = mkdtempSync(join(tmpdir(), 'tokengate-replica-'));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(file, `${yaml}\nadmin: { host: 127.0.0.1, port: ${adminPort} }\n`.replace('server:\n', `server:\n  host: 127.0.0.1\n  port: ${port}\n  logLevel: warn\n`));
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (c) => (output += c));
+  child.stderr!.on('data', (c) => (output += c));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const until = Date.now() + 20_000;
+  for (;;) {
+    const r = await fetch(adminUrl + '/readyz').catch(() => null);
+    if (r?.status === 200) break;
+    if (child.exitCode !== null || Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error(`CLI replica did not start: ${output}`);
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    adminUrl,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(kill);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)';
 const PUBLIC = 'https://api.example.com';
 
-let idp: TestIdp; let up: EchoUpstream; let redis: TestRedis; let a: TestGateway; let b: TestGateway;
+let idp: TestIdp; let up: EchoUpstream; let redis: TestRedis; let a: TestGateway; let b: Replica & { stop(): Promise<void> };
 let client: DpopClient; let bound: string; let plain: string;
 
 describe('replayStore: redis', { skip }, () => {
@@ -25,6 +76,7 @@ describe('replayStore: redis', { skip }, () => {
     const yaml = `
 server:
   trustProxy: true
+  shutdownGraceSec: 1
   dpop: { replayStore: redis }
   redis: { url: "${redis.url}", commandTimeoutMs: 300 }
 issuers:
@@ -39,27 +91,28 @@ routes:
     upstream: ${up.url}
     auth: { mode: jwt }
 `;
-    [a, b] = await Promise.all([startGateway(yaml), startGateway(yaml)]);
-    await Promise.all([a.ready(), b.ready()]);
+    [a, b] = await Promise.all([startGateway(yaml), startCliReplica(yaml)]);
+    await a.ready();
     bound = await idp.token({ resource: IDP_RESOURCES.es256, dpop: (htm, htu) => client.proof({ htm, htu }) });
     plain = await idp.token({ resource: IDP_RESOURCES.es256 });
-    // Both replicas' Redis connections are up before the first DPoP request.
-    const until = Date.now() + 5000;
-    while (a.gw.redis?.status !== 'ready' || b.gw.redis?.status !== 'ready') {
+    // Both replicas' Redis connections are up before the first DPoP request (for the
+    // child process: a fresh proof passes there).
+    const until = Date.now() + 10_000;
+    while (a.gw.redis?.status !== 'ready' || (await send(b, await fresh())).status !== 200) {
       if (Date.now() > until) throw new Error('gateway redis connections not ready');
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 50));
     }
   });
   after(async () => {
     await a?.close();
-    await b?.close();
+    await b?.stop();
     await redis?.stop();
     await up?.close();
     await idp?.close();
   });
 
   // The replicas sit behind one public origin: the front proxy tells them scheme and host.
-  const send = async (g: TestGateway, proof: string | null, token = bound, scheme = 'DPoP') => {
+  const send = async (g: Replica, proof: string | null, token = bound, scheme = 'DPoP') => {
     const headers: Record<string, string> = { authorization: `${scheme} ${token}`, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'api.example.com' };
     if (proof) headers.dpop = proof;
     const res = await fetch(g.url + '/api/orders', { headers });
