@@ -139,12 +139,12 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
 
     authorize(principal, auth);
     note(ctx, 'authorize', true, 'scopes and claims satisfied');
+
+    ctx.headers = identityHeaders(route, principal);
+    note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
   } catch (e) {
     throw dpopChallenge(config, cred, e);
   }
-
-  ctx.headers = identityHeaders(route, ctx.principal);
-  note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
 }
 
 /**

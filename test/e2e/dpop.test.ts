@@ -194,6 +194,27 @@ describe('DPoP-bound tokens from oidc-provider', () => {
     assert.equal(r.status, 200, 'binding: allow takes unbound bearer tokens');
   });
 
+  test('a reload switches the replay store (memory → redis → memory); an unreachable Redis fails closed', async () => {
+    const { loadCompiled } = await import('../../src/config/index.js');
+    const { writeFileSync } = await import('node:fs');
+    const { freePort } = await import('../helpers/ports.js');
+    const original = gw.gw.config;
+    const port = await freePort(); // nothing listens there
+    writeFileSync(gw.file, gatewayYaml(`, replayStore: redis }\n  redis: { url: "redis://127.0.0.1:${port}", commandTimeoutMs: 200`));
+    const redisCfg = loadCompiled(gw.file, {});
+    const go = async () => (await call(gw, '/api/reload', { authorization: `DPoP ${bound}`, dpop: await client.proof({ htm: 'GET', htu: htu(gw, '/api/reload'), token: bound }) })).status;
+    try {
+      gw.gw.swap({ ...redisCfg, server: { ...redisCfg.server, host: original.server.host, port: original.server.port }, admin: original.admin });
+      assert.ok(gw.gw.redis, 'a Redis connection is opened');
+      assert.equal(await go(), 503);
+      assert.equal((await call(gw, '/api/reload', { authorization: `Bearer ${plain}` })).status, 200, 'bearer tokens do not need the store');
+    } finally {
+      gw.gw.swap(original);
+    }
+    assert.equal(gw.gw.redis, null, 'the connection is closed when no store needs it');
+    assert.equal(await go(), 200);
+  });
+
   test('failures are counted per reason in tokengate_requests_total, with replay-store latency', async () => {
     const text = await (await fetch(gw.adminUrl + '/metrics')).text();
     for (const reason of ['dpop_proof_replay', 'dpop_proof_htm', 'dpop_proof_htu', 'dpop_proof_iat', 'dpop_proof_ath', 'dpop_proof_signature', 'dpop_key_mismatch', 'dpop_proof_jwk', 'dpop_bound_bearer']) {
