@@ -239,6 +239,39 @@ describe('server nonces (RFC 9449 §8)', () => {
   });
 });
 
+describe('nonce rotation on success (RFC 9449 §8.2)', () => {
+  let gc: TestGateway;
+  let offset = 0;
+  let base = 0;
+  before(async () => {
+    base = Date.now(); // a frozen clock, moved only by `offset`: window boundaries are deterministic
+    gc = await startGateway(gatewayYaml(', nonce: true, nonceSecret: "0123456789abcdef0123456789abcdef-test"'), { now: () => base + offset });
+    await gc.ready();
+  });
+  after(async () => {
+    await gc?.close();
+  });
+
+  test('a proof with the previous window\'s nonce passes and the response carries the current nonce', async () => {
+    const p = '/api/rot';
+    const at = () => Math.floor((base + offset) / 1000);
+    const first = await call(gc, p, { authorization: `DPoP ${bound}`, dpop: await client.proof({ htm: 'GET', htu: htu(gc, p), token: bound, iat: at() }) });
+    const n1 = first.nonce!;
+    assert.equal(first.status, 401);
+    offset = 60_000; // next nonce window (windows are proofMaxAgeSec long)
+    const r = await call(gc, p, { authorization: `DPoP ${bound}`, dpop: await client.proof({ htm: 'GET', htu: htu(gc, p), token: bound, iat: at(), nonce: n1 }) });
+    assert.equal(r.status, 200, JSON.stringify(r));
+    assert.match(r.nonce ?? '', /^[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(r.nonce, n1);
+    const n2 = r.nonce!;
+    const again = await call(gc, p, { authorization: `DPoP ${bound}`, dpop: await client.proof({ htm: 'GET', htu: htu(gc, p), token: bound, iat: at(), nonce: n2 }) });
+    assert.deepEqual([again.status, again.nonce], [200, null]);
+    offset = 120_000; // two windows later n1 is gone
+    const stale = await call(gc, p, { authorization: `DPoP ${bound}`, dpop: await client.proof({ htm: 'GET', htu: htu(gc, p), token: bound, iat: at(), nonce: n1 }) });
+    assert.deepEqual([stale.status, stale.body.error], [401, 'use_dpop_nonce']);
+  });
+});
+
 describe('DPoP on the decision listener (forward auth)', () => {
   let gd: TestGateway;
   before(async () => {
