@@ -20,6 +20,13 @@ import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
 import { buildDecision } from './server/decision.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
+import type { Redis } from 'ioredis';
+import type { DpopConfig } from './config/schema.js';
+import { NonceSource } from './dpop/nonce.js';
+import { MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop/replay-store.js';
+import { ProofChecker } from './pipeline/dpop.js';
+import { closeRedis, createRedis } from './redis/client.js';
+import { RedisIntrospectionStore } from './idp/introspection-redis-store.js';
 import { UpgradeTracker, upgradeHandler } from './server/websocket.js';
 
 /** What the listeners need from the gateway. */
@@ -40,7 +47,7 @@ export class IssuerRuntime {
   readonly introspection: Introspector | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now) {
+  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now, redis: () => Redis | null = () => null) {
     this.config = config;
     this.fingerprint = JSON.stringify(config);
     const jwksLog = log.child({ issuer: config.id });
@@ -63,10 +70,10 @@ export class IssuerRuntime {
         },
       })
       : null;
-    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now) : null;
+    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now, redis) : null;
   }
 
-  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number): Introspector {
+  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number, redis: () => Redis | null): Introspector {
     const id = this.config.id;
     const calls = {
       active: metrics.introspectionRequests.labels(id, 'active'),
@@ -83,6 +90,7 @@ export class IssuerRuntime {
       issuerId: id,
       policy,
       now,
+      store: policy.cacheStore === 'redis' ? new RedisIntrospectionStore(redis) : undefined,
       endpoint: async () => {
         if (policy.endpoint) return policy.endpoint;
         const meta = await this.discover();
@@ -138,6 +146,11 @@ export class Gateway implements GatewayCore {
   private draining = false;
   private readonly now: () => number;
   private readonly serveAdmin: boolean;
+  /** The shared Redis connection, open while some store is `redis`. */
+  redis: Redis | null = null;
+  private redisKey = '';
+  private replayStore: ReplayStore;
+  private nonceSource: { key: string; source: NonceSource } | null = null;
 
   constructor(config: CompiledConfig, opts: GatewayOptions = {}) {
     this.config = config;
@@ -157,6 +170,7 @@ export class Gateway implements GatewayCore {
       hit: this.metrics.cacheRequests.labels('jwt', 'hit'),
       miss: this.metrics.cacheRequests.labels('jwt', 'miss'),
     };
+    this.replayStore = new MemoryReplayStore(config.server.dpop.replayCacheSize, this.now);
     this.verifiers = {
       jwt: new JwtVerifier({ keys, now: this.now, cacheSize: config.server.tokenCacheSize, onCache: (r) => cacheCounters[r].inc() }),
       introspection: new IntrospectionVerifier({
@@ -169,6 +183,15 @@ export class Gateway implements GatewayCore {
           },
         },
       }),
+      proofs: new ProofChecker({
+        now: this.now,
+        replayStore: () => this.replayStore,
+        nonces: (dpop) => this.nonces(dpop),
+        onStore: (kind, seconds, ok) => {
+          this.metrics.replayStoreDuration.labels(kind).observe(seconds);
+          if (!ok) this.metrics.replayStoreErrors.labels(kind).inc();
+        },
+      }),
     };
     this.metrics.jwksAgeSource = function* (this: void) {
       for (const [id, rt] of issuers) {
@@ -177,6 +200,32 @@ export class Gateway implements GatewayCore {
       }
     };
     this.syncIssuers(config);
+    this.syncStores(config);
+  }
+
+  /** The nonce source for `dpop` (rebuilt only when the secret or window changes). */
+  private nonces(dpop: DpopConfig): NonceSource | null {
+    if (!dpop.nonce || !dpop.nonceSecret) return null;
+    const key = `${dpop.proofMaxAgeSec}:${dpop.nonceSecret}`;
+    if (this.nonceSource?.key !== key) this.nonceSource = { key, source: new NonceSource(dpop.nonceSecret, dpop.proofMaxAgeSec, this.now) };
+    return this.nonceSource.source;
+  }
+
+  /** Opens, keeps or closes the Redis connection and picks the replay store for `config`. */
+  private syncStores(config: CompiledConfig): void {
+    const s = config.server;
+    const needRedis = s.dpop.replayStore === 'redis' || config.source.issuers.some((i) => i.introspection?.cacheStore === 'redis');
+    const key = needRedis ? `${s.redis.url}\u0000${s.redis.commandTimeoutMs}` : '';
+    if (key !== this.redisKey) {
+      if (this.redis) void closeRedis(this.redis);
+      this.redis = needRedis ? createRedis({ url: s.redis.url, commandTimeoutMs: s.redis.commandTimeoutMs, logger: this.logger }) : null;
+      this.redisKey = key;
+    }
+    if (s.dpop.replayStore === 'redis' && this.redis) {
+      this.replayStore = new RedisReplayStore(this.redis);
+    } else if (!(this.replayStore instanceof MemoryReplayStore) || this.replayStore.max !== s.dpop.replayCacheSize) {
+      this.replayStore = new MemoryReplayStore(s.dpop.replayCacheSize, this.now);
+    }
   }
 
   /** Creates runtimes for new or changed issuers and stops those no longer configured. */
@@ -191,7 +240,7 @@ export class Gateway implements GatewayCore {
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, () => this.redis);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }
@@ -234,6 +283,7 @@ export class Gateway implements GatewayCore {
   /** Swaps in a new compiled config (already validated); keeps unchanged issuers' caches. */
   swap(config: CompiledConfig): void {
     this.syncIssuers(config);
+    this.syncStores(config);
     this.config = config;
     for (const id of this.jwtIssuerIds(config)) {
       const jwks = this.issuers.get(id)?.jwks;
@@ -276,6 +326,8 @@ export class Gateway implements GatewayCore {
     clearTimeout(forced);
     await this.admin?.close();
     for (const rt of this.issuers.values()) rt.jwks?.stop();
+    if (this.redis) await closeRedis(this.redis);
+    this.redis = null;
     this.logger.flush?.();
   }
 }

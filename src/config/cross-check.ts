@@ -32,9 +32,6 @@ export function crossCheck(config: Config): CrossProblem[] {
     if (iss.introspection && !iss.introspection.endpoint && !iss.discovery) {
       out.push({ path: ['issuers', i, 'introspection', 'endpoint'], message: 'is required unless discovery: true' });
     }
-    if (iss.introspection?.cacheStore === 'redis') {
-      out.push({ path: ['issuers', i, 'introspection', 'cacheStore'], message: 'redis is not supported yet; use memory' });
-    }
   });
 
   const routeIds = new Map<string, number>();
@@ -79,6 +76,9 @@ export function crossCheck(config: Config): CrossProblem[] {
         out.push({ path: at('auth', 'mode'), message: 'jwt_or_introspection needs an issuer with jwksUri or discovery (for the JWTs)' });
       }
     }
+    if (auth.mode === 'none' && auth.binding !== 'allow') {
+      out.push({ path: at('auth', 'binding'), message: 'needs a token: mode none cannot require a binding' });
+    }
     for (const name of Object.keys(route.forward.headers)) {
       if (RESERVED_HEADERS.has(name.toLowerCase())) {
         out.push({ path: at('forward', 'headers', name), message: 'is a header the gateway does not let a route set' });
@@ -89,6 +89,19 @@ export function crossCheck(config: Config): CrossProblem[] {
     }
   });
 
+  const s = config.server;
+  s.clientCert.trustedProxies.forEach((c, i) => {
+    if (!parseCidr(c)) out.push({ path: ['server', 'clientCert', 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
+  });
+  if (RESERVED_HEADERS.has(s.clientCert.header.toLowerCase())) {
+    out.push({ path: ['server', 'clientCert', 'header'], message: 'is a header the gateway reads for another purpose' });
+  }
+  if (s.dpop.nonce && !s.dpop.nonceSecret) {
+    out.push({ path: ['server', 'dpop', 'nonceSecret'], message: 'is required when nonce: true (every replica must derive the same nonces)' });
+  }
+  if (!/^rediss?:\/\/[^\s]+$/.test(s.redis.url)) {
+    out.push({ path: ['server', 'redis', 'url'], message: 'must be a redis:// or rediss:// URL' });
+  }
   config.decision?.trustedProxies.forEach((c, i) => {
     if (!parseCidr(c)) out.push({ path: ['decision', 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
   });

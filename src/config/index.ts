@@ -32,6 +32,7 @@ export function describeRoutes(config: CompiledConfig): string[] {
         a.scopesAll.length ? `scopes.allOf=${a.scopesAll.join(',')}` : null,
         a.scopesAny.length ? `scopes.anyOf=${a.scopesAny.join(',')}` : null,
         a.claims.length ? `claims=${a.claims.map((c) => `${c.path.raw}=${String(c.value)}`).join(',')}` : null,
+        a.binding && a.binding !== 'allow' ? `binding=${a.binding}` : null,
       ].filter(Boolean).join(' ');
     return `${r.index + 1}. ${r.id}: ${what} ${auth} -> ${r.source.upstream}${r.stripPrefix ? ' (stripPrefix)' : ''}`;
   });

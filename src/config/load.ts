@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { ConfigSchema, type Config } from './schema.js';
+import { ConfigSchema, REDIS_URL_DEFAULT, type Config } from './schema.js';
 import { substituteEnv } from './env.js';
 import { crossCheck } from './cross-check.js';
 
@@ -76,6 +76,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (problems.length) throw new ConfigError(problems);
 
   const config = data as Config;
+  // The schema default of server.redis.url is itself a reference (SPEC): resolve it like one.
+  if (config.server.redis.url === REDIS_URL_DEFAULT) config.server.redis.url = env.REDIS_URL || 'redis://127.0.0.1:6379';
   for (const c of crossCheck(config)) {
     problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path: formatPath(c.path), message: c.message });
   }

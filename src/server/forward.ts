@@ -39,6 +39,8 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>;
   /** A form body that was read (already in `headers` by length), the raw stream, or none. */
   body: string | IncomingMessage | null;
+  /** Headers the gateway adds to the upstream's answer (they replace the upstream's). */
+  responseHeaders: Record<string, string> | null;
 }
 
 /** Response headers minus hop-by-hop ones and those the upstream's `Connection` lists. */
@@ -65,6 +67,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly observer: ForwardObserver,
+    private readonly extra: Record<string, string> | null,
   ) {}
 
   /** The client went away before the response was complete: stop the upstream request. */
@@ -85,6 +88,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     this.started = true;
     this.observer.onUpstreamResponse();
     const out = responseHeaders(headers);
+    if (this.extra) for (const name in this.extra) out[name] = this.extra[name];
     // An HTTP/1.1 connection cannot be reused until the request body has been read:
     // close it when the upstream answers before that.
     if (!this.req.complete) out.connection = 'close';
@@ -150,7 +154,7 @@ export class UpstreamPool {
 
   /** Sends `fwd` upstream and streams the answer into `res`. */
   forward(req: IncomingMessage, res: ServerResponse, fwd: ForwardRequest, observer: ForwardObserver): void {
-    const writer = new ResponseWriter(req, res, observer);
+    const writer = new ResponseWriter(req, res, observer, fwd.responseHeaders);
     try {
       this.agent.dispatch({
         origin: fwd.origin,

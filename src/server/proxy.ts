@@ -15,6 +15,7 @@ import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
 import type { Metrics } from '../metrics.js';
 import { sendError, toGatewayError } from './error-response.js';
+import { clientScheme, firstValue } from './forwarded.js';
 import { UpstreamPool, type ForwardObserver } from './forward.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
@@ -102,12 +103,17 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     req.tokengate = state;
     const raw = req.raw;
     const ct = raw.headers['content-type'];
+    const peer = raw.socket.remoteAddress;
+    const trust = config.server.trustProxy;
     try {
       await decide(config, {
         method: raw.method as string,
         target: raw.url as string,
         host: raw.headers.host,
         rawHeaders: raw.rawHeaders,
+        scheme: clientScheme(trust, raw.headers['x-forwarded-proto']),
+        authority: (trust && firstValue(raw.headers['x-forwarded-host'])) || raw.headers.host,
+        peer,
         formBody: typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined,
       }, core.verifiers, ctx);
     } catch (e) {
@@ -118,13 +124,13 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
     const route = ctx.route!;
     const sock = raw.socket;
-    const trust = config.server.trustProxy;
     const xff = raw.headers['x-forwarded-for'];
+    const certHeader = config.clientCert.trusted(peer) ? undefined : config.clientCert.header;
     const headers = upstreamHeaders(config, route, raw.headers, ctx.headers, {
       for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
       proto: trust && typeof raw.headers['x-forwarded-proto'] === 'string' ? raw.headers['x-forwarded-proto'] : 'http',
       host: trust && typeof raw.headers['x-forwarded-host'] === 'string' ? raw.headers['x-forwarded-host'] : raw.headers.host,
-    }, raw.headers.connection);
+    }, raw.headers.connection, certHeader);
     headers.host = route.upstreamHost;
     // Node has already answered `Expect: 100-continue` (RFC 9110 §10.1.1); it is not forwarded.
     if (headers.expect !== undefined) delete headers.expect;
@@ -144,6 +150,8 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
       method: raw.method as string,
       headers,
       body,
+      // RFC 9449 §8.2: rotate the client's DPoP nonce on the upstream's answer.
+      responseHeaders: ctx.dpopNonce ? { 'dpop-nonce': ctx.dpopNonce } : null,
     }, state);
   };
   app.all('*', handler);
