@@ -32,7 +32,7 @@ export function workerCount(config: CompiledConfig): number {
  * workers' lines never interleave on a shared pipe (POSIX: writes up to PIPE_BUF are atomic).
  */
 export function workerLogger(level: string): pino.Logger {
-  return createLogger(level, pino.destination({ dest: 1, sync: false, minLength: 2048, maxWrite: 4096 }));
+  return createLogger(level, pino.destination({ dest: 1, sync: false, maxWrite: 4096 }));
 }
 
 /** In a worker: answer the primary's readiness questions and expose the registry for aggregation. */
