@@ -69,6 +69,13 @@ export interface ScenarioResult {
   statusCodes: Record<string, number>;
   /** Verified-token / introspection cache hit ratio during the measured rounds (null: n/a). */
   cacheHitRatio: number | null;
+  /**
+   * Median over rounds of (this rps / the same variant's `none` rps in that round), and of
+   * (this rps / the baseline's in that round): robust to the machine's load drifting
+   * between rounds. Null when there is nothing to compare with.
+   */
+  vsNone: number | null;
+  vsBaseline: number | null;
   note?: string;
 }
 
@@ -265,6 +272,12 @@ interface Plan {
   skipped?: string;
 }
 
+/** Median of the per-round ratios a[i].rps / b[i].rps (rounds pair up by index). */
+function perRoundRatio(a: LoadResult[], b: LoadResult[] | undefined): number | null {
+  if (!b || b.length !== a.length || a.length === 0) return null;
+  return median(a.map((r, i) => (b[i].rps > 0 ? r.rps / b[i].rps : NaN)).filter(Number.isFinite));
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 /** Runs the benchmark; resolves with every figure (and prints progress through `opts.log`). */
@@ -374,6 +387,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
         unexpected: total - (statusCodes[String(p.expectedStatus)] ?? 0) + rs2.reduce((a, r) => a + r.errors, 0),
         statusCodes,
         cacheHitRatio: h && h.all > 0 ? h.hit / h.all : null,
+        vsNone: perRoundRatio(rs2, perRound.get(`none/${p.name === 'upstream-direct' ? 'current' : p.variant}`)),
+        vsBaseline: p.variant === 'current' ? perRoundRatio(rs2, perRound.get(`${p.name}/baseline`)) : null,
       };
     });
 
@@ -458,10 +473,9 @@ export function formatReport(rep: BenchReport): string {
     }
     // upstream-direct is compared with this checkout's none route.
     const none = find('none', s.variant);
-    const ratio = none && none.rps > 0 ? fmt(s.rps / none.rps, 2) : '-';
+    const ratio = s.vsNone !== null ? fmt(s.vsNone, 2) : none && none.rps > 0 ? fmt(s.rps / none.rps, 2) : '-';
     const hit = s.cacheHitRatio === null ? '' : `${fmt(s.cacheHitRatio * 100, 1)} %`;
-    const b = s.variant === 'current' ? find(s.name, 'baseline') : undefined;
-    const vsBase = withBaseline ? ` ${b && b.rps > 0 ? fmt(s.rps / b.rps, 2) : ''} |` : '';
+    const vsBase = withBaseline ? ` ${s.vsBaseline !== null ? fmt(s.vsBaseline, 2) : ''} |` : '';
     lines.push(`| ${label} | ${fmt(s.rps)} | ${ratio} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${s.total} | ${s.unexpected} | ${hit} |${vsBase}`);
   }
   if (rep.flood) {

@@ -62,6 +62,8 @@ export function responseHeaders(headers: IncomingHttpHeaders): Record<string, st
 class ResponseWriter implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
   private started = false;
+  /** The error response has been written (or the client is gone): later errors change nothing. */
+  private failed = false;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -95,14 +97,14 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     try {
       this.res.writeHead(statusCode, out);
     } catch {
-      // An invalid status code or header value from the upstream.
-      controller.abort(new Error('invalid upstream response'));
-      this.started = false;
+      // An invalid status code or header value from the upstream: 502, and stop reading it.
       this.fail(new GatewayError('upstream_unavailable'));
+      controller.abort(new Error('invalid upstream response'));
     }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.failed) return;
     if (!this.res.write(chunk)) {
       controller.pause();
       this.res.once('drain', this.onDrain);
@@ -111,11 +113,12 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.res.off('close', this.onClientClose);
-    this.res.end();
+    if (!this.failed) this.res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     this.res.off('close', this.onClientClose);
+    if (this.failed) return;
     if (this.started || this.res.headersSent) {
       // Mid-body: the client must see a truncated response, not a complete one.
       this.res.destroy();
@@ -126,6 +129,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   }
 
   private fail(err: GatewayError): void {
+    this.failed = true;
     this.observer.onUpstreamError(err);
     if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err);
     else this.res.destroy();
