@@ -50,7 +50,8 @@ export function identityHeaders(route: CompiledRoute, principal: Principal | nul
 
 /** Lower-case names listed in `Connection` (RFC 9110 §7.6.1). */
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  if (!value) return null;
+  // `keep-alive` alone (what most clients send) lists only a header that is hop-by-hop anyway.
+  if (!value || value === 'keep-alive') return null;
   const set = new Set<string>();
   for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
     const t = part.trim().toLowerCase();
