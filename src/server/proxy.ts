@@ -5,7 +5,8 @@
  * stream through (only form-encoded ones are read, to refuse `access_token` in them).
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 import replyFrom from '@fastify/reply-from';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
@@ -13,7 +14,7 @@ import { HOP_BY_HOP, upstreamHeaders } from '../pipeline/mutate.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
-import { sendError, toGatewayError } from './error-response.js';
+import { bodyFor, sendError, toGatewayError } from './error-response.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
 export interface RequestState {
@@ -42,6 +43,38 @@ function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeader
   return out;
 }
 
+/** How many times `name` (lower case) occurs in a raw header list. */
+function countHeader(rawHeaders: readonly string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === name.length && rawHeaders[i].toLowerCase() === name) n++;
+  return n;
+}
+
+/** Writes a catalogue error straight to a socket (no request object exists) and closes it. */
+function writeRaw(socket: Socket, err: GatewayError): void {
+  if (socket.writable) {
+    const body = bodyFor(err);
+    socket.write(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/**
+ * Requests Node's parser rejects (a target that is not origin-form, raw non-ASCII, bad
+ * framing) get our 400 body rather than Fastify's; 408 and 431 keep Fastify's answer.
+ */
+function clientError(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADER_OVERFLOW') {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 408;
+    const body = JSON.stringify({ error: status === 431 ? 'request_header_fields_too_large' : 'request_timeout', error_description: STATUS_CODES[status] });
+    if (socket.writable) socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    socket.destroy();
+    return;
+  }
+  writeRaw(socket, new GatewayError('bad_request'));
+}
+
 /** Builds (does not start) the proxy Fastify instance. */
 export async function buildProxy(core: GatewayCore, logger: Logger): Promise<FastifyInstance> {
   const server = core.config.server;
@@ -57,7 +90,10 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     frameworkErrors: (_err, _req, reply) => {
       sendError(reply, new GatewayError('bad_path'));
     },
+    clientErrorHandler: clientError,
   });
+  // CONNECT (RFC 9110 §9.3.6) is not proxied: answer 400 instead of Node's silent close.
+  app.server.on('connect', (_req, socket: Socket) => writeRaw(socket, new GatewayError('bad_request')));
   app.decorateRequest('tokengate', null);
 
   await app.register(replyFrom, {
@@ -92,6 +128,8 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     const raw = req.raw;
     const ct = raw.headers['content-type'];
     try {
+      // RFC 9112 §3.2: more than one Host header is a 400 (a front proxy may have routed on the other one).
+      if (countHeader(raw.rawHeaders, 'host') > 1) throw new GatewayError('bad_request');
       await decide(config, {
         method: raw.method as string,
         target: raw.url as string,
