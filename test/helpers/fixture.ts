@@ -130,3 +130,21 @@ export function b64u(v: unknown): string {
 export function handJwt(header: unknown, payload: unknown, signature = ''): string {
   return `${b64u(header)}.${b64u(payload)}.${signature}`;
 }
+
+const SIGN_PARAMS: Record<string, AlgorithmIdentifier | EcdsaParams> = {
+  RS256: { name: 'RSASSA-PKCS1-v1_5' },
+  PS256: { name: 'RSA-PSS', saltLength: 32 } as AlgorithmIdentifier,
+  ES256: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams,
+  EdDSA: { name: 'Ed25519' },
+};
+
+/**
+ * Signs `header.payload` with `key` through WebCrypto, bypassing jose's own checks (so a
+ * header may carry an unknown `crit`, claims may have any type). `header.alg` is taken as
+ * given; the signature algorithm is the key's.
+ */
+export async function signRaw(key: { alg: string; privateKey: CryptoKey }, header: unknown, payload: unknown): Promise<string> {
+  const input = `${b64u(header)}.${b64u(payload)}`;
+  const sig = await crypto.subtle.sign(SIGN_PARAMS[key.alg], key.privateKey, new TextEncoder().encode(input));
+  return `${input}.${Buffer.from(sig).toString('base64url')}`;
+}
