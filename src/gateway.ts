@@ -33,7 +33,7 @@ export class IssuerRuntime {
   readonly jwks: JwksCache | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger) {
+  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now) {
     this.config = config;
     this.fingerprint = JSON.stringify(config);
     const jwksLog = log.child({ issuer: config.id });
@@ -41,6 +41,7 @@ export class IssuerRuntime {
       ? new JwksCache({
         issuerId: config.id,
         policy: config.jwks,
+        now,
         resolveUri: async () => {
           if (config.jwksUri) return config.jwksUri;
           const meta = await this.discover();
@@ -130,7 +131,7 @@ export class Gateway implements GatewayCore {
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }

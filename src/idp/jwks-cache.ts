@@ -97,10 +97,15 @@ export class JwksCache {
     return this.set ? (this.now() - this.set.fetchedAt) / 1000 : null;
   }
 
-  /** Whether the key with this thumbprint is still published (used by the token cache). */
+  /**
+   * Whether the key with this thumbprint is published in a fresh key set (used by the
+   * token cache). Once the set has expired the answer is false, so a cached verification
+   * goes back through {@link getKey}, which refreshes (or serves stale keys within
+   * `maxStaleSec`): a removed key cannot outlive one refresh through the cache.
+   */
   hasKey(id: string): boolean {
     const s = this.set;
-    return s !== null && s.thumbprints.has(id) && this.now() < s.expiresAt + this.policy.maxStaleSec * 1000;
+    return s !== null && s.thumbprints.has(id) && this.now() < s.expiresAt;
   }
 
   /** Starts the first fetch and keeps the keys fresh in the background (timer is unref'd). */

@@ -29,11 +29,11 @@ export interface Fixture {
  */
 export async function startFixture(
   yaml: (iss: MockIssuer, up: EchoUpstream) => string,
-  opts: { algs?: Array<'RS256' | 'ES256' | 'EdDSA'>; ready?: boolean; env?: NodeJS.ProcessEnv } = {},
+  opts: { algs?: Array<'RS256' | 'ES256' | 'EdDSA'>; ready?: boolean; env?: NodeJS.ProcessEnv; now?: () => number } = {},
 ): Promise<Fixture> {
   const iss = await startMockIssuer({ algs: opts.algs });
   const up = await startUpstream();
-  const gw = await startGateway(yaml(iss, up), { env: opts.env });
+  const gw = await startGateway(yaml(iss, up), { env: opts.env, now: opts.now });
   if (opts.ready !== false) await gw.ready();
   const get = (path: string, init?: RequestInit) => fetch(gw.url + path, init);
   return {
@@ -147,4 +147,16 @@ export async function signRaw(key: { alg: string; privateKey: CryptoKey }, heade
   const input = `${b64u(header)}.${b64u(payload)}`;
   const sig = await crypto.subtle.sign(SIGN_PARAMS[key.alg], key.privateKey, new TextEncoder().encode(input));
   return `${input}.${Buffer.from(sig).toString('base64url')}`;
+}
+
+/** A clock for the gateway that tests move forward: real time plus `offsetMs`. */
+export interface TestClock {
+  now: () => number;
+  advance(ms: number): void;
+}
+
+/** A {@link TestClock} starting at real time. */
+export function testClock(): TestClock {
+  let offset = 0;
+  return { now: () => Date.now() + offset, advance: (ms) => { offset += ms; } };
 }
