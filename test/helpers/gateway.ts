@@ -22,8 +22,11 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** Writes `yaml` to a temp file and starts a gateway on it (server/admin ports forced to 0). */
-export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv; now?: () => number } = {}): Promise<TestGateway> {
+/** Writes `yaml` to a temp file and starts a gateway on it (server/admin ports forced to 0); `logger` replaces the silent one. */
+export async function startGateway(
+  yaml: string,
+  opts: { env?: NodeJS.ProcessEnv; now?: () => number; logger?: pino.Logger } = {},
+): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'tokengate-test-'));
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, yaml);
@@ -33,7 +36,7 @@ export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv
     server: { ...config.server, host: '127.0.0.1', port: 0 },
     admin: { ...config.admin, host: '127.0.0.1', port: 0 },
   };
-  const logger = pino(loggerOptions(process.env.TOKENGATE_TEST_LOGS ? 'debug' : 'silent'));
+  const logger = opts.logger ?? pino(loggerOptions(process.env.TOKENGATE_TEST_LOGS ? 'debug' : 'silent'));
   const gw = new Gateway(forced, { logger, now: opts.now });
   const { proxy, admin } = await gw.start();
   return {
