@@ -70,6 +70,9 @@ export class JwtVerifier {
     const nowSec = this.now() / 1000;
     const hit = this.cache?.get(token);
     if (hit) {
+      // A hit counts only for the issuer id it was verified under: another route may accept
+      // the same `iss` through another issuer entry (other algorithms, typ, audiences), so
+      // anything else is verified afresh below.
       const issuer = auth.issuersById.get(hit.issuerId);
       if (issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
         const tol = issuer.clockToleranceSec;
@@ -79,8 +82,7 @@ export class JwtVerifier {
         this.onCache?.('hit');
         return hit.principal;
       }
-      if (!issuer) throw new GatewayError('issuer');
-      this.cache?.delete(token); // key gone from the JWKS: verify again (and fail)
+      if (issuer) this.cache?.delete(token); // key gone from the JWKS (or its set expired): verify again
     }
     this.onCache?.('miss');
 
