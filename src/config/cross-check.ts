@@ -3,6 +3,7 @@
  * issuers, what each auth mode needs, header names the gateway may not set.
  */
 import { isIP } from 'node:net';
+import { normalizeTarget } from '../pipeline/path.js';
 import type { Config } from './schema.js';
 
 /** A problem at a key path (segments). */
@@ -43,6 +44,13 @@ export function crossCheck(config: Config): CrossProblem[] {
     const m = route.match;
     if ((m.path === undefined) === (m.pathPrefix === undefined)) {
       out.push({ path: at('match'), message: 'needs exactly one of path or pathPrefix' });
+    }
+    // Requests are matched on their normalized path: a config path in any other form would never match.
+    for (const key of ['path', 'pathPrefix'] as const) {
+      const p = m[key];
+      if (p !== undefined && normalizeTarget(p)?.path !== p) {
+        out.push({ path: at('match', key), message: `must be a normalized path: no dot-segments, //, ;, ? or escapes of unreserved characters (got "${p}")` });
+      }
     }
     if (route.stripPrefix && m.pathPrefix === undefined) {
       out.push({ path: at('stripPrefix'), message: 'needs match.pathPrefix' });

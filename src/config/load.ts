@@ -57,7 +57,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   if (doc.errors.length) {
     throw new ConfigError(doc.errors.map((e) => ({
-      file, line: e.linePos?.[0]?.line ?? 0, path: '', message: `YAML: ${e.message.split('\n')[0]}`,
+      file, line: e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line, path: '', message: `YAML: ${e.message.split('\n')[0]}`,
     })));
   }
   const envProblems = substituteEnv(doc, env);
@@ -73,11 +73,19 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       if (!envPaths.has(problem.path)) problems.push(problem); // already reported as a missing variable
     }
   }
-  if (problems.length) throw new ConfigError(problems);
-
+  // Cross-references are checked even when the schema failed, so that one run reports every
+  // error; on data too broken to walk, the schema errors alone are reported.
   const config = data as Config;
-  for (const c of crossCheck(config)) {
-    problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path: formatPath(c.path), message: c.message });
+  let cross: ReturnType<typeof crossCheck> = [];
+  try {
+    cross = crossCheck(config);
+  } catch {
+    if (!problems.length) throw new ConfigError([{ file, line: 0, path: '', message: 'cannot be checked' }]);
+  }
+  const seen = new Set(problems.map((p) => p.path));
+  for (const c of cross) {
+    const path = formatPath(c.path);
+    if (!seen.has(path)) problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path, message: c.message });
   }
   if (problems.length) throw new ConfigError(problems);
   return config;
