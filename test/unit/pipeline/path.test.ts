@@ -49,3 +49,31 @@ test('an already-normal path takes the fast path and is returned as is', () => {
   const t = '/orders/123/items';
   assert.equal(normalizeTarget(t)?.path, t);
 });
+
+test('fuzz: every accepted target is forwarded exactly as matched (reply-from buildURL and WHATWG URL keep it)', async () => {
+  const { createRequire } = await import('node:module');
+  const require = createRequire(import.meta.url);
+  const { buildURL } = require('@fastify/reply-from/lib/utils.js') as { buildURL(source: string, base?: string): URL };
+  const pieces = ['/', '//', '.', '..', '%2e', '%2E', '%2f', '%5c', '%25', '%00', '%41', '%7e', '%c3%a9', '%ff', '%', ';', '\\', 'a', 'B', '~', '-',
+    '_', '!', '$', '&', "'", '(', '*', '+', ',', '=', ':', '@', ' ', '"', '|', '^', '`', '{', 'é', '\u0000', '?', '#'];
+  let seed = 42;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  let accepted = 0;
+  for (let i = 0; i < 5000; i++) {
+    let t = '/';
+    const len = 1 + rnd(10);
+    for (let j = 0; j < len; j++) t += pieces[rnd(pieces.length)];
+    const n = normalizeTarget(t);
+    if (!n) continue;
+    accepted++;
+    assert.equal(normalizeTarget(n.path)?.path, n.path, `idempotent: ${JSON.stringify(t)}`);
+    assert.ok(!n.path.split('/').some((s) => s === '.' || s === '..'), t);
+    const url = buildURL(`http://upstream.test:8080${n.path}`);
+    assert.equal(url.pathname, n.path, `forwarded path differs for ${JSON.stringify(t)}`);
+    assert.equal(url.host, 'upstream.test:8080');
+  }
+  assert.ok(accepted > 500, `only ${accepted} accepted`);
+});
