@@ -88,15 +88,15 @@ function distIsStale(): boolean {
 describe('tokengate command', { concurrency: true }, () => {
   test('check: a valid config exits 0 and prints the effective routes in match order', () => {
     const f = file('ok.yaml', `issuers:
-    - { id: corp, issuer: https://idp.test, jwksUri: https://idp.test/jwks, audiences: [api] }
-  routes:
-    - { id: health, match: { path: /health, methods: [GET] }, upstream: http://u:1, auth: { mode: none } }
-    - id: orders
-      match: { host: api.test, pathPrefix: /orders }
-      upstream: http://u:2/base
-      stripPrefix: true
-      auth: { mode: jwt, scopes: { allOf: [orders:read] }, claims: { tenant: acme } }
-  `);
+  - { id: corp, issuer: https://idp.test, jwksUri: https://idp.test/jwks, audiences: [api] }
+routes:
+  - { id: health, match: { path: /health, methods: [GET] }, upstream: http://u:1, auth: { mode: none } }
+  - id: orders
+    match: { host: api.test, pathPrefix: /orders }
+    upstream: http://u:2/base
+    stripPrefix: true
+    auth: { mode: jwt, scopes: { allOf: [orders:read] }, claims: { tenant: acme } }
+`);
     const r = cli(['check', '--config', f]);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), [
@@ -108,16 +108,16 @@ describe('tokengate command', { concurrency: true }, () => {
 
   test('check: an invalid config exits 1 with every error as file:line key.path why', () => {
     const f = file('bad.yaml', `server:
-    port: \${NOPE_PORT}
-    typo: 1
-  issuers:
-    - { id: corp, issuer: https://idp.test, jwksUri: https://idp.test/jwks }
-  routes:
-    - id: r
-      match: { pathPrefix: /r }
-      upstream: http://u
-      auth: { mode: jwt, issuers: [other] }
-  `);
+  port: \${NOPE_PORT}
+  typo: 1
+issuers:
+  - { id: corp, issuer: https://idp.test, jwksUri: https://idp.test/jwks }
+routes:
+  - id: r
+    match: { pathPrefix: /r }
+    upstream: http://u
+    auth: { mode: jwt, issuers: [other] }
+`);
     const env = { ...process.env };
     delete env.NOPE_PORT;
     const r2 = cli(['check', '--config', f], env);
@@ -139,10 +139,10 @@ describe('tokengate command', { concurrency: true }, () => {
     for (const how of ['flag', 'env'] as const) {
       const [port, adminPort] = [await freePort(), await freePort()];
       const f = file(`run-${how}.yaml`, `server: { host: 127.0.0.1, port: ${port}, shutdownGraceSec: 2, logLevel: warn }
-  admin: { host: 127.0.0.1, port: ${adminPort} }
-  routes:
-    - { id: open, match: { pathPrefix: / }, upstream: ${up.url}, auth: { mode: none } }
-  `);
+admin: { host: 127.0.0.1, port: ${adminPort} }
+routes:
+  - { id: open, match: { pathPrefix: / }, upstream: ${up.url}, auth: { mode: none } }
+`);
       const child = spawn(process.execPath, [join(ROOT, 'bin/tokengate.js'), ...(how === 'flag' ? ['--config', f] : [])], {
         cwd: dir, env: { ...process.env, ...(how === 'env' ? { TOKENGATE_CONFIG: f } : {}) }, stdio: ['ignore', 'pipe', 'pipe'],
       });
