@@ -21,6 +21,7 @@ export type OAuthErrorCode =
   | 'temporarily_unavailable'
   | 'bad_gateway'
   | 'gateway_timeout'
+  | 'payload_too_large'
   | 'server_error';
 
 /** One catalogue entry. */
@@ -41,6 +42,7 @@ export const ERRORS = {
   // 400: the request itself is malformed (RFC 6750 §3.1 invalid_request)
   bad_path: { status: 400, error: 'bad_request', description: 'The request path is not acceptable', challenge: false },
   bad_request: { status: 400, error: 'bad_request', description: 'The request is malformed', challenge: false },
+  body_too_large: { status: 413, error: 'payload_too_large', description: 'The form body is larger than server.bodyLimitBytes', challenge: false },
   multiple_credentials: { status: 400, error: 'invalid_request', description: 'More than one access token was sent', challenge: true },
   token_in_query: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the query string', challenge: true },
   token_in_body: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the request body', challenge: true },

@@ -115,7 +115,9 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
 
   app.setErrorHandler((err, req, reply) => {
     const gerr = toGatewayError(err);
-    if (req.tokengate) req.tokengate.error = gerr;
+    // Errors before the handler ran (body parsing) still get their access line and metric.
+    req.tokengate ??= { ctx: newContext(), config: core.config, start: performance.now(), error: null };
+    req.tokengate.error = gerr;
     if (gerr.status >= 500) req.log.error({ err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'request failed');
     return sendError(reply, gerr);
   });

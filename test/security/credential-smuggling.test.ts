@@ -12,7 +12,7 @@ import { rawRequest } from '../helpers/raw.js';
 let f: Fixture;
 let token: string;
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
+  f = await startFixture((iss, up) => 'server: { bodyLimitBytes: 1024 }\n' + oneIssuer(iss, `
   - id: api
     match: { pathPrefix: /api }
     upstream: ${up.url}
@@ -74,5 +74,21 @@ test('tokens never appear in any response body or header', async () => {
     const all = JSON.stringify([...r.headers]) + (await r.text());
     assert.ok(!all.includes(bad.slice(20, 60)), 'token echoed');
   }
+  f.up.reset();
+});
+
+test('a form body too large to scan is refused (413), never forwarded unscanned; other bodies stream', async () => {
+  const big = `${'a='.padEnd(2000, 'x')}&access_token=${token}`;
+  for (const init of [{}, { headers: { authorization: `Bearer ${token}` } }]) {
+    const r = await f.get('/api/x', { method: 'POST', body: big, headers: { ...init.headers, 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(r.status, 413);
+    assert.deepEqual(await r.json(), { error: 'payload_too_large', error_description: 'The form body is larger than server.bodyLimitBytes' });
+    assert.equal(f.up.requests.length, 0);
+  }
+  const payload = JSON.stringify({ a: 'x'.repeat(5000) });
+  const json = await f.bearer('/api/x', token, { method: 'POST', body: payload, headers: { 'content-type': 'application/json' } });
+  assert.equal(json.status, 200);
+  await json.text();
+  assert.equal(f.up.requests[0].body, payload);
   f.up.reset();
 });
