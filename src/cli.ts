@@ -6,7 +6,7 @@
  *   tokengate dev                      development issuer + echo upstream + gateway on config/dev.yaml
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, describeRoutes, formatProblem, loadCompiled } from './config/index.js';
+import { ConfigError, configWarnings, describeRoutes, formatProblem, loadCompiled } from './config/index.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
 
@@ -52,6 +52,7 @@ function check(file: string | undefined): number {
     const config = loadCompiled(file);
     console.log(`${file}: OK, ${config.routes.length} route(s), first match wins:`);
     for (const line of describeRoutes(config)) console.log(`  ${line}`);
+    for (const w of configWarnings(config)) console.error(`warning: ${w}`);
     return 0;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;

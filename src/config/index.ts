@@ -36,3 +36,21 @@ export function describeRoutes(config: CompiledConfig): string[] {
     return `${r.index + 1}. ${r.id}: ${what} ${auth} -> ${r.source.upstream}${r.stripPrefix ? ' (stripPrefix)' : ''}`;
   });
 }
+
+/**
+ * Risky but valid choices worth a warning from `tokengate check`: a token route that
+ * accepts an issuer's tokens for any audience (neither the route nor the issuer lists
+ * audiences; RFC 9068 §4 wants the resource server to check `aud`).
+ */
+export function configWarnings(config: CompiledConfig): string[] {
+  const out: string[] = [];
+  for (const r of config.routes) {
+    if (r.auth.mode === 'none' || r.auth.audiences) continue;
+    for (const id of r.auth.issuerIds) {
+      if (!config.issuers.get(id)?.audiences) {
+        out.push(`routes[${r.index}] (${r.id}) accepts tokens of issuer ${id} for any audience: set audiences on the issuer or the route`);
+      }
+    }
+  }
+  return out;
+}

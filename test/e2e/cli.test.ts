@@ -104,6 +104,14 @@ routes:
       '  1. health: path=/health methods=GET auth=none -> http://u:1',
       '  2. orders: host=api.test pathPrefix=/orders auth=jwt issuers=corp scopes.allOf=orders:read claims=tenant=acme -> http://u:2/base (stripPrefix)',
     ]);
+    assert.equal(r.stderr, '', 'no warning: the issuer lists audiences');
+    const loose = cli(['check', '--config', file('loose.yaml', `issuers:
+  - { id: corp, issuer: https://idp.test, jwksUri: https://idp.test/jwks }
+routes:
+  - { id: any-aud, match: { pathPrefix: / }, upstream: http://u, auth: { mode: jwt } }
+`)]);
+    assert.equal(loose.status, 0);
+    assert.equal(loose.stderr, 'warning: routes[0] (any-aud) accepts tokens of issuer corp for any audience: set audiences on the issuer or the route\n');
   });
 
   test('check: an invalid config exits 1 with every error as file:line key.path why', () => {
