@@ -1,6 +1,7 @@
 /**
  * Responses: the upstream's hop-by-hop headers, and those it lists in its `Connection`
  * header, do not reach the client (RFC 9110 §7.6.1); end-to-end headers, status and body do.
+ * An upstream that resets the connection is a 502 with a generic body.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,10 @@ import { rawRequest } from '../helpers/raw.js';
 let upstream: http.Server; let gw: TestGateway;
 before(async () => {
   upstream = http.createServer((req, res) => {
+    if (req.url === '/reset') {
+      req.socket.destroy();
+      return;
+    }
     res.writeHead(req.url === '/created' ? 201 : 200, {
       'content-type': 'text/plain',
       connection: 'x-hop-one, X-Hop-Two',
@@ -53,4 +58,11 @@ test('HEAD is relayed without a body', async () => {
   assert.equal(r.status, 200);
   assert.equal(r.body, '');
   assert.equal(r.headers['x-end-to-end'], 'kept');
+});
+
+test('an upstream that resets the connection: 502 with a generic body, and the next request works', async () => {
+  const r = await rawRequest(gw.url, 'GET /reset HTTP/1.1\nHost: gw\nConnection: close');
+  assert.equal(r.status, 502);
+  assert.deepEqual(JSON.parse(r.body), { error: 'bad_gateway', error_description: 'The upstream service is unavailable' });
+  assert.equal((await rawRequest(gw.url, 'GET /x HTTP/1.1\nHost: gw\nConnection: close')).status, 200);
 });
