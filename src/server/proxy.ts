@@ -84,7 +84,8 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     bodyLimit: server.bodyLimitBytes,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,
-    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },
+    // requireHostHeader: false lets the handler answer a missing Host with our 400 body instead of Node's empty one.
+    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs, requireHostHeader: false },
     return503OnClosing: true,
     forceCloseConnections: false,
     frameworkErrors: (_err, _req, reply) => {
@@ -130,8 +131,10 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     const raw = req.raw;
     const ct = raw.headers['content-type'];
     try {
-      // RFC 9112 §3.2: more than one Host header is a 400 (a front proxy may have routed on the other one).
-      if (countHeader(raw.rawHeaders, 'host') > 1) throw new GatewayError('bad_request');
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with more than one (a front proxy
+      // may have routed on the other one), is a 400.
+      const hosts = countHeader(raw.rawHeaders, 'host');
+      if (hosts > 1 || (hosts === 0 && raw.httpVersion === '1.1')) throw new GatewayError('bad_request');
       await decide(config, {
         method: raw.method as string,
         target: raw.url as string,
