@@ -32,18 +32,27 @@ export async function startFixture(
   opts: { algs?: Array<'RS256' | 'ES256' | 'EdDSA'>; ready?: boolean; env?: NodeJS.ProcessEnv; now?: () => number } = {},
 ): Promise<Fixture> {
   const iss = await startMockIssuer({ algs: opts.algs });
-  const up = await startUpstream();
-  const gw = await startGateway(yaml(iss, up), { env: opts.env, now: opts.now });
-  if (opts.ready !== false) await gw.ready();
-  const get = (path: string, init?: RequestInit) => fetch(gw.url + path, init);
+  let up: EchoUpstream | undefined;
+  let gw: TestGateway | undefined;
+  // Everything started is closed again, whatever fails: a server left open keeps the test process alive.
+  const close = async () => {
+    const results = await Promise.allSettled([gw?.close(), up?.close(), iss.close()]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
+  try {
+    up = await startUpstream();
+    gw = await startGateway(yaml(iss, up), { env: opts.env, now: opts.now });
+    if (opts.ready !== false) await gw.ready(15_000);
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
+  const g = gw;
+  const get = (path: string, init?: RequestInit) => fetch(g.url + path, init);
   return {
-    iss, up, gw, get,
+    iss, up, gw, get, close,
     bearer: (path, token, init) => get(path, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token}` } }),
-    async close() {
-      await gw.close();
-      await up.close();
-      await iss.close();
-    },
   };
 }
 
