@@ -33,14 +33,24 @@ export class IssuerRuntime {
   readonly jwks: JwksCache | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger) {
+  /** Outbound http allow-list (`server.allowInsecureHttpHosts`) this runtime fetches under. */
+  readonly allowInsecureHttpHosts: readonly string[];
+
+  /** What must stay equal for a runtime (and its caches) to survive a reload. */
+  static fingerprintOf(config: IssuerConfig, allowInsecureHttpHosts: readonly string[]): string {
+    return JSON.stringify([config, allowInsecureHttpHosts]);
+  }
+
+  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, allowInsecureHttpHosts: readonly string[]) {
     this.config = config;
-    this.fingerprint = JSON.stringify(config);
+    this.allowInsecureHttpHosts = allowInsecureHttpHosts;
+    this.fingerprint = IssuerRuntime.fingerprintOf(config, allowInsecureHttpHosts);
     const jwksLog = log.child({ issuer: config.id });
     this.jwks = config.jwksUri || config.discovery
       ? new JwksCache({
         issuerId: config.id,
         policy: config.jwks,
+        allowInsecureHttpHosts,
         resolveUri: async () => {
           if (config.jwksUri) return config.jwksUri;
           const meta = await this.discover();
@@ -61,7 +71,9 @@ export class IssuerRuntime {
   /** Discovery metadata, fetched once; a failed fetch is retried on the next call. */
   discover(): Promise<IssuerMetadata> {
     if (!this.metadata) {
-      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes);
+      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
+        discoveryOrigins: this.config.discoveryOrigins, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+      });
       this.metadata.catch(() => {
         this.metadata = null;
       });
@@ -123,14 +135,14 @@ export class Gateway implements GatewayCore {
     const wanted = new Map(config.source.issuers.map((i) => [i.id, i]));
     for (const [id, rt] of this.issuers) {
       const next = wanted.get(id);
-      if (!next || JSON.stringify(next) !== rt.fingerprint) {
+      if (!next || IssuerRuntime.fingerprintOf(next, config.server.allowInsecureHttpHosts) !== rt.fingerprint) {
         rt.jwks?.stop();
         this.issuers.delete(id);
       }
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, config.server.allowInsecureHttpHosts);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }

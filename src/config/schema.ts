@@ -44,7 +44,8 @@ const Server = obj({
   headersTimeoutMs: Type.Integer({ minimum: 1, default: 20000, description: 'Time allowed to receive the request headers (slowloris guard)' }),
   keepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 72000, description: 'Idle keep-alive time for client connections' }),
   bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
-  upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin' }),
+  upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin; further requests queue until one is free (bounded by upstreamTimeoutMs)' }),
+  allowInsecureHttpHosts: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', 'localhost', '::1'], description: 'Hosts that IdP fetches (discovery, JWKS, introspection) may reach over plain http; every other IdP URL must be https. Default: loopback only' }),
 }, 'The proxy listener');
 
 const Admin = obj({
@@ -83,6 +84,7 @@ const Issuer = Type.Object({
   issuer: Type.String({ minLength: 1, description: 'Exact `iss` value' }),
   discovery: Type.Boolean({ default: false, description: 'Read jwks_uri / introspection_endpoint from OIDC discovery (the document `issuer` must equal `issuer`)' }),
   jwksUri: Type.Optional({ ...Url, description: 'JWKS URL (instead of discovery)' }),
+  discoveryOrigins: Type.Array(Type.String({ pattern: '^https?://[^/\\s]+$', hint: 'an origin (scheme://host[:port])' }), { default: [], description: "Origins besides the issuer's own that discovery-provided URLs (jwks_uri, introspection_endpoint) may point to; any other is refused" }),
   algorithms: Type.Array(Alg, { minItems: 1, default: ['RS256', 'PS256', 'ES256', 'EdDSA'], description: 'Algorithm allow-list; `none` and HS* are never accepted' }),
   audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Accepted `aud` values (any one must match); a route may override' })),
   clockToleranceSec: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: 'Leeway for exp/nbf/iat' }),
