@@ -51,7 +51,13 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     bodyLimit: server.bodyLimitBytes,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,
-    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },
+    http: {
+      maxHeaderSize: server.maxHeaderBytes,
+      headersTimeout: server.headersTimeoutMs,
+      // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every
+      // 30 s by default: sweep often enough that the configured limits mean what they say.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(server.headersTimeoutMs / 2))),
+    },
     return503OnClosing: true,
     forceCloseConnections: false,
     frameworkErrors: (_err, _req, reply) => {
