@@ -65,6 +65,10 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     },
   });
   app.decorateRequest('tokengate', null);
+  // Node keeps only the first ~1000 request headers by default and drops the rest silently,
+  // so a duplicate Authorization or a forged identity header could hide past the cut-off.
+  // See them all: the header section is already bounded by maxHeaderBytes (431 beyond).
+  app.server.maxHeadersCount = 0;
 
   await app.register(replyFrom, {
     disableCache: true,
