@@ -44,6 +44,8 @@ export const ERRORS = {
   token_in_query: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the query string', challenge: true },
   token_in_body: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the request body', challenge: true },
   bad_scheme: { status: 400, error: 'invalid_request', description: 'The Authorization header is malformed', challenge: true },
+  // 413: a form-encoded body must be read (to refuse an `access_token` in it) and is capped by server.bodyLimitBytes
+  body_too_large: { status: 413, error: 'invalid_request', description: 'The request body is too large', challenge: false },
   // 401 without an error code (RFC 6750 §3.1: no credentials → no error attribute)
   missing_token: { status: 401, error: 'missing_token', description: 'An access token is required', challenge: true },
   // 401 invalid_token

@@ -37,5 +37,6 @@ export function toGatewayError(e: unknown): GatewayError {
   if (e instanceof GatewayError) return e;
   const status = (e as { statusCode?: number })?.statusCode;
   if (status === 400) return new GatewayError('bad_path');
+  if (status === 413) return new GatewayError('body_too_large'); // Fastify FST_ERR_CTP_BODY_TOO_LARGE (form bodies)
   return new GatewayError('internal');
 }
