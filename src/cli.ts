@@ -8,7 +8,7 @@
  *   tokengate dev                      development issuer + echo upstream + gateway on config/dev.yaml
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, describeRoutes, formatProblem, loadCompiled } from './config/index.js';
+import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled } from './config/index.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
 
@@ -65,6 +65,10 @@ function check(file: string | undefined): number {
     const config = loadCompiled(file);
     console.log(`${file}: OK, ${config.routes.length} route(s), first match wins:`);
     for (const line of describeRoutes(config)) console.log(`  ${line}`);
+    // Warnings never fail the check (exit 0): legal, but probably not what was meant.
+    const warnings = lintWarnings(file, config);
+    for (const w of warnings) console.error(formatWarning(w));
+    if (warnings.length) console.error(`${file}: ${warnings.length} warning(s)`);
     return 0;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
@@ -112,6 +116,7 @@ async function run(file: string | undefined): Promise<number> {
     return 1;
   }
   const gw = new Gateway(config);
+  for (const w of lintWarnings(file, config)) gw.logger.warn({ file: w.file, line: w.line, key: w.path }, `config warning: ${w.message}`);
   const addrs = await gw.start();
   gw.logger.info({ proxy: addrs.proxy, admin: addrs.admin, routes: config.routes.length }, 'tokengate started');
   const stopReload = installReload(gw, file);
