@@ -118,7 +118,7 @@ async function run(file: string | undefined): Promise<number> {
   const gw = new Gateway(config);
   for (const w of lintWarnings(file, config)) gw.logger.warn({ file: w.file, line: w.line, key: w.path }, `config warning: ${w.message}`);
   const addrs = await gw.start();
-  gw.logger.info({ proxy: addrs.proxy, admin: addrs.admin, routes: config.routes.length }, 'tokengate started');
+  gw.logger.info({ ...addrs, routes: config.routes.length }, 'tokengate started');
   const stopReload = installReload(gw, file);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -130,6 +130,8 @@ async function run(file: string | undefined): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   gw.logger.info('stopped');
+  // Everything is closed; should a stray handle keep the loop alive, do not hang the pod.
+  setTimeout(() => process.exit(0), 2000).unref();
   return 0;
 }
 

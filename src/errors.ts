@@ -71,6 +71,7 @@ export const ERRORS = {
   // routing / plumbing
   no_route: { status: 404, error: 'not_found', description: 'No route matches this request', challenge: false },
   untrusted_peer: { status: 403, error: 'forbidden', description: 'This peer may not use the decision endpoint', challenge: false },
+  upgrade_refused: { status: 400, error: 'bad_request', description: 'This route does not accept a WebSocket upgrade', challenge: false },
   missing_forwarded_uri: { status: 400, error: 'bad_request', description: 'X-Forwarded-Uri or X-Original-URI is required', challenge: false },
   jwks_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token keys cannot be obtained now', challenge: false },
   introspection_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token introspection is unavailable now', challenge: false },

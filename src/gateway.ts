@@ -9,13 +9,19 @@ import type { CompiledConfig } from './config/compile.js';
 import type { IssuerConfig } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { discover, type IssuerMetadata } from './idp/discovery.js';
+import { LOOPBACK_HOSTS } from './idp/http.js';
 import { JwksCache } from './idp/jwks-cache.js';
+import { IntrospectionFailure } from './idp/introspection-client.js';
+import { Introspector } from './idp/introspector.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { JwtVerifier, type KeySource } from './pipeline/verify-jwt.js';
+import { IntrospectionVerifier } from './pipeline/verify-introspection.js';
 import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
+import { buildDecision } from './server/decision.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
+import { UpgradeTracker, upgradeHandler } from './server/websocket.js';
 
 /** What the listeners need from the gateway. */
 export interface GatewayCore {
@@ -31,6 +37,8 @@ export class IssuerRuntime {
   readonly config: IssuerConfig;
   readonly fingerprint: string;
   readonly jwks: JwksCache | null;
+  /** RFC 7662 introspection (cached), when the issuer has an `introspection` block. */
+  readonly introspection: Introspector | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
   /** Outbound http allow-list (`server.allowInsecureHttpHosts`) this runtime fetches under. */
@@ -41,7 +49,10 @@ export class IssuerRuntime {
     return JSON.stringify([config, allowInsecureHttpHosts]);
   }
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, allowInsecureHttpHosts: readonly string[]) {
+  constructor(
+    config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now,
+    allowInsecureHttpHosts: readonly string[] = LOOPBACK_HOSTS,
+  ) {
     this.config = config;
     this.allowInsecureHttpHosts = allowInsecureHttpHosts;
     this.fingerprint = IssuerRuntime.fingerprintOf(config, allowInsecureHttpHosts);
@@ -66,6 +77,43 @@ export class IssuerRuntime {
         },
       })
       : null;
+    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now) : null;
+  }
+
+  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number): Introspector {
+    const id = this.config.id;
+    const calls = {
+      active: metrics.introspectionRequests.labels(id, 'active'),
+      inactive: metrics.introspectionRequests.labels(id, 'inactive'),
+      error: metrics.introspectionRequests.labels(id, 'error'),
+    };
+    const duration = metrics.introspectionDuration.labels(id);
+    const cache = {
+      hit: metrics.cacheRequests.labels('introspection', 'hit'),
+      miss: metrics.cacheRequests.labels('introspection', 'miss'),
+      negative_hit: metrics.cacheRequests.labels('introspection', 'negative_hit'),
+    };
+    return new Introspector({
+      issuerId: id,
+      policy,
+      now,
+      allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+      endpoint: async () => {
+        if (policy.endpoint) return policy.endpoint;
+        const meta = await this.discover();
+        if (!meta.introspectionEndpoint) throw new IntrospectionFailure('no_endpoint', 'discovery document has no introspection_endpoint');
+        return meta.introspectionEndpoint;
+      },
+      events: {
+        onCall: (result, seconds, failure) => {
+          calls[result].inc();
+          duration.observe(seconds);
+          // Fixed kind and a message built from status/errno only: never the token or the secret.
+          if (failure) log.warn({ kind: failure.kind, why: failure.message }, 'introspection failed');
+        },
+        onCache: (result) => cache[result].inc(),
+      },
+    });
   }
 
   /** Discovery metadata, fetched once; a failed fetch is retried on the next call. */
@@ -98,6 +146,10 @@ export class Gateway implements GatewayCore {
   readonly issuers = new Map<string, IssuerRuntime>();
   proxy: FastifyInstance | null = null;
   admin: FastifyInstance | null = null;
+  /** The forward-auth listener; null without a `decision:` block. */
+  decision: FastifyInstance | null = null;
+  /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
+  readonly upgrades = new UpgradeTracker();
   private draining = false;
   private readonly now: () => number;
 
@@ -120,6 +172,16 @@ export class Gateway implements GatewayCore {
     };
     this.verifiers = {
       jwt: new JwtVerifier({ keys, now: this.now, cacheSize: config.server.tokenCacheSize, onCache: (r) => cacheCounters[r].inc() }),
+      introspection: new IntrospectionVerifier({
+        now: this.now,
+        source: {
+          introspect: (issuerId, token) => {
+            const introspector = this.issuers.get(issuerId)?.introspection;
+            if (!introspector) throw new GatewayError('unsupported_token');
+            return introspector.introspect(token);
+          },
+        },
+      }),
     };
     this.metrics.jwksAgeSource = function* (this: void) {
       for (const [id, rt] of issuers) {
@@ -142,7 +204,7 @@ export class Gateway implements GatewayCore {
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, config.server.allowInsecureHttpHosts);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, config.server.allowInsecureHttpHosts);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }
@@ -193,28 +255,37 @@ export class Gateway implements GatewayCore {
   }
 
   /** Builds and starts the listeners, and the first key fetches. */
-  async start(): Promise<{ proxy: string; admin: string }> {
+  async start(): Promise<{ proxy: string; admin: string; decision?: string }> {
     this.proxy = await buildProxy(this, this.logger);
+    this.proxy.server.on('upgrade', upgradeHandler(this, this.upgrades, (st, status) => this.recordRequest(st, status)));
     this.admin = buildAdmin(this, this.logger);
+    const d = this.config.decision;
+    if (d) this.decision = buildDecision(this, this.logger);
     for (const id of this.jwtIssuerIds(this.config)) this.issuers.get(id)?.jwks?.start();
     const s = this.config.server;
     const a = this.config.admin;
     const proxy = await this.proxy.listen({ host: s.host, port: s.port });
     const admin = await this.admin.listen({ host: a.host, port: a.port });
-    return { proxy, admin };
+    const decision = d && this.decision ? await this.decision.listen({ host: d.host, port: d.port }) : undefined;
+    return decision ? { proxy, admin, decision } : { proxy, admin };
   }
 
-  /** Readiness turns 503 at once; in-flight requests get up to `graceSec` to finish. */
+  /**
+   * Readiness turns 503 at once and the proxy and decision listeners stop accepting;
+   * in-flight requests and open WebSockets get up to `graceSec` to finish, then their
+   * connections are closed. The admin listener stays up (answering 503) until the end.
+   */
   async close(graceSec = this.config.server.shutdownGraceSec): Promise<void> {
     this.draining = true;
-    const proxy = this.proxy;
-    if (proxy) {
-      const forced = setTimeout(() => proxy.server.closeAllConnections(), graceSec * 1000);
-      forced.unref();
-      proxy.server.closeIdleConnections();
-      await proxy.close();
-      clearTimeout(forced);
-    }
+    const listeners = [this.proxy, this.decision].filter((l): l is FastifyInstance => l !== null);
+    const forced = setTimeout(() => {
+      for (const l of listeners) l.server.closeAllConnections();
+      this.upgrades.endAll();
+    }, graceSec * 1000);
+    forced.unref();
+    for (const l of listeners) l.server.closeIdleConnections();
+    await Promise.all(listeners.map((l) => l.close()));
+    clearTimeout(forced);
     await this.admin?.close();
     for (const rt of this.issuers.values()) rt.jwks?.stop();
     this.logger.flush?.();

@@ -1,29 +1,148 @@
 /**
- * Config reload: on SIGHUP the file is loaded, validated and compiled, then swapped in.
- * An invalid file is logged with every problem and counted; the old config keeps serving.
+ * Config reload: on SIGHUP, and when the config file changes, the file is loaded,
+ * validated and compiled, then swapped in. An invalid file is logged with every problem
+ * and counted; the old config keeps serving.
+ *
+ * The watcher watches the config file's DIRECTORY, not the file: editors replace files
+ * by rename, and a Kubernetes ConfigMap volume updates by writing a new timestamped
+ * directory and atomically renaming the `..data` symlink that `gateway.yaml ->
+ * ..data/gateway.yaml` points through; a watch on the old file would never fire again.
+ * Events are debounced and the file's content hash compared, so a burst of events (or
+ * one touching other files) reloads at most once, and only when the content changed.
  */
-import { ConfigError, formatProblem, loadCompiled } from './config/index.js';
+import { createHash } from 'node:crypto';
+import { watch, readFileSync, type FSWatcher } from 'node:fs';
+import { dirname } from 'node:path';
+import { ConfigError, formatProblem } from './config/index.js';
+import { compileConfig, type CompiledConfig } from './config/compile.js';
+import { parseConfig } from './config/load.js';
 import type { Gateway } from './gateway.js';
 
-/** Reloads `file` into `gw` once; returns whether the new config was taken. */
-export function reloadOnce(gw: Gateway, file: string): boolean {
-  try {
-    const next = loadCompiled(file);
+/** What a reload attempt did. */
+export type ReloadResult = 'success' | 'failure' | 'unchanged';
+
+/**
+ * Settings that only take effect at restart: the listeners are bound once. A reload that
+ * changes them keeps the old listeners and logs a warning naming each key.
+ */
+export function restartOnlyChanges(prev: CompiledConfig, next: CompiledConfig): string[] {
+  const out: string[] = [];
+  const keys = ['host', 'port', 'bodyLimitBytes', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'maxHeaderBytes', 'upstreamConnections', 'upstreamTimeoutMs', 'logLevel'] as const;
+  for (const k of keys) if (prev.server[k] !== next.server[k]) out.push(`server.${k}`);
+  if (prev.admin.host !== next.admin.host || prev.admin.port !== next.admin.port) out.push('admin');
+  const pd = prev.decision;
+  const nd = next.decision;
+  if (!pd !== !nd || (pd && nd && (pd.host !== nd.host || pd.port !== nd.port))) out.push('decision (listener host/port/presence)');
+  return out;
+}
+
+function hashOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Reloads config from files into one gateway; remembers the content hash last applied. */
+export class Reloader {
+  private lastHash: string | null = null;
+  private readonly gw: Gateway;
+  private readonly file: string;
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(gw: Gateway, file: string, env: NodeJS.ProcessEnv = process.env) {
+    this.gw = gw;
+    this.file = file;
+    this.env = env;
+    try {
+      this.lastHash = hashOf(readFileSync(file, 'utf8'));
+    } catch {
+      this.lastHash = null;
+    }
+  }
+
+  /**
+   * Reads, validates, compiles and swaps in the file. With `ifChanged`, a file whose
+   * content hash equals the last applied one is left alone (`unchanged`, not counted).
+   */
+  reload(ifChanged = false): ReloadResult {
+    const { gw, file } = this;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      // Mid-swap of a ConfigMap the path can briefly dangle; the next event retries.
+      if (ifChanged) return 'unchanged';
+      return this.fail([`${file}:0 (root) cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`]);
+    }
+    const hash = hashOf(text);
+    if (ifChanged && hash === this.lastHash) return 'unchanged';
+    let next: CompiledConfig;
+    try {
+      next = compileConfig(parseConfig(text, file, this.env));
+    } catch (e) {
+      this.lastHash = hash; // do not re-report the same bad file on every event
+      return this.fail(e instanceof ConfigError ? e.problems.map(formatProblem) : [(e as Error).message]);
+    }
+    this.lastHash = hash;
+    const ignored = restartOnlyChanges(gw.config, next);
+    if (ignored.length) {
+      gw.logger.warn({ keys: ignored }, 'config reload: these settings take effect only after a restart; the running listeners keep their old values');
+    }
     gw.swap(next);
     gw.metrics.configReloads.labels('success').inc();
     gw.logger.info({ routes: next.routes.length }, 'config reloaded');
-    return true;
-  } catch (e) {
-    gw.metrics.configReloads.labels('failure').inc();
-    const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [(e as Error).message];
-    gw.logger.error({ problems }, 'config reload failed; the previous config keeps serving');
-    return false;
+    return 'success';
+  }
+
+  private fail(problems: string[]): ReloadResult {
+    this.gw.metrics.configReloads.labels('failure').inc();
+    this.gw.logger.error({ problems }, 'config reload failed; the previous config keeps serving');
+    return 'failure';
   }
 }
 
-/** Installs the SIGHUP handler; returns a function that removes it. */
-export function installReload(gw: Gateway, file: string): () => void {
-  const onHup = () => void reloadOnce(gw, file);
+/** Reloads `file` into `gw` once; returns whether the new config was taken. */
+export function reloadOnce(gw: Gateway, file: string): boolean {
+  return new Reloader(gw, file).reload(false) === 'success';
+}
+
+/** Options for {@link installReload}. */
+export interface ReloadOptions {
+  /** Watch the config's directory for changes (default true). */
+  watch?: boolean;
+  /** Quiet time after the last file event before reloading (default 250 ms). */
+  debounceMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Installs the SIGHUP handler and the directory watcher; returns a function that removes
+ * both. SIGHUP always reloads (the operator asked); file events reload only on a content change.
+ */
+export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {}): () => void {
+  const reloader = new Reloader(gw, file, opts.env);
+  const onHup = () => void reloader.reload(false);
   process.on('SIGHUP', onHup);
-  return () => process.off('SIGHUP', onHup);
+  let watcher: FSWatcher | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  if (opts.watch ?? true) {
+    const debounceMs = opts.debounceMs ?? 250;
+    try {
+      // Any entry may matter (`..data` of a ConfigMap, a temp file renamed over ours, ours):
+      // every event restarts the debounce, and the content hash decides.
+      watcher = watch(dirname(file), { persistent: false }, () => {
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(() => {
+          timer = null;
+          reloader.reload(true);
+        }, debounceMs);
+      });
+      watcher.on('error', (e) => gw.logger.warn({ err: { message: e.message } }, 'config watcher failed; SIGHUP still reloads'));
+    } catch (e) {
+      gw.logger.warn({ err: { message: (e as Error).message } }, 'cannot watch the config directory; SIGHUP still reloads');
+    }
+  }
+  return () => {
+    process.off('SIGHUP', onHup);
+    if (timer) clearTimeout(timer);
+    watcher?.close();
+  };
 }

@@ -108,7 +108,8 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
     auth: Object.freeze({
       mode: auth.mode as CompiledAuth['mode'],
       issuersByIss,
-      issuersById: new Map([...issuersByIss.values()].map((i) => [i.id, i])),
+      // From the ids, not from issuersByIss: two issuers may share an `iss` (e.g. two introspection clients).
+      issuersById: new Map(ids.flatMap((id) => config.issuers.filter((i) => i.id === id).map((i) => [id, i] as const))),
       issuerIds: Object.freeze(ids),
       audiences: auth.audiences ? Object.freeze([...auth.audiences]) : null,
       scopesAll: Object.freeze([...auth.scopes.allOf]),

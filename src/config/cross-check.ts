@@ -44,6 +44,9 @@ export function crossCheck(config: Config): CrossProblem[] {
       const problem = url === undefined ? null : outboundUrlProblem(url, insecure);
       if (problem) out.push({ path, message: problem });
     }
+    if (iss.introspection?.cacheStore === 'redis') {
+      out.push({ path: ['issuers', i, 'introspection', 'cacheStore'], message: 'redis is not supported yet; use memory' });
+    }
   });
 
   const routeIds = new Map<string, number>();
@@ -81,8 +84,11 @@ export function crossCheck(config: Config): CrossProblem[] {
       if (auth.mode === 'jwt' && issuers.length && !issuers.some((i) => i.jwksUri || i.discovery)) {
         out.push({ path: at('auth', 'mode'), message: 'jwt needs an issuer with jwksUri or discovery' });
       }
-      if (auth.mode === 'introspection' && issuers.length && !issuers.some((i) => i.introspection)) {
-        out.push({ path: at('auth', 'mode'), message: 'introspection needs an issuer with an introspection block' });
+      if ((auth.mode === 'introspection' || auth.mode === 'jwt_or_introspection') && issuers.length && !issuers.some((i) => i.introspection)) {
+        out.push({ path: at('auth', 'mode'), message: `${auth.mode} needs an issuer with an introspection block` });
+      }
+      if (auth.mode === 'jwt_or_introspection' && issuers.length && !issuers.some((i) => i.jwksUri || i.discovery)) {
+        out.push({ path: at('auth', 'mode'), message: 'jwt_or_introspection needs an issuer with jwksUri or discovery (for the JWTs)' });
       }
     }
     for (const name of Object.keys(route.forward.headers)) {

@@ -68,15 +68,15 @@ const Jwks = obj({
 }, 'JWKS cache policy');
 
 const Introspection = obj({
-  endpoint: Type.Optional(Url),
+  endpoint: Type.Optional({ ...Url, description: 'RFC 7662 introspection endpoint (default: `introspection_endpoint` from discovery)' }),
   clientId: Type.String({ minLength: 1, description: 'Client id for introspection client authentication' }),
   clientSecret: Type.String({ minLength: 1, description: 'Client secret; use ${ENV} substitution, never a literal' }),
   authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic', description: 'RFC 7662 client authentication' }),
-  cacheTtlSec: Type.Integer({ minimum: 0, default: 60, description: 'Positive answers cached this long, never beyond the token `exp` (0: no cache, instant revocation)' }),
-  negativeCacheTtlSec: Type.Integer({ minimum: 0, default: 5, description: 'Inactive answers cached this long' }),
-  cacheStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'memory | redis (shared by all replicas)' }),
-  cacheSize: Type.Integer({ minimum: 1, default: 10000, description: 'In-memory cache entries' }),
-  timeoutMs: Type.Integer({ minimum: 1, default: 3000, description: 'Introspection call timeout' }),
+  cacheTtlSec: Type.Integer({ minimum: 0, default: 60, description: 'Active answers cached this long, never beyond the token `exp` (0: no positive cache, revocation seen at once)' }),
+  negativeCacheTtlSec: Type.Integer({ minimum: 0, default: 5, description: 'Inactive answers cached this long (0: not cached)' }),
+  cacheStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'Where answers are cached: memory (per process); redis (shared by replicas) is not supported yet' }),
+  cacheSize: Type.Integer({ minimum: 1, default: 10000, description: 'In-memory cache entries (LRU), per issuer' }),
+  timeoutMs: Type.Integer({ minimum: 1, default: 3000, description: 'Introspection call timeout (connect to last byte); past it: 503' }),
 }, 'RFC 7662 introspection for opaque tokens', false);
 
 const Issuer = Type.Object({

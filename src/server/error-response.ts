@@ -4,6 +4,8 @@
  * catalogue; nothing request-derived is echoed.
  */
 import type { FastifyReply } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ERRORS, GatewayError } from '../errors.js';
 
 /** The realm in every Bearer challenge. */
@@ -23,13 +25,32 @@ export function bodyFor(err: GatewayError): string {
   return JSON.stringify({ error: err.error, error_description: err.message });
 }
 
+/** Status, headers and body for `err`: what every writer of an error response sends. */
+export function errorParts(err: GatewayError): { status: number; headers: Record<string, string>; body: string } {
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+  const challenge = challengeFor(err);
+  if (challenge) headers['www-authenticate'] = challenge;
+  if (err.status === 503) headers['retry-after'] = String(err.retryAfterSec ?? 5);
+  return { status: err.status, headers, body: bodyFor(err) };
+}
+
 /** Writes `err` to `reply` (headers and body), for any Fastify instance. */
 export function sendError(reply: FastifyReply, err: GatewayError): FastifyReply {
-  const challenge = challengeFor(err);
-  if (challenge) reply.header('www-authenticate', challenge);
-  if (err.status === 503) reply.header('retry-after', String(err.retryAfterSec ?? 5));
-  reply.header('cache-control', 'no-store');
-  return reply.code(err.status).type('application/json').send(bodyFor(err));
+  const { status, headers, body } = errorParts(err);
+  return reply.code(status).headers(headers).send(body);
+}
+
+/**
+ * Writes `err` as a complete HTTP/1.1 response on a raw socket and ends it: for requests
+ * that never reach Fastify's reply (WebSocket upgrades).
+ */
+export function writeRawError(socket: Duplex, err: GatewayError): void {
+  const { status, headers, body } = errorParts(err);
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+  head += `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
+  if (socket.writable) socket.end(head + body);
+  else socket.destroy();
 }
 
 /** Maps anything thrown to a {@link GatewayError} (unknown errors: 500, nothing internal exposed). */

@@ -16,14 +16,20 @@ export interface TestGateway {
   gw: Gateway;
   url: string;
   adminUrl: string;
+  /** The decision (forward-auth) listener, when the config has a `decision:` block. */
+  decisionUrl?: string;
   file: string;
   /** Resolves once /readyz would answer 200 (keys fetched), or rejects after `ms`. */
   ready(ms?: number): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Writes `yaml` to a temp file and starts a gateway on it (server/admin ports forced to 0). */
-export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv; now?: () => number } = {}): Promise<TestGateway> {
+/**
+ * Writes `yaml` to a temp file and starts a gateway on it (server/admin/decision on
+ * 127.0.0.1, port 0). `logs`: every log line (JSON text, level `trace`) is pushed there,
+ * to assert what is (not) logged.
+ */
+export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv; now?: () => number; logs?: string[] } = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'tokengate-test-'));
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, yaml);
@@ -32,14 +38,19 @@ export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv
     ...config,
     server: { ...config.server, host: '127.0.0.1', port: 0 },
     admin: { ...config.admin, host: '127.0.0.1', port: 0 },
+    decision: config.decision ? { ...config.decision, host: '127.0.0.1', port: 0 } : null,
   };
-  const logger = pino(loggerOptions(process.env.TOKENGATE_TEST_LOGS ? 'debug' : 'silent'));
+  const logs = opts.logs;
+  const logger = logs
+    ? pino(loggerOptions('trace'), { write: (line: string) => void logs.push(line) })
+    : pino(loggerOptions(process.env.TOKENGATE_TEST_LOGS ? 'debug' : 'silent'));
   const gw = new Gateway(forced, { logger, now: opts.now });
-  const { proxy, admin } = await gw.start();
+  const { proxy, admin, decision } = await gw.start();
   return {
     gw,
     url: proxy,
     adminUrl: admin,
+    decisionUrl: decision,
     file,
     async ready(ms = 5000) {
       const until = Date.now() + ms;

@@ -1,0 +1,146 @@
+/**
+ * The decision listener (forward auth): nginx `auth_request`, Traefik ForwardAuth and
+ * Envoy ext_authz (HTTP) ask it whether a request may pass. Any request to it is judged
+ * as the request described by `X-Forwarded-Method` / `-Host` / `-Uri` (or nginx's
+ * `X-Original-Method` / `X-Original-URI`) with its `Authorization` header, by the same
+ * {@link decide} the proxy runs: same routes, same path rules, same policies. The answer
+ * is 200 with the identity headers the proxy would have forwarded, or the error the proxy
+ * would have sent. The forwarded headers are believed only from `decision.trustedProxies`.
+ *
+ *   location = /_tokengate { internal; proxy_pass http://127.0.0.1:8081;
+ *     proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method; }
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { BlockList, isIPv4 } from 'node:net';
+import type { Logger } from 'pino';
+import type { CompiledConfig } from '../config/compile.js';
+import { parseCidr } from '../config/cross-check.js';
+import { GatewayError } from '../errors.js';
+import { decide, newContext } from '../pipeline/run.js';
+import type { GatewayCore } from '../gateway.js';
+import type { RequestState } from './proxy.js';
+import { sendError, toGatewayError } from './error-response.js';
+
+/** A compiled `trustedProxies` list. */
+export type PeerMatcher = (address: string | undefined) => boolean;
+
+/** Compiles CIDR strings (already validated by cross-check) into a matcher. */
+export function peerMatcher(cidrs: readonly string[]): PeerMatcher {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const p = parseCidr(c);
+    if (p) list.addSubnet(p.address, p.prefix, p.family);
+  }
+  return (address) => {
+    if (!address) return false;
+    // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
+    const mapped = address.toLowerCase().startsWith('::ffff:') ? address.slice(7) : null;
+    if (mapped && isIPv4(mapped)) return list.check(mapped, 'ipv4');
+    return list.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+  };
+}
+
+/** The one value of a header sent at most once; `null` when absent, throws when repeated. */
+function single(raw: readonly string[], lname: string): string | null {
+  let found: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === lname.length && raw[i].toLowerCase() === lname) {
+      if (found !== null) throw new GatewayError('missing_forwarded_uri');
+      found = raw[i + 1];
+    }
+  }
+  return found;
+}
+
+/**
+ * The request a decision call describes. The `X-Forwarded-*` set wins over nginx's
+ * `X-Original-*` set; the sets are never mixed. Without a forwarded method the decision
+ * request's own method is used (Envoy ext_authz keeps the original method); without a
+ * `X-Forwarded-Host`, the decision request's own `Host` is used.
+ * A described URI that is absent, repeated or not origin-form is 400.
+ */
+export function describedRequest(method: string, host: string | undefined, raw: readonly string[]): { method: string; target: string; host: string | undefined } {
+  const fUri = single(raw, 'x-forwarded-uri');
+  const oUri = fUri === null ? single(raw, 'x-original-uri') : null;
+  const target = fUri ?? oUri;
+  if (target === null || !target.startsWith('/')) throw new GatewayError('missing_forwarded_uri');
+  const m = fUri !== null ? single(raw, 'x-forwarded-method') : single(raw, 'x-original-method');
+  const h = single(raw, 'x-forwarded-host') ?? host;
+  return { method: m === null ? method : m.trim().toUpperCase(), target, host: h };
+}
+
+const matchers = new WeakMap<object, PeerMatcher>();
+
+/** The matcher for the config's `decision.trustedProxies`, compiled once per config. */
+function trusted(config: CompiledConfig, fallback: CompiledConfig): PeerMatcher {
+  // A reload that removes the `decision` block cannot stop the listener: keep the list it started with.
+  const d = config.decision ?? fallback.decision;
+  if (!d) return () => false;
+  let m = matchers.get(d);
+  if (!m) {
+    m = peerMatcher(d.trustedProxies);
+    matchers.set(d, m);
+  }
+  return m;
+}
+
+/** Builds (does not start) the decision Fastify instance. */
+export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstance {
+  const started = core.config;
+  const server = started.server;
+  const app = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    keepAliveTimeout: server.keepAliveTimeoutMs,
+    requestTimeout: server.requestTimeoutMs,
+    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },
+    return503OnClosing: true,
+    forceCloseConnections: false,
+    frameworkErrors: (_err, _req, reply) => {
+      sendError(reply, new GatewayError('bad_path'));
+    },
+  });
+  app.decorateRequest('tokengate', null);
+  // The body of a decision call means nothing: read and discard it.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => {
+    payload.on('error', done);
+    payload.on('end', () => done(null, undefined));
+    payload.resume();
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const gerr = toGatewayError(err);
+    if (req.tokengate) req.tokengate.error = gerr;
+    return sendError(reply, gerr);
+  });
+
+  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    const config = core.config;
+    const ctx = newContext();
+    const state: RequestState = { ctx, config, start: performance.now(), error: null };
+    req.tokengate = state;
+    const raw = req.raw;
+    try {
+      if (!trusted(config, started)(raw.socket.remoteAddress)) throw new GatewayError('untrusted_peer');
+      const described = describedRequest(raw.method as string, raw.headers.host, raw.rawHeaders);
+      await decide(config, { ...described, rawHeaders: raw.rawHeaders }, core.verifiers, ctx);
+    } catch (e) {
+      state.error = toGatewayError(e);
+      core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
+      return sendError(reply, state.error);
+    }
+    core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
+    reply.header('cache-control', 'no-store');
+    for (const [name, value] of ctx.headers) reply.header(name, value);
+    return reply.code(200).send();
+  };
+  app.all('*', handler);
+  app.all('/', handler);
+  app.setNotFoundHandler(handler);
+  app.addHook('onResponse', (req, reply, done) => {
+    const st = req.tokengate;
+    if (st) core.recordRequest(st, reply.statusCode);
+    done();
+  });
+  return app;
+}

@@ -1,0 +1,162 @@
+/**
+ * The decision listener behind a REAL nginx (`auth_request`) in front of the echo
+ * upstream, wired exactly as the README's Deploy section shows. nginx runs as a child
+ * process on loopback with a generated config in a temp dir. Skipped, with a message,
+ * only when no nginx binary is installed (`.ci/run` installs Debian's nginx-light).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
+import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/ports.js';
+
+const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find((p) => existsSync(p))
+  ?? (spawnSync('sh', ['-c', 'command -v nginx'], { encoding: 'utf8' }).stdout.trim() || null);
+const skip = NGINX ? false : 'nginx is not installed (apt-get install nginx-light); skipping the auth_request end-to-end test';
+
+let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;
+let nginx: ChildProcess | null = null; let dir = ''; let base = '';
+
+/** The nginx.conf of the README, with test paths and ports. */
+function nginxConf(port: number, decision: string, upstream: string): string {
+  return `
+worker_processes 1;
+error_log ${dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+  # auth_request copies WWW-Authenticate itself on 401; on 403 it must be added
+  map $status $tg_403_challenge { 403 $tg_challenge; default ""; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      auth_request /_tokengate;
+      # identity headers from the decision answer; they replace anything the client sent
+      auth_request_set $tg_sub $upstream_http_x_auth_subject;
+      auth_request_set $tg_scopes $upstream_http_x_auth_scopes;
+      auth_request_set $tg_challenge $upstream_http_www_authenticate;
+      proxy_set_header X-Auth-Subject $tg_sub;
+      proxy_set_header X-Auth-Scopes $tg_scopes;
+      proxy_set_header Authorization "";
+      add_header WWW-Authenticate $tg_403_challenge always;
+      proxy_pass ${upstream};
+    }
+    location = /_tokengate {
+      internal;
+      proxy_pass ${decision}/;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-Host $host;
+    }
+  }
+}
+`;
+}
+
+before(async () => {
+  if (skip) return;
+  iss = await startMockIssuer({ algs: ['ES256'] });
+  up = await startUpstream();
+  gw = await startGateway(`
+decision: { trustedProxies: [127.0.0.1/32] }
+issuers:
+  - id: a
+    issuer: ${iss.issuer}
+    jwksUri: ${iss.jwksUri}
+    audiences: [api]
+routes:
+  - id: pub
+    match: { pathPrefix: /pub }
+    upstream: ${up.url}
+    auth: { mode: none }
+  - id: orders
+    match: { pathPrefix: /orders }
+    upstream: ${up.url}
+    auth: { mode: jwt, scopes: { allOf: [orders:read] } }
+    forward: { headers: { x-auth-subject: sub, x-auth-scopes: scope } }
+`);
+  await gw.ready();
+  dir = mkdtempSync(join(tmpdir(), 'tokengate-nginx-'));
+  mkdirSync(join(dir, 'tmp'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  writeFileSync(join(dir, 'nginx.conf'), nginxConf(port, gw.decisionUrl!, up.url));
+  // As root, nginx's workers switch to `nobody`; they only need the listening socket.
+  nginx = spawn(NGINX!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', `daemon off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  nginx.stderr!.on('data', (c) => (stderr += c));
+  const until = Date.now() + 10_000;
+  for (;;) {
+    if (nginx.exitCode !== null) throw new Error(`nginx exited: ${stderr} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) break;
+    if (Date.now() > until) throw new Error(`nginx did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+});
+
+after(async () => {
+  if (nginx && nginx.exitCode === null) {
+    const exited = new Promise((r) => nginx!.once('exit', r));
+    nginx.kill('SIGQUIT');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+    if (nginx.exitCode === null) nginx.kill('SIGKILL');
+  }
+  await gw?.close(); await up?.close(); await iss?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('nginx auth_request → decision listener → echo upstream', { skip }, async () => {
+  const token = await iss.sign({});
+  up.reset();
+  // allowed: the upstream gets the identity from the decision, never the forged one, nor the token
+  let r = await fetch(base + '/orders/1?q=a', { headers: { authorization: `Bearer ${token}`, 'x-auth-subject': 'forged' } });
+  assert.equal(r.status, 200, await r.text());
+  assert.equal(up.requests.length, 1);
+  const seen = up.requests[0];
+  assert.equal(seen.url, '/orders/1?q=a');
+  assert.equal(seen.headers['x-auth-subject'], 'user-1');
+  assert.equal(seen.headers['x-auth-scopes'], 'orders:read');
+  assert.equal(seen.headers.authorization, undefined);
+
+  // no token: 401 with the RFC 6750 challenge, upstream untouched
+  up.reset();
+  r = await fetch(base + '/orders/1');
+  assert.equal(r.status, 401);
+  assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="tokengate"');
+  // a token lacking the scope: 403 insufficient_scope
+  r = await fetch(base + '/orders/1', { headers: { authorization: 'Bearer ' + await iss.sign({ claims: { scope: 'x' } }) } });
+  assert.equal(r.status, 403);
+  assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="tokengate", error="insufficient_scope", error_description="The access token lacks a required scope", scope="orders:read"');
+  // an expired token: 401 invalid_token
+  r = await fetch(base + '/orders/1', { headers: { authorization: 'Bearer ' + await iss.sign({ claims: { exp: Math.floor(Date.now() / 1000) - 600 } }) } });
+  assert.equal(r.status, 401);
+  assert.match(String(r.headers.get('www-authenticate')), /error="invalid_token"/);
+  // path tricks judged on the raw $request_uri: /pub/../orders needs a token; an encoded slash is refused
+  r = await fetch(base + '/pub/%2e%2e/orders/1');
+  assert.equal(r.status, 401);
+  r = await fetch(base + '/pub/a%2Fb');
+  assert.ok(r.status >= 400, `encoded slash refused (nginx turns the decision's 400 into ${r.status})`);
+  assert.equal(up.requests.length, 0, 'no denied request reached the upstream');
+
+  // open route passes without a token; nothing forged survives
+  r = await fetch(base + '/pub/x', { headers: { 'x-auth-subject': 'forged' } });
+  assert.equal(r.status, 200);
+  assert.equal(up.requests.at(-1)!.headers['x-auth-subject'], undefined, 'an empty decided value drops the client\'s header');
+});

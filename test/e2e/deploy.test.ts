@@ -1,0 +1,183 @@
+/**
+ * deploy/ (kustomize base + overlays): every manifest parses and validates against the
+ * Kubernetes schemas (kubernetes-models); each overlay, built the way kustomize would
+ * (resources resolved recursively, image override applied), is self-consistent: names
+ * referenced exist, selectors select, ports line up with the embedded gateway config,
+ * the hardening is in place, the drain timing adds up, and the embedded config passes
+ * `tokengate check`. kubernetes-models does not flag unknown fields, so the fields that
+ * matter are asserted by name below (a typo there fails).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { loadCompiled } from '../../src/config/index.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const DEPLOY = join(ROOT, 'deploy');
+const ENV = { INTROSPECTION_CLIENT_ID: 'tokengate', INTROSPECTION_SECRET: 'test-secret' };
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type K8s = Record<string, any>;
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(n) ? [p] : [];
+  });
+}
+
+function parseFile(file: string): K8s[] {
+  const docs = parseAllDocuments(readFileSync(file, 'utf8'), { uniqueKeys: true });
+  const list = Array.isArray(docs) ? docs : [docs];
+  for (const d of list) assert.deepEqual(d.errors.map((e) => e.message), [], relative(ROOT, file));
+  return list.map((d) => d.toJS() as K8s).filter((o) => o !== null);
+}
+
+/** `kustomize build DIR`, for what these manifests use: resources (files, dirs) and images. */
+function build(dir: string): K8s[] {
+  const [k] = parseFile(join(dir, 'kustomization.yaml'));
+  assert.equal(k.kind, 'Kustomization');
+  assert.deepEqual(Object.keys(k).filter((x) => !['apiVersion', 'kind', 'resources', 'images', 'labels'].includes(x)), [], 'only features this emulation understands');
+  const objects: K8s[] = [];
+  for (const r of k.resources as string[]) {
+    const p = join(dir, r);
+    assert.ok(existsSync(p), `${relative(ROOT, dir)}: resource ${r} exists`);
+    objects.push(...(statSync(p).isDirectory() ? build(p) : parseFile(p)));
+  }
+  for (const img of k.images ?? []) {
+    for (const o of objects) {
+      for (const c of o.spec?.template?.spec?.containers ?? []) {
+        if (c.image === img.name) c.image = `${img.newName ?? img.name}:${img.newTag}`;
+      }
+    }
+  }
+  for (const l of k.labels ?? []) for (const o of objects) o.metadata.labels = { ...o.metadata.labels, ...l.pairs };
+  const seen = new Set<string>();
+  for (const o of objects) {
+    const id = `${o.kind}/${o.metadata.name}`;
+    assert.ok(!seen.has(id), `${id} defined once`);
+    seen.add(id);
+  }
+  return objects;
+}
+
+async function validateModel(o: K8s): Promise<void> {
+  const mod = await import(`kubernetes-models/${o.apiVersion}`) as Record<string, new (x: K8s) => { validate(): void }>;
+  const Model = mod[o.kind];
+  assert.ok(Model, `kubernetes-models knows ${o.apiVersion} ${o.kind}`);
+  new Model(o).validate();
+}
+
+const find = (objs: K8s[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name);
+const selects = (selector: Record<string, string>, labels: Record<string, string>) =>
+  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+
+test('every manifest under deploy/ parses and validates against the Kubernetes schemas', async () => {
+  const files = yamlFiles(DEPLOY);
+  assert.ok(files.length >= 10);
+  let n = 0;
+  for (const f of files) {
+    for (const o of parseFile(f)) {
+      if (o.kind === 'Kustomization') continue;
+      assert.ok(o.apiVersion && o.kind && o.metadata?.name, `${relative(ROOT, f)}: apiVersion, kind, metadata.name`);
+      await assert.doesNotReject(validateModel(o), `${relative(ROOT, f)} ${o.kind}`);
+      n++;
+    }
+  }
+  assert.ok(n >= 12, `${n} objects validated`);
+  // The validator is live: a wrong type is reported.
+  await assert.rejects(validateModel({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' }, spec: { replicas: 'two', selector: {}, template: {} } }), /replicas must be integer/);
+});
+
+for (const overlay of ['gateway', 'sidecar']) {
+  test(`overlay ${overlay}: consistent, hardened, drain timing adds up, embedded config passes tokengate check`, async () => {
+    const objs = build(join(DEPLOY, 'overlays', overlay));
+    for (const o of objs) await validateModel(o);
+    const deploys = objs.filter((o) => o.kind === 'Deployment');
+    assert.equal(deploys.length, 1);
+    const dep = deploys[0];
+    const pod = dep.spec.template.spec;
+    assert.ok(selects(dep.spec.selector.matchLabels, dep.spec.template.metadata.labels), 'Deployment selector matches its pods');
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.ok(find(objs, 'ServiceAccount', pod.serviceAccountName), 'service account exists');
+
+    const tg = pod.containers.find((c: K8s) => c.name === 'tokengate');
+    assert.ok(tg, 'a tokengate container');
+    assert.match(tg.image, /^registry\.example\.com\/tokengate:\d+\.\d+\.\d+$/, 'image override applied');
+    for (const c of pod.containers) {
+      assert.equal(c.securityContext.readOnlyRootFilesystem, true, `${c.name} readOnlyRootFilesystem`);
+      assert.equal(c.securityContext.allowPrivilegeEscalation, false, `${c.name} no privilege escalation`);
+      assert.deepEqual(c.securityContext.capabilities.drop, ['ALL'], `${c.name} drops all capabilities`);
+      assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory, `${c.name} resources`);
+    }
+
+    // The embedded config: mounted as a directory (subPath never sees ConfigMap updates), passes `tokengate check`.
+    const cfgPath = tg.env.find((e: K8s) => e.name === 'TOKENGATE_CONFIG').value as string;
+    assert.equal(cfgPath, '/etc/tokengate/gateway.yaml', 'the path the Dockerfile documents');
+    const mount = tg.volumeMounts.find((m: K8s) => m.mountPath === dirname(cfgPath));
+    assert.ok(mount && mount.subPath === undefined && mount.readOnly === true, 'config directory mounted read-only, no subPath');
+    const vol = pod.volumes.find((v: K8s) => v.name === mount.name);
+    const cm = find(objs, 'ConfigMap', vol.configMap.name);
+    assert.ok(cm, 'the ConfigMap exists');
+    for (const e of tg.env.filter((x: K8s) => x.valueFrom)) {
+      const ref = e.valueFrom.secretKeyRef;
+      const secret = find(objs, 'Secret', ref.name);
+      assert.ok(secret && ref.key in secret.stringData, `${e.name} from an existing Secret key`);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'tokengate-deploy-'));
+    try {
+      const file = join(dir, 'gateway.yaml');
+      writeFileSync(file, cm.data['gateway.yaml']);
+      const check = spawnSync(process.execPath, [join(ROOT, 'bin/tokengate.js'), 'check', '--config', file], { env: { ...process.env, ...ENV }, encoding: 'utf8', timeout: 20_000 });
+      assert.equal(check.status, 0, `tokengate check: ${check.stdout}${check.stderr}`);
+      assert.match(check.stdout, /OK, \d+ route\(s\)/);
+      const cfg = loadCompiled(file, { ...process.env, ...ENV });
+      const port = (name: string) => tg.ports.find((p: K8s) => p.name === name)?.containerPort;
+      assert.equal(port('http'), cfg.server.port);
+      assert.equal(port('admin'), cfg.admin.port);
+      assert.equal(cfg.decision ? port('decision') : undefined, cfg.decision?.port);
+      assert.equal(cfg.admin.host, '0.0.0.0', 'probes reach the admin port on the pod IP');
+      assert.deepEqual(tg.livenessProbe.httpGet, { path: '/healthz', port: 'admin' });
+      assert.deepEqual(tg.readinessProbe.httpGet, { path: '/readyz', port: 'admin' });
+      // Drain: preStop sleep while endpoints go away, then SIGTERM and up to shutdownGraceSec.
+      const sleep = tg.lifecycle.preStop.exec.command;
+      assert.equal(sleep[0], 'sleep');
+      assert.ok(pod.terminationGracePeriodSeconds >= Number(sleep[1]) + cfg.server.shutdownGraceSec + 1,
+        `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} >= preStop ${sleep[1]} + shutdownGraceSec ${cfg.server.shutdownGraceSec} + margin`);
+
+      const svc = objs.find((o) => o.kind === 'Service');
+      assert.ok(svc, 'a Service');
+      assert.ok(selects(svc.spec.selector, dep.spec.template.metadata.labels), 'Service selects the pods');
+      const exposed = svc.spec.ports.map((p: K8s) => p.targetPort);
+      for (const t of exposed) assert.ok(tg.ports.some((p: K8s) => p.name === t), `Service targets tokengate's ${t} port only`);
+      assert.ok(!exposed.includes('admin'), 'admin port not in the Service');
+
+      const pdb = objs.find((o) => o.kind === 'PodDisruptionBudget');
+      assert.ok(pdb && selects(pdb.spec.selector.matchLabels, dep.spec.template.metadata.labels), 'PDB selects the pods');
+      const np = objs.find((o) => o.kind === 'NetworkPolicy');
+      assert.ok(np && selects(np.spec.podSelector.matchLabels, dep.spec.template.metadata.labels), 'NetworkPolicy selects the pods');
+
+      if (overlay === 'gateway') {
+        const hpa = objs.find((o) => o.kind === 'HorizontalPodAutoscaler');
+        assert.ok(hpa, 'an HPA');
+        assert.equal(hpa.spec.scaleTargetRef.name, dep.metadata.name);
+        assert.equal(hpa.spec.scaleTargetRef.kind, 'Deployment');
+        assert.ok(hpa.spec.minReplicas >= 2, 'at least two replicas (PDB can then allow one down)');
+        assert.ok(cfg.decision, 'the gateway overlay enables the decision listener');
+      } else {
+        const app = pod.containers.find((c: K8s) => c.name !== 'tokengate');
+        assert.equal(app.ports, undefined, 'the app declares no container port');
+        assert.equal(app.env.find((e: K8s) => e.name === 'HOST').value, '127.0.0.1', 'the app listens on loopback only');
+        for (const r of cfg.routes) assert.match(r.upstreamOrigin, /^http:\/\/127\.0\.0\.1:3000$/, `route ${r.id} goes to the app over loopback`);
+        assert.deepEqual(exposed, ['http'], 'tokengate is the only exposed port');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
