@@ -44,6 +44,10 @@ export const ERRORS = {
   token_in_query: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the query string', challenge: true },
   token_in_body: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the request body', challenge: true },
   bad_scheme: { status: 400, error: 'invalid_request', description: 'The Authorization header is malformed', challenge: true },
+  // Refused by the HTTP/1.1 parser before any route is known (framing, header size, slow clients)
+  malformed_request: { status: 400, error: 'bad_request', description: 'The request is not valid HTTP/1.1', challenge: false },
+  header_too_large: { status: 431, error: 'bad_request', description: 'The request header section is too large', challenge: false },
+  request_timeout: { status: 408, error: 'bad_request', description: 'The request was not received in time', challenge: false },
   // 413: a form-encoded body must be read (to refuse an `access_token` in it) and is capped by server.bodyLimitBytes
   body_too_large: { status: 413, error: 'invalid_request', description: 'The request body is too large', challenge: false },
   // 401 without an error code (RFC 6750 §3.1: no credentials → no error attribute)

@@ -61,3 +61,19 @@ export function toGatewayError(e: unknown): GatewayError {
   if (status === 413) return new GatewayError('body_too_large'); // Fastify FST_ERR_CTP_BODY_TOO_LARGE (form bodies)
   return new GatewayError('internal');
 }
+
+/**
+ * Writes `err` straight to a socket whose request the HTTP parser refused (Fastify's
+ * `clientErrorHandler`: no request object exists), then closes it: after a framing
+ * error nothing further on the connection can be trusted (RFC 9112 §11.2).
+ */
+export function writeSocketError(socket: { writable: boolean; write(s: string): unknown; destroy(): void }, err: GatewayError): void {
+  if (socket.writable) {
+    const body = bodyFor(err);
+    socket.write(`HTTP/1.1 ${err.status} ${STATUS_TEXT[err.status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `cache-control: no-store\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };

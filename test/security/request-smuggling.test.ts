@@ -60,6 +60,8 @@ const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 function assertRefused(ex: RawExchange, what: string): void {
   assert.equal(ex.responses.length, 1, `${what}: expected exactly one response, got ${JSON.stringify(ex.raw.slice(0, 200))}`);
   assert.equal(ex.responses[0].status, 400, `${what}: got ${ex.responses[0].status}`);
+  assert.equal(JSON.parse(ex.responses[0].body).error, 'bad_request', `${what}: ${ex.responses[0].body}`);
+  assert.equal(ex.responses[0].headers['www-authenticate'], undefined);
   assert.ok(ex.closed, `${what}: connection left open after a framing error`);
 }
 
@@ -96,6 +98,7 @@ for (const [name, payload] of framingAttacks) {
   test(`framing: ${name} is refused, nothing smuggled`, async () => {
     const ex = await rawExchange(port, [payload], 1500);
     assertRefused(ex, name);
+    assert.deepEqual(JSON.parse(ex.responses[0].body), { error: 'bad_request', error_description: 'The request is not valid HTTP/1.1' });
     await assertNothingSmuggled(name);
     if (ex.responses.length === 1) assert.equal(up.requests.length, 0, `${name}: the refused request reached the upstream`);
   });

@@ -92,6 +92,7 @@ async function stillServing(): Promise<void> {
 test('an oversized header section gets 431 and a close, nothing forwarded', async () => {
   const ex = await rawExchange(port, [`GET /pub/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]);
   assert.equal(ex.responses[0]?.status, 431, ex.raw.slice(0, 120));
+  assert.deepEqual(JSON.parse(ex.responses[0].body), { error: 'bad_request', error_description: 'The request header section is too large' });
   assert.ok(ex.closed);
   assert.equal(up.requests.length, 0);
   await stillServing();
@@ -133,7 +134,8 @@ test('slow headers (slowloris): the connection is closed after headersTimeoutMs'
   const took = Date.now() - start;
   assert.ok(ex.closed, 'still open');
   assert.ok(took < 2000, `closed after ${took} ms (headersTimeoutMs 400)`);
-  if (ex.responses.length) assert.equal(ex.responses[0].status, 408);
+  assert.equal(ex.responses[0]?.status, 408, ex.raw.slice(0, 200));
+  assert.deepEqual(JSON.parse(ex.responses[0].body), { error: 'bad_request', error_description: 'The request was not received in time' });
   assert.equal(up.requests.length, 0);
   await stillServing();
 });

@@ -57,4 +57,15 @@ routes:
     e.problems.length === 1 && e.problems[0].path === 'issuers[0].jwksUri' && e.problems[0].line === 5 && /must be https/.test(e.problems[0].message));
   assert.doesNotThrow(() => parseConfig(cfg('server: { allowInsecureHttpHosts: [idp.example.com] }', 'http://idp.example.com/jwks'), 'g.yaml'));
   assert.doesNotThrow(() => parseConfig(cfg('', 'http://127.0.0.1:9/jwks'), 'g.yaml'));
+  const intro = `
+issuers:
+  - id: corp
+    issuer: http://idp.example.com
+    discovery: true
+    introspection: { endpoint: http://idp.example.com/introspect, clientId: c, clientSecret: s }
+routes:
+  - { id: r, match: { pathPrefix: / }, upstream: "http://127.0.0.1:1", auth: { mode: introspection } }
+`;
+  assert.throws(() => parseConfig(intro, 'g.yaml'), (e: ConfigError) =>
+    e.problems.map((p) => p.path).join() === 'issuers[0].issuer,issuers[0].introspection.endpoint');
 });
