@@ -67,7 +67,9 @@ routes:
   gw = await startGateway(`
 server:
   headersTimeoutMs: 400
-  requestTimeoutMs: 1500` + rest);
+  requestTimeoutMs: 1500
+decision:
+  trustedProxies: [127.0.0.1/32]` + rest);
   gwDefaults = await startGateway(rest);
   await gw.ready();
   await gwDefaults.ready();
@@ -124,6 +126,15 @@ test('many headers: a second Authorization past the 2000th header is still seen 
   assert.match(ex.responses[0].headers['www-authenticate'], /^Bearer realm="tokengate", error="invalid_request"/);
   assert.equal(JSON.parse(ex.responses[0].body).error, 'invalid_request');
   assert.equal(up.requests.length, 0);
+});
+
+test('decision listener: a second Authorization past the 2000th header is still seen (400)', async () => {
+  const ex = await rawExchange(Number(new URL(gw.decisionUrl as string).port), [
+    ['GET /auth HTTP/1.1', 'Host: 127.0.0.1', 'X-Forwarded-Method: GET', 'X-Forwarded-Uri: /orders/1', `Authorization: Bearer ${token}`,
+      ...filler, 'Authorization: Bearer forged', 'Connection: close', '', ''].join('\r\n'),
+  ]);
+  assert.equal(ex.responses[0]?.status, 400, ex.raw.slice(0, 200));
+  assert.equal(JSON.parse(ex.responses[0].body).error, 'invalid_request');
 });
 
 test('slow headers (slowloris): the connection is closed after headersTimeoutMs', async () => {
