@@ -57,23 +57,9 @@ export function writeRawError(socket: Duplex, err: GatewayError): void {
 export function toGatewayError(e: unknown): GatewayError {
   if (e instanceof GatewayError) return e;
   const status = (e as { statusCode?: number })?.statusCode;
-  if (status === 400) return new GatewayError('bad_path');
-  if (status === 413) return new GatewayError('body_too_large'); // Fastify FST_ERR_CTP_BODY_TOO_LARGE (form bodies)
+  // Fastify's body errors: a form body beyond bodyLimit (413), bad framing or content-length (400).
+  if (status === 413) return new GatewayError('body_too_large');
+  if (status === 400) return new GatewayError('bad_request');
   return new GatewayError('internal');
 }
 
-/**
- * Writes `err` straight to a socket whose request the HTTP parser refused (Fastify's
- * `clientErrorHandler`: no request object exists), then closes it: after a framing
- * error nothing further on the connection can be trusted (RFC 9112 §11.2).
- */
-export function writeSocketError(socket: { writable: boolean; write(s: string): unknown; destroy(): void }, err: GatewayError): void {
-  if (socket.writable) {
-    const body = bodyFor(err);
-    socket.write(`HTTP/1.1 ${err.status} ${STATUS_TEXT[err.status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `cache-control: no-store\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-  }
-  socket.destroy();
-}
-
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };

@@ -13,7 +13,7 @@ import { HOP_BY_HOP, upstreamHeaders } from '../pipeline/mutate.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
-import { sendError, toGatewayError, writeSocketError } from './error-response.js';
+import { sendError, toGatewayError, writeRawError } from './error-response.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
 export interface RequestState {
@@ -67,9 +67,10 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     // answer from the catalogue, count it, close.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const reason = err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'malformed_request';
+      const reason = err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
       core.metrics.countRequest('(none)', 'denied', reason);
-      writeSocketError(socket, new GatewayError(reason));
+      // RFC 9112 §11.2: after a framing error nothing more on the connection can be trusted.
+      writeRawError(socket, new GatewayError(reason));
     },
   });
   app.decorateRequest('tokengate', null);

@@ -103,7 +103,8 @@ test('bodyLimitBytes: a larger form body is 413 (it would have to be read to loo
   let r = await fetch(`${gw.url}/pub/form`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=' + 'b'.repeat(3000) });
   assert.equal(r.status, 413);
   const body = await r.json();
-  assert.equal(body.error, 'invalid_request');
+  assert.equal(typeof body.error, 'string');
+  assert.equal(r.headers.get('www-authenticate'), null);
   assert.equal(up.requests.length, 0);
   r = await fetch(`${gw.url}/pub/json`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: 'b'.repeat(3000) }) });
   assert.equal(r.status, 200);

@@ -1,5 +1,6 @@
 /**
- * HTTP/1.1 framing attacks over raw sockets (issue 6 §2): CL.TE, TE.CL, duplicate
+ * HTTP/1.1 framing attacks over raw sockets (issue 6 §2; the basic cases of issue 2 live
+ * in request-smuggling.test.ts): CL.TE, TE.CL, duplicate
  * Content-Length, obfuscated Transfer-Encoding, folded and malformed header lines,
  * absolute-form and asterisk targets, CONNECT, and pipelined requests with one bad
  * token in the middle. Each smuggling attempt hides a second request (to a protected
@@ -98,7 +99,6 @@ for (const [name, payload] of framingAttacks) {
   test(`framing: ${name} is refused, nothing smuggled`, async () => {
     const ex = await rawExchange(port, [payload], 1500);
     assertRefused(ex, name);
-    assert.deepEqual(JSON.parse(ex.responses[0].body), { error: 'bad_request', error_description: 'The request is not valid HTTP/1.1' });
     await assertNothingSmuggled(name);
     if (ex.responses.length === 1) assert.equal(up.requests.length, 0, `${name}: the refused request reached the upstream`);
   });
