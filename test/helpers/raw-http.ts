@@ -78,7 +78,7 @@ export function parseResponses(raw: string): RawResponse[] {
  * sent as latin1, so `\xNN` escapes are single bytes; a number pauses that many ms),
  * then reads until the server closes or `timeoutMs` passes, and destroys the socket.
  */
-export function rawExchange(port: number, writes: Array<string | Buffer | number>, timeoutMs = 2000): Promise<RawExchange> {
+export function rawExchange(port: number, writes: Array<string | Buffer | number>, timeoutMs = 10_000): Promise<RawExchange> {
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
