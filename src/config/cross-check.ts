@@ -3,6 +3,7 @@
  * issuers, what each auth mode needs, header names the gateway may not set.
  */
 import { isIP } from 'node:net';
+import { outboundUrlProblem } from '../idp/http.js';
 import type { Config } from './schema.js';
 
 /** A problem at a key path (segments). */
@@ -31,6 +32,17 @@ export function crossCheck(config: Config): CrossProblem[] {
     }
     if (iss.introspection && !iss.introspection.endpoint && !iss.discovery) {
       out.push({ path: ['issuers', i, 'introspection', 'endpoint'], message: 'is required unless discovery: true' });
+    }
+    // The outbound policy of idp/http.ts, checked at load time so a refused URL is a config error, not an outage.
+    const insecure = config.server.allowInsecureHttpHosts;
+    const fetched: Array<[Array<string | number>, string | undefined]> = [
+      [['issuers', i, 'jwksUri'], iss.jwksUri],
+      [['issuers', i, 'issuer'], iss.discovery ? iss.issuer : undefined],
+      [['issuers', i, 'introspection', 'endpoint'], iss.introspection?.endpoint],
+    ];
+    for (const [path, url] of fetched) {
+      const problem = url === undefined ? null : outboundUrlProblem(url, insecure);
+      if (problem) out.push({ path, message: problem });
     }
   });
 

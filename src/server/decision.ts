@@ -102,6 +102,9 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     },
   });
   app.decorateRequest('tokengate', null);
+  // As on the proxy: see every header (a second Authorization must not hide past Node's
+  // ~1000-header cut-off); the section is bounded by maxHeaderBytes.
+  app.server.maxHeadersCount = 0;
   // The body of a decision call means nothing: read and discard it.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => {

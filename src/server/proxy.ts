@@ -13,7 +13,7 @@ import { HOP_BY_HOP, upstreamHeaders } from '../pipeline/mutate.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
-import { sendError, toGatewayError } from './error-response.js';
+import { sendError, toGatewayError, writeRawError } from './error-response.js';
 import { clientScheme, firstValue } from './forwarded.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
@@ -52,14 +52,33 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     bodyLimit: server.bodyLimitBytes,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,
-    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },
+    http: {
+      maxHeaderSize: server.maxHeaderBytes,
+      headersTimeout: server.headersTimeoutMs,
+      // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every
+      // 30 s by default: sweep often enough that the configured limits mean what they say.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(server.headersTimeoutMs / 2))),
+    },
     return503OnClosing: true,
     forceCloseConnections: false,
     frameworkErrors: (_err, _req, reply) => {
       sendError(reply, new GatewayError('bad_path'));
     },
+    // The HTTP parser refused the request (bad framing, header section too large, too slow):
+    // answer from the catalogue, count it, close.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const reason = err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+      core.metrics.countRequest('(none)', 'denied', reason);
+      // RFC 9112 §11.2: after a framing error nothing more on the connection can be trusted.
+      writeRawError(socket, new GatewayError(reason));
+    },
   });
   app.decorateRequest('tokengate', null);
+  // Node keeps only the first ~1000 request headers by default and drops the rest silently,
+  // so a duplicate Authorization or a forged identity header could hide past the cut-off.
+  // See them all: the header section is already bounded by maxHeaderBytes (431 beyond).
+  app.server.maxHeadersCount = 0;
 
   await app.register(replyFrom, {
     disableCache: true,
