@@ -66,6 +66,30 @@ export const ERRORS = {
   claims_invalid: { status: 401, error: 'invalid_token', description: 'The access token claims are invalid', challenge: true },
   unsafe_claim: { status: 401, error: 'invalid_token', description: 'A forwarded claim contains characters not allowed in a header', challenge: true },
   inactive: { status: 401, error: 'invalid_token', description: 'The access token is not active', challenge: true },
+  // 401 invalid_token: sender-constrained tokens (RFC 9449 §7, RFC 8705 §3)
+  dpop_bound_bearer: { status: 401, error: 'invalid_token', description: 'A DPoP-bound access token must be sent with the DPoP scheme', challenge: true },
+  dpop_unbound_token: { status: 401, error: 'invalid_token', description: 'The access token is not bound to a DPoP key', challenge: true },
+  dpop_required: { status: 401, error: 'invalid_token', description: 'This resource requires a DPoP-bound access token', challenge: true },
+  mtls_required: { status: 401, error: 'invalid_token', description: 'This resource requires a certificate-bound access token', challenge: true },
+  binding_required: { status: 401, error: 'invalid_token', description: 'This resource requires a sender-constrained access token', challenge: true },
+  client_cert_missing: { status: 401, error: 'invalid_token', description: 'The access token is bound to a client certificate that was not presented', challenge: true },
+  client_cert_mismatch: { status: 401, error: 'invalid_token', description: 'The access token is bound to another client certificate', challenge: true },
+  // 401 invalid_dpop_proof (RFC 9449 §4.3, §7.1): one reason per failed check
+  dpop_proof_missing: { status: 401, error: 'invalid_dpop_proof', description: 'A DPoP proof is required', challenge: true },
+  dpop_proof_multiple: { status: 401, error: 'invalid_dpop_proof', description: 'Exactly one DPoP header is allowed', challenge: true },
+  dpop_proof_malformed: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof is malformed', challenge: true },
+  dpop_proof_typ: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof typ must be dpop+jwt', challenge: true },
+  dpop_proof_alg: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof algorithm is not allowed', challenge: true },
+  dpop_proof_jwk: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof jwk must be a public key', challenge: true },
+  dpop_proof_signature: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof signature is invalid', challenge: true },
+  dpop_proof_htm: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof is for another HTTP method', challenge: true },
+  dpop_proof_htu: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof is for another URI', challenge: true },
+  dpop_proof_iat: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof is too old or issued in the future', challenge: true },
+  dpop_proof_ath: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof ath does not match the access token', challenge: true },
+  dpop_proof_replay: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof was already used', challenge: true },
+  dpop_key_mismatch: { status: 401, error: 'invalid_dpop_proof', description: 'The DPoP proof key is not the key the access token is bound to', challenge: true },
+  // 401 use_dpop_nonce (RFC 9449 §8): missing, unknown or expired server nonce
+  dpop_nonce: { status: 401, error: 'use_dpop_nonce', description: 'Resource server requires nonce in DPoP proof', challenge: true },
   // 403 insufficient_scope
   scope: { status: 403, error: 'insufficient_scope', description: 'The access token lacks a required scope', challenge: true },
   claim: { status: 403, error: 'insufficient_scope', description: 'The access token lacks a required claim', challenge: true },
@@ -76,8 +100,12 @@ export const ERRORS = {
   missing_forwarded_uri: { status: 400, error: 'bad_request', description: 'X-Forwarded-Uri or X-Original-URI is required', challenge: false },
   jwks_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token keys cannot be obtained now', challenge: false },
   introspection_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token introspection is unavailable now', challenge: false },
+  replay_store_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'DPoP proofs cannot be checked now', challenge: false },
   upstream_unavailable: { status: 502, error: 'bad_gateway', description: 'The upstream service is unavailable', challenge: false },
   upstream_timeout: { status: 504, error: 'gateway_timeout', description: 'The upstream service did not answer in time', challenge: false },
+  // Refused by the HTTP/1.1 parser before any route is known (issue 6): too large, too slow
+  header_too_large: { status: 431, error: 'bad_request', description: 'The request header section is too large', challenge: false },
+  request_timeout: { status: 408, error: 'bad_request', description: 'The request was not received in time', challenge: false },
   internal: { status: 500, error: 'server_error', description: 'Internal error', challenge: false },
 } as const satisfies Record<string, ErrorKind>;
 
@@ -96,8 +124,13 @@ export class GatewayError extends Error {
   readonly scope?: string;
   /** Seconds for `Retry-After` on 503. */
   readonly retryAfterSec?: number;
+  /**
+   * Set when the challenge uses the DPoP scheme (RFC 9449 §7.1): a proof failure, or a
+   * token presented with `Authorization: DPoP`. `algs` is the accepted proof algorithms.
+   */
+  readonly dpop?: DpopChallenge;
 
-  constructor(reason: Reason, extra?: { scope?: string; retryAfterSec?: number }) {
+  constructor(reason: Reason, extra?: { scope?: string; retryAfterSec?: number; dpop?: DpopChallenge }) {
     const kind: ErrorKind = ERRORS[reason];
     super(kind.description);
     this.name = 'GatewayError';
@@ -106,7 +139,21 @@ export class GatewayError extends Error {
     this.error = kind.error;
     this.scope = extra?.scope;
     this.retryAfterSec = extra?.retryAfterSec;
+    this.dpop = extra?.dpop;
   }
+
+  /** The same failure, challenged with the DPoP scheme (RFC 9449 §7.1). */
+  withDpop(dpop: DpopChallenge): GatewayError {
+    return new GatewayError(this.reason, { scope: this.scope, retryAfterSec: this.retryAfterSec, dpop });
+  }
+}
+
+/** What a DPoP challenge carries besides the error code. */
+export interface DpopChallenge {
+  /** Space-separated accepted proof algorithms (the `algs` attribute). */
+  algs: string;
+  /** A fresh server nonce for the `DPoP-Nonce` response header (RFC 9449 §8). */
+  nonce?: string;
 }
 
 /** True when `e` is a {@link GatewayError}. */

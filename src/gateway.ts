@@ -9,6 +9,7 @@ import type { CompiledConfig } from './config/compile.js';
 import type { IssuerConfig } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { discover, type IssuerMetadata } from './idp/discovery.js';
+import { LOOPBACK_HOSTS } from './idp/http.js';
 import { JwksCache } from './idp/jwks-cache.js';
 import { IntrospectionFailure } from './idp/introspection-client.js';
 import { Introspector } from './idp/introspector.js';
@@ -20,6 +21,13 @@ import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
 import { buildDecision } from './server/decision.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
+import type { Redis } from 'ioredis';
+import type { DpopConfig } from './config/schema.js';
+import { NonceSource } from './dpop/nonce.js';
+import { MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop/replay-store.js';
+import { ProofChecker } from './pipeline/dpop.js';
+import { closeRedis, createRedis } from './redis/client.js';
+import { RedisIntrospectionStore } from './idp/introspection-redis-store.js';
 import { UpgradeTracker, upgradeHandler } from './server/websocket.js';
 
 /** What the listeners need from the gateway. */
@@ -40,15 +48,28 @@ export class IssuerRuntime {
   readonly introspection: Introspector | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now) {
+  /** Outbound http allow-list (`server.allowInsecureHttpHosts`) this runtime fetches under. */
+  readonly allowInsecureHttpHosts: readonly string[];
+
+  /** What must stay equal for a runtime (and its caches) to survive a reload. */
+  static fingerprintOf(config: IssuerConfig, allowInsecureHttpHosts: readonly string[]): string {
+    return JSON.stringify([config, allowInsecureHttpHosts]);
+  }
+
+  constructor(
+    config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now,
+    allowInsecureHttpHosts: readonly string[] = LOOPBACK_HOSTS, redis: () => Redis | null = () => null,
+  ) {
     this.config = config;
-    this.fingerprint = JSON.stringify(config);
+    this.allowInsecureHttpHosts = allowInsecureHttpHosts;
+    this.fingerprint = IssuerRuntime.fingerprintOf(config, allowInsecureHttpHosts);
     const jwksLog = log.child({ issuer: config.id });
     this.jwks = config.jwksUri || config.discovery
       ? new JwksCache({
         issuerId: config.id,
         policy: config.jwks,
         now,
+        allowInsecureHttpHosts,
         resolveUri: async () => {
           if (config.jwksUri) return config.jwksUri;
           const meta = await this.discover();
@@ -64,10 +85,10 @@ export class IssuerRuntime {
         },
       })
       : null;
-    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now) : null;
+    this.introspection = config.introspection ? this.buildIntrospector(config.introspection, metrics, jwksLog, now, redis) : null;
   }
 
-  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number): Introspector {
+  private buildIntrospector(policy: NonNullable<IssuerConfig['introspection']>, metrics: Metrics, log: Logger, now: () => number, redis: () => Redis | null): Introspector {
     const id = this.config.id;
     const calls = {
       active: metrics.introspectionRequests.labels(id, 'active'),
@@ -84,6 +105,8 @@ export class IssuerRuntime {
       issuerId: id,
       policy,
       now,
+      store: policy.cacheStore === 'redis' ? new RedisIntrospectionStore(redis) : undefined,
+      allowInsecureHttpHosts: this.allowInsecureHttpHosts,
       endpoint: async () => {
         if (policy.endpoint) return policy.endpoint;
         const meta = await this.discover();
@@ -105,7 +128,9 @@ export class IssuerRuntime {
   /** Discovery metadata, fetched once; a failed fetch is retried on the next call. */
   discover(): Promise<IssuerMetadata> {
     if (!this.metadata) {
-      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes);
+      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
+        discoveryOrigins: this.config.discoveryOrigins, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+      });
       this.metadata.catch(() => {
         this.metadata = null;
       });
@@ -136,6 +161,11 @@ export class Gateway implements GatewayCore {
   readonly upgrades = new UpgradeTracker();
   private draining = false;
   private readonly now: () => number;
+  /** The shared Redis connection, open while some store is `redis`. */
+  redis: Redis | null = null;
+  private redisKey = '';
+  private replayStore: ReplayStore;
+  private nonceSource: { key: string; source: NonceSource } | null = null;
 
   constructor(config: CompiledConfig, opts: GatewayOptions = {}) {
     this.config = config;
@@ -154,6 +184,7 @@ export class Gateway implements GatewayCore {
       hit: this.metrics.cacheRequests.labels('jwt', 'hit'),
       miss: this.metrics.cacheRequests.labels('jwt', 'miss'),
     };
+    this.replayStore = new MemoryReplayStore(config.server.dpop.replayCacheSize, this.now);
     this.verifiers = {
       jwt: new JwtVerifier({ keys, now: this.now, cacheSize: config.server.tokenCacheSize, onCache: (r) => cacheCounters[r].inc() }),
       introspection: new IntrospectionVerifier({
@@ -166,6 +197,15 @@ export class Gateway implements GatewayCore {
           },
         },
       }),
+      proofs: new ProofChecker({
+        now: this.now,
+        replayStore: () => this.replayStore,
+        nonces: (dpop) => this.nonces(dpop),
+        onStore: (kind, seconds, ok) => {
+          this.metrics.replayStoreDuration.labels(kind).observe(seconds);
+          if (!ok) this.metrics.replayStoreErrors.labels(kind).inc();
+        },
+      }),
     };
     this.metrics.jwksAgeSource = function* (this: void) {
       for (const [id, rt] of issuers) {
@@ -174,6 +214,32 @@ export class Gateway implements GatewayCore {
       }
     };
     this.syncIssuers(config);
+    this.syncStores(config);
+  }
+
+  /** The nonce source for `dpop` (rebuilt only when the secret or window changes). */
+  private nonces(dpop: DpopConfig): NonceSource | null {
+    if (!dpop.nonce || !dpop.nonceSecret) return null;
+    const key = `${dpop.proofMaxAgeSec}:${dpop.nonceSecret}`;
+    if (this.nonceSource?.key !== key) this.nonceSource = { key, source: new NonceSource(dpop.nonceSecret, dpop.proofMaxAgeSec, this.now) };
+    return this.nonceSource.source;
+  }
+
+  /** Opens, keeps or closes the Redis connection and picks the replay store for `config`. */
+  private syncStores(config: CompiledConfig): void {
+    const s = config.server;
+    const needRedis = s.dpop.replayStore === 'redis' || config.source.issuers.some((i) => i.introspection?.cacheStore === 'redis');
+    const key = needRedis ? `${s.redis.url}\u0000${s.redis.commandTimeoutMs}` : '';
+    if (key !== this.redisKey) {
+      if (this.redis) void closeRedis(this.redis);
+      this.redis = needRedis ? createRedis({ url: s.redis.url, commandTimeoutMs: s.redis.commandTimeoutMs, logger: this.logger }) : null;
+      this.redisKey = key;
+    }
+    if (s.dpop.replayStore === 'redis' && this.redis) {
+      this.replayStore = new RedisReplayStore(this.redis);
+    } else if (!(this.replayStore instanceof MemoryReplayStore) || this.replayStore.max !== s.dpop.replayCacheSize) {
+      this.replayStore = new MemoryReplayStore(s.dpop.replayCacheSize, this.now);
+    }
   }
 
   /** Creates runtimes for new or changed issuers and stops those no longer configured. */
@@ -181,14 +247,14 @@ export class Gateway implements GatewayCore {
     const wanted = new Map(config.source.issuers.map((i) => [i.id, i]));
     for (const [id, rt] of this.issuers) {
       const next = wanted.get(id);
-      if (!next || JSON.stringify(next) !== rt.fingerprint) {
+      if (!next || IssuerRuntime.fingerprintOf(next, config.server.allowInsecureHttpHosts) !== rt.fingerprint) {
         rt.jwks?.stop();
         this.issuers.delete(id);
       }
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, config.server.allowInsecureHttpHosts, () => this.redis);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }
@@ -231,6 +297,7 @@ export class Gateway implements GatewayCore {
   /** Swaps in a new compiled config (already validated); keeps unchanged issuers' caches. */
   swap(config: CompiledConfig): void {
     this.syncIssuers(config);
+    this.syncStores(config);
     this.config = config;
     for (const id of this.jwtIssuerIds(config)) {
       const jwks = this.issuers.get(id)?.jwks;
@@ -272,6 +339,8 @@ export class Gateway implements GatewayCore {
     clearTimeout(forced);
     await this.admin?.close();
     for (const rt of this.issuers.values()) rt.jwks?.stop();
+    if (this.redis) await closeRedis(this.redis);
+    this.redis = null;
     this.logger.flush?.();
   }
 }

@@ -54,6 +54,15 @@ export class Metrics {
     name: 'tokengate_config_reloads_total', help: 'Config reloads by result (success|failure)',
     labelNames: ['result'] as const, registers: [this.registry],
   });
+  readonly replayStoreDuration = new Histogram({
+    name: 'tokengate_dpop_replay_store_duration_seconds', help: 'DPoP replay-store call latency, by store (memory|redis)',
+    labelNames: ['store'] as const, buckets: [0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    registers: [this.registry],
+  });
+  readonly replayStoreErrors = new Counter({
+    name: 'tokengate_dpop_replay_store_errors_total', help: 'DPoP replay-store calls that failed (request answered 503), by store',
+    labelNames: ['store'] as const, registers: [this.registry],
+  });
   private readonly children = new Map<string, Child>();
 
   constructor() {

@@ -5,6 +5,7 @@
  */
 import { hostOnly } from '../pipeline/match.js';
 import type { Config, IssuerConfig, RouteConfig } from './schema.js';
+import { addressMatcher, type AddressMatcher } from './address-matcher.js';
 
 /** A dotted claim path, split once; `raw` is also tried as a literal key (`https://x/roles`). */
 export interface ClaimPath {
@@ -32,6 +33,16 @@ export interface CompiledAuth {
   /** The `scope=` value of a 403 challenge: every scope the route names. */
   requiredScopeText: string;
   claims: ReadonlyArray<{ path: ClaimPath; value: string | number | boolean }>;
+  /** Sender-constraint policy (RFC 9449 / RFC 8705); bound tokens need their proof whatever it says. Absent: allow. */
+  binding?: 'allow' | 'require-dpop' | 'require-mtls' | 'require-any';
+}
+
+/** Where client certificates come from (RFC 8705), compiled. */
+export interface CompiledClientCert {
+  /** Canonical (lower-case, `_`→`-`) header name. */
+  header: string;
+  /** Whether the header is believed from this peer address. */
+  trusted: AddressMatcher;
 }
 
 /** A route as the request path uses it. */
@@ -69,6 +80,9 @@ export interface CompiledConfig {
   identityHeaders: ReadonlySet<string>;
   /** Canonical identity prefix ('' disables). */
   identityPrefix: string;
+  clientCert: CompiledClientCert;
+  /** The `algs` attribute of DPoP challenges (RFC 9449 §7.1): the accepted proof algorithms. */
+  dpopAlgs: string;
 }
 
 /** Lower-case with `_` read as `-`: the one spelling used to compare header names. */
@@ -118,6 +132,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
       scopesAny: Object.freeze([...auth.scopes.anyOf]),
       requiredScopeText: required.join(' '),
       claims: Object.freeze(Object.entries(auth.claims).map(([p, value]) => Object.freeze({ path: claimPath(p), value }))),
+      binding: auth.binding as CompiledAuth['binding'],
     }),
     headers: Object.freeze(Object.entries(route.forward.headers).map(([name, claim]) => Object.freeze({
       name: name.toLowerCase(),
@@ -146,6 +161,11 @@ export function compileConfig(config: Config): CompiledConfig {
     routes: Object.freeze(routes),
     identityHeaders,
     identityPrefix: canonicalHeader(config.server.identityHeaderPrefix),
+    clientCert: Object.freeze({
+      header: canonicalHeader(config.server.clientCert.header),
+      trusted: addressMatcher(config.server.clientCert.trustedProxies),
+    }),
+    dpopAlgs: config.server.dpop.algorithms.join(' '),
   });
 }
 

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { normalizeTarget } from '../pipeline/path.js';
+import { outboundUrlProblem } from '../idp/http.js';
 import type { Config } from './schema.js';
 
 /** A problem at a key path (segments). */
@@ -33,8 +34,16 @@ export function crossCheck(config: Config): CrossProblem[] {
     if (iss.introspection && !iss.introspection.endpoint && !iss.discovery) {
       out.push({ path: ['issuers', i, 'introspection', 'endpoint'], message: 'is required unless discovery: true' });
     }
-    if (iss.introspection?.cacheStore === 'redis') {
-      out.push({ path: ['issuers', i, 'introspection', 'cacheStore'], message: 'redis is not supported yet; use memory' });
+    // The outbound policy of idp/http.ts, checked at load time so a refused URL is a config error, not an outage.
+    const insecure = config.server.allowInsecureHttpHosts;
+    const fetched: Array<[Array<string | number>, string | undefined]> = [
+      [['issuers', i, 'jwksUri'], iss.jwksUri],
+      [['issuers', i, 'issuer'], iss.discovery ? iss.issuer : undefined],
+      [['issuers', i, 'introspection', 'endpoint'], iss.introspection?.endpoint],
+    ];
+    for (const [path, url] of fetched) {
+      const problem = url === undefined ? null : outboundUrlProblem(url, insecure);
+      if (problem) out.push({ path, message: problem });
     }
   });
 
@@ -87,6 +96,9 @@ export function crossCheck(config: Config): CrossProblem[] {
         out.push({ path: at('auth', 'mode'), message: 'jwt_or_introspection needs an issuer with jwksUri or discovery (for the JWTs)' });
       }
     }
+    if (auth.mode === 'none' && auth.binding !== 'allow') {
+      out.push({ path: at('auth', 'binding'), message: 'needs a token: mode none cannot require a binding' });
+    }
     for (const name of Object.keys(route.forward.headers)) {
       if (RESERVED_HEADERS.has(name.toLowerCase())) {
         out.push({ path: at('forward', 'headers', name), message: 'is a header the gateway does not let a route set' });
@@ -97,6 +109,19 @@ export function crossCheck(config: Config): CrossProblem[] {
     }
   });
 
+  const s = config.server;
+  s.clientCert.trustedProxies.forEach((c, i) => {
+    if (!parseCidr(c)) out.push({ path: ['server', 'clientCert', 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
+  });
+  if (RESERVED_HEADERS.has(s.clientCert.header.toLowerCase())) {
+    out.push({ path: ['server', 'clientCert', 'header'], message: 'is a header the gateway reads for another purpose' });
+  }
+  if (s.dpop.nonce && !s.dpop.nonceSecret) {
+    out.push({ path: ['server', 'dpop', 'nonceSecret'], message: 'is required when nonce: true (every replica must derive the same nonces)' });
+  }
+  if (!/^rediss?:\/\/[^\s]+$/.test(s.redis.url)) {
+    out.push({ path: ['server', 'redis', 'url'], message: 'must be a redis:// or rediss:// URL' });
+  }
   config.decision?.trustedProxies.forEach((c, i) => {
     if (!parseCidr(c)) out.push({ path: ['decision', 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
   });

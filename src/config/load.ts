@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { ConfigSchema, type Config } from './schema.js';
+import { ConfigSchema, REDIS_URL_DEFAULT, type Config } from './schema.js';
 import { substituteEnv } from './env.js';
-import { crossCheck } from './cross-check.js';
+import { crossCheck, type CrossProblem } from './cross-check.js';
 
 /** One config problem, with where it is. */
 export interface ConfigProblem {
@@ -78,6 +78,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const config = data as Config;
   let cross: ReturnType<typeof crossCheck> = [];
   try {
+    // The schema default of server.redis.url is itself a reference (SPEC): resolve it like one.
+    if (config.server.redis.url === REDIS_URL_DEFAULT) config.server.redis.url = env.REDIS_URL || 'redis://127.0.0.1:6379';
     cross = crossCheck(config);
   } catch {
     if (!problems.length) throw new ConfigError([{ file, line: 0, path: '', message: 'cannot be checked' }]);
@@ -89,6 +91,26 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * Places problems found on an already validated config (lint warnings) at their line
+ * in `file`: `${VAR}` substitution never changes the document's shape.
+ */
+export function locateProblems(file: string, found: readonly CrossProblem[]): ConfigProblem[] {
+  if (!found.length) return [];
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    // unreadable now: report without lines
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  return found.map((c) => {
+    const node = nodeAt(doc, c.path);
+    return { file, line: node?.range ? lines.linePos(node.range[0]).line : 0, path: formatPath(c.path), message: c.message };
+  });
 }
 
 type Seg = string | number;

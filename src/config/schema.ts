@@ -29,6 +29,28 @@ function obj<T extends Record<string, TSchema>>(props: T, description: string, d
   return Type.Object(props, dflt ? { ...closed, description, default: {} } : { ...closed, description });
 }
 
+/** The documented default of `server.redis.url`; resolved against the environment at load time. */
+export const REDIS_URL_DEFAULT = '${REDIS_URL:-redis://127.0.0.1:6379}';
+
+const Dpop = obj({
+  proofMaxAgeSec: Type.Integer({ minimum: 1, maximum: 3600, default: 60, description: "A DPoP proof's `iat` must be within this of now (plus the issuer's clock tolerance); seen `jti`s are kept this long" }),
+  algorithms: Type.Array(Alg, { minItems: 1, default: ['ES256', 'EdDSA', 'RS256', 'PS256'], description: 'Proof signing algorithms accepted (asymmetric only), announced in the `algs` challenge attribute' }),
+  nonce: Type.Boolean({ default: false, description: 'Demand server nonces (RFC 9449 §8): stateless HMAC nonces from `nonceSecret`, accepted by every replica sharing it' }),
+  nonceSecret: Type.Optional(Type.String({ minLength: 32, description: 'Secret (32+ characters, the same on every replica) nonces are derived from; required when `nonce: true`; use ${ENV}' })),
+  replayStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'memory | redis: where seen proof `jti`s are kept (redis: shared by all replicas; unavailable → 503)' }),
+  replayCacheSize: Type.Integer({ minimum: 1, default: 200000, description: 'memory store: most `jti`s remembered at once; when full of unexpired entries, DPoP requests get 503 (never a forgotten `jti`)' }),
+}, 'DPoP proof checking (RFC 9449)');
+
+const Redis = obj({
+  url: Type.String({ minLength: 1, default: REDIS_URL_DEFAULT, description: 'redis:// or rediss:// URL, used when any store is `redis`; by default `$REDIS_URL`, else redis://127.0.0.1:6379' }),
+  commandTimeoutMs: Type.Integer({ minimum: 1, default: 500, description: 'A Redis command not answered by then fails the request (503)' }),
+}, 'The Redis shared by replicas (DPoP replay store, introspection cache)');
+
+const ClientCert = obj({
+  header: { ...HeaderName, default: 'x-forwarded-client-cert', description: 'Header carrying the client certificate (Envoy XFCC `Hash=`/`Cert=`, or a URL-encoded PEM), set by a TLS-terminating front proxy' },
+  trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers whose client-certificate header is believed; from anyone else it is removed and ignored' }),
+}, 'Client certificates for mTLS-bound tokens (RFC 8705)');
+
 const Server = obj({
   host: Type.String({ default: '0.0.0.0', description: 'Proxy listen address' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Proxy listen port (0: any free port)' }),
@@ -44,7 +66,11 @@ const Server = obj({
   headersTimeoutMs: Type.Integer({ minimum: 1, default: 20000, description: 'Time allowed to receive the request headers (slowloris guard)' }),
   keepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 72000, description: 'Idle keep-alive time for client connections' }),
   bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
-  upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin' }),
+  upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin; further requests queue until one is free (bounded by upstreamTimeoutMs)' }),
+  allowInsecureHttpHosts: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', 'localhost', '::1'], description: 'Hosts that IdP fetches (discovery, JWKS, introspection) may reach over plain http; every other IdP URL must be https. Default: loopback only' }),
+  dpop: Dpop,
+  redis: Redis,
+  clientCert: ClientCert,
 }, 'The proxy listener');
 
 const Admin = obj({
@@ -73,7 +99,7 @@ const Introspection = obj({
   authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic', description: 'RFC 7662 client authentication' }),
   cacheTtlSec: Type.Integer({ minimum: 0, default: 60, description: 'Active answers cached this long, never beyond the token `exp` (0: no positive cache, revocation seen at once)' }),
   negativeCacheTtlSec: Type.Integer({ minimum: 0, default: 5, description: 'Inactive answers cached this long (0: not cached)' }),
-  cacheStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'Where answers are cached: memory (per process); redis (shared by replicas) is not supported yet' }),
+  cacheStore: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'Where answers are cached: memory (per process) or redis (shared by replicas, on server.redis; keyed by the token hash, same TTLs)' }),
   cacheSize: Type.Integer({ minimum: 1, default: 10000, description: 'In-memory cache entries (LRU), per issuer' }),
   timeoutMs: Type.Integer({ minimum: 1, default: 3000, description: 'Introspection call timeout (connect to last byte); past it: 503' }),
 }, 'RFC 7662 introspection for opaque tokens', false);
@@ -83,6 +109,7 @@ const Issuer = Type.Object({
   issuer: Type.String({ minLength: 1, description: 'Exact `iss` value' }),
   discovery: Type.Boolean({ default: false, description: 'Read jwks_uri / introspection_endpoint from OIDC discovery (the document `issuer` must equal `issuer`)' }),
   jwksUri: Type.Optional({ ...Url, description: 'JWKS URL (instead of discovery)' }),
+  discoveryOrigins: Type.Array(Type.String({ pattern: '^https?://[^/\\s]+$', hint: 'an origin (scheme://host[:port])' }), { default: [], description: "Origins besides the issuer's own that discovery-provided URLs (jwks_uri, introspection_endpoint) may point to; any other is refused" }),
   algorithms: Type.Array(Alg, { minItems: 1, default: ['RS256', 'PS256', 'ES256', 'EdDSA'], description: 'Algorithm allow-list; `none` and HS* are never accepted' }),
   audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Accepted `aud` values (any one must match); a route may override' })),
   clockToleranceSec: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: 'Leeway for exp/nbf/iat' }),
@@ -104,6 +131,7 @@ const Auth = Type.Object({
   audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: "Accepted `aud` values; overrides the issuers' lists" })),
   scopes: Scopes,
   claims: Type.Record(Type.String({ minLength: 1 }), ClaimValue, { default: {}, description: 'Dotted claim path -> required value (equality; membership when the claim is an array)' }),
+  binding: Type.Union(['allow', 'require-dpop', 'require-mtls', 'require-any'].map((m) => Type.Literal(m)), { default: 'allow', description: 'allow | require-dpop | require-mtls | require-any: refuse tokens not bound to a DPoP key / client certificate (bound tokens always need their proof)' }),
 }, { ...closed, description: 'Who may pass' });
 
 const Forward = obj({
@@ -143,3 +171,4 @@ export type Config = Static<typeof ConfigSchema>;
 export type IssuerConfig = Static<typeof Issuer>;
 export type RouteConfig = Static<typeof Route>;
 export type IntrospectionConfig = Static<typeof Introspection>;
+export type DpopConfig = Static<typeof Dpop>;

@@ -78,8 +78,14 @@ export class JwksCache {
   private inflight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly allowInsecureHttpHosts?: readonly string[];
 
-  constructor(opts: { issuerId: string; resolveUri: () => Promise<string>; policy: JwksPolicy; now?: () => number; events?: JwksEvents }) {
+  constructor(opts: {
+    issuerId: string; resolveUri: () => Promise<string>; policy: JwksPolicy; now?: () => number; events?: JwksEvents;
+    /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
+    allowInsecureHttpHosts?: readonly string[];
+  }) {
+    this.allowInsecureHttpHosts = opts.allowInsecureHttpHosts;
     this.issuerId = opts.issuerId;
     this.resolveUri = opts.resolveUri;
     this.policy = opts.policy;
@@ -194,7 +200,9 @@ export class JwksCache {
   private async fetchOnce(): Promise<void> {
     try {
       const uri = await this.resolveUri();
-      const { body, cacheControl } = await fetchJson(uri, { timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes });
+      const { body, cacheControl } = await fetchJson(uri, {
+        timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+      });
       const keys = await parseJwks(body);
       const now = this.now();
       const maxAge = maxAgeOf(cacheControl);

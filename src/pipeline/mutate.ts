@@ -63,7 +63,8 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
  * The headers sent upstream: the client's headers minus hop-by-hop ones, minus those the
  * client's `Connection` lists, minus every identity header (any route's names and the
  * identity prefix, compared in canonical spelling so `X_Auth_Subject` counts), minus
- * `Authorization` unless the route passes it; then the gateway's own headers, which
+ * `Authorization` and `DPoP` unless the route passes them, minus the client-certificate
+ * header (`untrustedCertHeader`, canonical) when the peer is not trusted to set it; then the gateway's own headers, which
  * nothing the client sent can remove.
  */
 export function upstreamHeaders(
@@ -73,23 +74,29 @@ export function upstreamHeaders(
   own: ReadonlyArray<[string, string]>,
   forwarded: { for: string; proto: string; host: string | undefined },
   connection: string | string[] | undefined,
+  untrustedCertHeader?: string,
 ): Record<string, string | string[]> {
+  // The gateway's own headers go first: an upstream that keeps only its first N headers
+  // (Node: ~1000) must not lose them to a client padding the request with filler headers.
   const out: Record<string, string | string[]> = {};
+  for (const [name, value] of own) out[name] = value;
+  out['x-forwarded-for'] = forwarded.for;
+  out['x-forwarded-proto'] = forwarded.proto;
+  if (forwarded.host) out['x-forwarded-host'] = forwarded.host;
   const listed = connectionTokens(connection);
   const prefix = config.identityPrefix;
   for (const name in incoming) {
     const v = incoming[name];
     if (v === undefined || HOP_BY_HOP.has(name) || (listed && listed.has(name))) continue;
     if (name === 'host' || name === 'x-forwarded-for' || name === 'x-forwarded-proto' || name === 'x-forwarded-host' || name === 'forwarded') continue;
-    if (name === 'authorization' && !route.passAuthorization) continue;
+    if ((name === 'authorization' || name === 'dpop') && !route.passAuthorization) continue;
     const canon = name.includes('_') ? name.replace(/_/g, '-') : name;
+    // RFC 8705: a client-certificate header from a peer outside clientCert.trustedProxies is never forwarded.
+    if (untrustedCertHeader !== undefined && canon === untrustedCertHeader) continue;
     if (config.identityHeaders.has(canon) || (prefix !== '' && canon.startsWith(prefix))) continue;
     if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon.startsWith('x-forwarded-'))) continue;
+    if (Object.prototype.hasOwnProperty.call(out, name)) continue; // never replace a header the gateway set
     out[name] = v;
   }
-  out['x-forwarded-for'] = forwarded.for;
-  out['x-forwarded-proto'] = forwarded.proto;
-  if (forwarded.host) out['x-forwarded-host'] = forwarded.host;
-  for (const [name, value] of own) out[name] = value;
   return out;
 }

@@ -6,7 +6,9 @@
  * route it was on (for logs and metrics).
  */
 import type { CompiledConfig, CompiledRoute } from '../config/compile.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, isGatewayError } from '../errors.js';
+import { checkBinding } from './binding.js';
+import type { ProofChecker } from './dpop.js';
 import { authorize } from './authorize.js';
 import { extractCredential, hasAccessTokenParam, type Credential } from './extract.js';
 import { hostOnly, matchRoute, upstreamPath } from './match.js';
@@ -26,6 +28,12 @@ export interface RequestFacts {
   rawHeaders: readonly string[];
   /** A form-encoded body, read only to refuse an `access_token` in it (RFC 6750 §2.2). */
   formBody?: string;
+  /** Scheme the client used, for DPoP `htu` (default `http`; a trusted front proxy's X-Forwarded-Proto). */
+  scheme?: string;
+  /** Host the client addressed, for DPoP `htu` (default `host`; a trusted front proxy's X-Forwarded-Host). */
+  authority?: string;
+  /** Peer address of the connection: the client-certificate header is believed only from `clientCert.trustedProxies`. */
+  peer?: string;
 }
 
 /** Something that turns a token into a verified principal for a route. */
@@ -37,6 +45,8 @@ export interface TokenVerifier {
 export interface Verifiers {
   jwt: TokenVerifier;
   introspection?: TokenVerifier;
+  /** DPoP proof checking (RFC 9449); absent: DPoP-bound tokens fail closed. */
+  proofs?: ProofChecker;
 }
 
 /** A step's outcome, for `explain` and debugging. */
@@ -58,12 +68,14 @@ export interface DecisionContext {
   principal: Principal | null;
   /** Identity headers for the upstream. */
   headers: Array<[string, string]>;
+  /** A `DPoP-Nonce` to return with the response (RFC 9449 §8.2), or null. */
+  dpopNonce: string | null;
   trace: TraceStep[] | null;
 }
 
 /** A fresh context; pass `trace: true` to record every step. */
 export function newContext(trace = false): DecisionContext {
-  return { route: null, path: null, search: '', upstreamPath: null, credential: null, principal: null, headers: [], trace: trace ? [] : null };
+  return { route: null, path: null, search: '', upstreamPath: null, credential: null, principal: null, headers: [], dpopNonce: null, trace: trace ? [] : null };
 }
 
 function note(ctx: DecisionContext, step: string, ok: boolean, detail: string): void {
@@ -107,29 +119,42 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   ctx.credential = cred;
   note(ctx, 'credential', true, `${cred.scheme} token, ${cred.token.length} bytes`);
 
-  const useJwt = auth.mode === 'jwt' || (auth.mode === 'jwt_or_introspection' && looksLikeJwt(cred.token));
-  const verifier = useJwt ? verifiers.jwt : verifiers.introspection;
-  if (!verifier) throw new GatewayError('unsupported_token');
-  const principal = await verifier.verify(cred.token, auth);
-  ctx.principal = principal;
-  note(ctx, 'verify', true, `${principal.source} from issuer ${principal.issuerId}, sub ${String(principal.claims.sub ?? '-')}`);
+  try {
+    const useJwt = auth.mode === 'jwt' || (auth.mode === 'jwt_or_introspection' && looksLikeJwt(cred.token));
+    const verifier = useJwt ? verifiers.jwt : verifiers.introspection;
+    if (!verifier) throw new GatewayError('unsupported_token');
+    const principal = await verifier.verify(cred.token, auth);
+    ctx.principal = principal;
+    note(ctx, 'verify', true, `${principal.source} from issuer ${principal.issuerId}, sub ${String(principal.claims.sub ?? '-')}`);
 
-  checkBinding(principal, cred);
+    ctx.dpopNonce = await checkBinding(config, auth, principal, cred, {
+      method: facts.method,
+      rawHeaders: facts.rawHeaders,
+      scheme: facts.scheme ?? 'http',
+      authority: facts.authority ?? facts.host,
+      path: target.path,
+      peer: facts.peer,
+    }, verifiers.proofs);
+    note(ctx, 'binding', true, `binding ${auth.binding}, token ${principal.claims.cnf ? 'sender-constrained' : 'unbound'}`);
 
-  authorize(principal, auth);
-  note(ctx, 'authorize', true, 'scopes and claims satisfied');
+    authorize(principal, auth);
+    note(ctx, 'authorize', true, 'scopes and claims satisfied');
 
-  ctx.headers = identityHeaders(route, principal);
-  note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
+    ctx.headers = identityHeaders(route, principal);
+    note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
+  } catch (e) {
+    throw dpopChallenge(config, cred, e);
+  }
 }
 
 /**
- * Sender-constrained tokens (RFC 9449 §6, RFC 8705 §3): a token bound to a key or a
- * certificate is refused until proof-of-possession is checked; proof checking is not
- * part of this stage, so bound tokens and the DPoP scheme fail closed here.
+ * RFC 9449 §7.1: a failure on a request that used the DPoP scheme, a proof failure and a
+ * `require-dpop` refusal are challenged with the DPoP scheme and its `algs`.
  */
-function checkBinding(principal: Principal, cred: Credential): void {
-  const cnf = principal.claims.cnf;
-  if (cred.scheme === 'dpop') throw new GatewayError('token_type');
-  if (cnf && typeof cnf === 'object') throw new GatewayError('token_type');
+function dpopChallenge(config: CompiledConfig, cred: Credential, e: unknown): unknown {
+  if (!isGatewayError(e) || e.dpop || e.status !== 401 && e.status !== 403) return e;
+  if (cred.scheme === 'dpop' || e.error === 'invalid_dpop_proof' || e.error === 'use_dpop_nonce' || e.reason === 'dpop_required') {
+    return e.withDpop({ algs: config.dpopAlgs });
+  }
+  return e;
 }

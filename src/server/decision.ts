@@ -20,6 +20,7 @@ import { decide, newContext } from '../pipeline/run.js';
 import type { GatewayCore } from '../gateway.js';
 import type { RequestState } from './proxy.js';
 import { sendError, toGatewayError } from './error-response.js';
+import { clientScheme } from './forwarded.js';
 
 /** A compiled `trustedProxies` list. */
 export type PeerMatcher = (address: string | undefined) => boolean;
@@ -101,6 +102,9 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     },
   });
   app.decorateRequest('tokengate', null);
+  // As on the proxy: see every header (a second Authorization must not hide past Node's
+  // ~1000-header cut-off); the section is bounded by maxHeaderBytes.
+  app.server.maxHeadersCount = 0;
   // The body of a decision call means nothing: read and discard it.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => {
@@ -123,7 +127,15 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     try {
       if (!trusted(config, started)(raw.socket.remoteAddress)) throw new GatewayError('untrusted_peer');
       const described = describedRequest(raw.method as string, raw.headers.host, raw.rawHeaders);
-      await decide(config, { ...described, rawHeaders: raw.rawHeaders }, core.verifiers, ctx);
+      // DPoP htu (RFC 9449 §4.3) is the described request's URI: its scheme from
+      // X-Forwarded-Proto (the peer is trusted), its host as described; the peer is the
+      // front proxy, which is also who may carry the client certificate.
+      await decide(config, {
+        ...described,
+        rawHeaders: raw.rawHeaders,
+        scheme: clientScheme(true, raw.headers['x-forwarded-proto']),
+        peer: raw.socket.remoteAddress,
+      }, core.verifiers, ctx);
     } catch (e) {
       state.error = toGatewayError(e);
       core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
@@ -132,6 +144,7 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
     reply.header('cache-control', 'no-store');
     for (const [name, value] of ctx.headers) reply.header(name, value);
+    if (ctx.dpopNonce) reply.header('dpop-nonce', ctx.dpopNonce); // RFC 9449 §8.2, for the front proxy to relay
     return reply.code(200).send();
   };
   app.all('*', handler);

@@ -14,6 +14,11 @@ export const REALM = 'tokengate';
 /** The `WWW-Authenticate` value for `err`, or null when the status carries none. */
 export function challengeFor(err: GatewayError): string | null {
   if (!ERRORS[err.reason].challenge) return null;
+  if (err.dpop) {
+    // RFC 9449 §7.1: `DPoP error="...", algs="..."` (the attributes the SPEC names come first).
+    const c = `DPoP error="${err.error}", algs="${err.dpop.algs}", error_description="${err.message}"`;
+    return err.scope ? `${c}, scope="${err.scope}"` : c;
+  }
   if (err.error === 'missing_token') return `Bearer realm="${REALM}"`; // RFC 6750 §3.1: no error code without credentials
   let c = `Bearer realm="${REALM}", error="${err.error}", error_description="${err.message}"`;
   if (err.scope) c += `, scope="${err.scope}"`;
@@ -31,6 +36,7 @@ export function errorParts(err: GatewayError): { status: number; headers: Record
   const challenge = challengeFor(err);
   if (challenge) headers['www-authenticate'] = challenge;
   if (err.status === 503) headers['retry-after'] = String(err.retryAfterSec ?? 5);
+  if (err.dpop?.nonce) headers['dpop-nonce'] = err.dpop.nonce; // RFC 9449 §8.1
   return { status: err.status, headers, body: bodyFor(err) };
 }
 
@@ -62,3 +68,4 @@ export function toGatewayError(e: unknown): GatewayError {
   if (status === 400) return new GatewayError('bad_request');
   return new GatewayError('internal');
 }
+

@@ -5,7 +5,7 @@
  * stream through (only form-encoded ones are read, to refuse `access_token` in them).
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import replyFrom from '@fastify/reply-from';
 import type { Logger } from 'pino';
@@ -14,7 +14,8 @@ import { HOP_BY_HOP, upstreamHeaders } from '../pipeline/mutate.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
-import { bodyFor, sendError, toGatewayError } from './error-response.js';
+import { sendError, toGatewayError, writeRawError } from './error-response.js';
+import { clientScheme, firstValue } from './forwarded.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
 export interface RequestState {
@@ -50,31 +51,6 @@ function countHeader(rawHeaders: readonly string[], name: string): number {
   return n;
 }
 
-/** Writes a catalogue error straight to a socket (no request object exists) and closes it. */
-function writeRaw(socket: Socket, err: GatewayError): void {
-  if (socket.writable) {
-    const body = bodyFor(err);
-    socket.write(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`);
-  }
-  socket.destroy();
-}
-
-/**
- * Requests Node's parser rejects (a target that is not origin-form, raw non-ASCII, bad
- * framing) get our 400 body rather than Fastify's; 408 and 431 keep Fastify's answer.
- */
-function clientError(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADER_OVERFLOW') {
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 408;
-    const body = JSON.stringify({ error: status === 431 ? 'request_header_fields_too_large' : 'request_timeout', error_description: STATUS_CODES[status] });
-    if (socket.writable) socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
-    socket.destroy();
-    return;
-  }
-  writeRaw(socket, new GatewayError('bad_request'));
-}
-
 /** Builds (does not start) the proxy Fastify instance. */
 export async function buildProxy(core: GatewayCore, logger: Logger): Promise<FastifyInstance> {
   const server = core.config.server;
@@ -84,18 +60,37 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     bodyLimit: server.bodyLimitBytes,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,
-    // requireHostHeader: false lets the handler answer a missing Host with our 400 body instead of Node's empty one.
-    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs, requireHostHeader: false },
+    http: {
+      maxHeaderSize: server.maxHeaderBytes,
+      headersTimeout: server.headersTimeoutMs,
+      // false: the handler answers a missing Host with our 400 body instead of Node's empty one.
+      requireHostHeader: false,
+      // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every
+      // 30 s by default: sweep often enough that the configured limits mean what they say.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(server.headersTimeoutMs / 2))),
+    },
     return503OnClosing: true,
     forceCloseConnections: false,
     frameworkErrors: (_err, _req, reply) => {
       sendError(reply, new GatewayError('bad_path'));
     },
-    clientErrorHandler: clientError,
+    // The HTTP parser refused the request (bad framing, header section too large, too slow):
+    // answer from the catalogue, count it, close.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const reason = err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+      core.metrics.countRequest('(none)', 'denied', reason);
+      // RFC 9112 §11.2: after a framing error nothing more on the connection can be trusted.
+      writeRawError(socket, new GatewayError(reason));
+    },
   });
   // CONNECT (RFC 9110 §9.3.6) is not proxied: answer 400 instead of Node's silent close.
-  app.server.on('connect', (_req, socket: Socket) => writeRaw(socket, new GatewayError('bad_request')));
+  app.server.on('connect', (_req, socket: Socket) => writeRawError(socket, new GatewayError('bad_request')));
   app.decorateRequest('tokengate', null);
+  // Node keeps only the first ~1000 request headers by default and drops the rest silently,
+  // so a duplicate Authorization or a forged identity header could hide past the cut-off.
+  // See them all: the header section is already bounded by maxHeaderBytes (431 beyond).
+  app.server.maxHeadersCount = 0;
 
   await app.register(replyFrom, {
     disableCache: true,
@@ -130,6 +125,8 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     req.tokengate = state;
     const raw = req.raw;
     const ct = raw.headers['content-type'];
+    const peer = raw.socket.remoteAddress;
+    const trust = config.server.trustProxy;
     try {
       // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with more than one (a front proxy
       // may have routed on the other one), is a 400.
@@ -140,6 +137,9 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
         target: raw.url as string,
         host: raw.headers.host,
         rawHeaders: raw.rawHeaders,
+        scheme: clientScheme(trust, raw.headers['x-forwarded-proto']),
+        authority: (trust && firstValue(raw.headers['x-forwarded-host'])) || raw.headers.host,
+        peer,
         formBody: typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined,
       }, core.verifiers, ctx);
     } catch (e) {
@@ -151,17 +151,18 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     const route = ctx.route!;
     const upstreamStart = performance.now();
     const search = ctx.search;
+    const certHeader = config.clientCert.trusted(peer) ? undefined : config.clientCert.header;
+    if (ctx.dpopNonce) reply.header('dpop-nonce', ctx.dpopNonce); // RFC 9449 §8.2: rotate the client's nonce
     return reply.from(route.upstreamOrigin + ctx.upstreamPath, {
       queryString: () => (search.length > 1 ? search.slice(1) : ''),
       rewriteRequestHeaders: (_r, headers) => {
         const sock = raw.socket;
-        const trust = config.server.trustProxy;
         const xff = raw.headers['x-forwarded-for'];
         const out = upstreamHeaders(config, route, headers, ctx.headers, {
           for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
           proto: trust && typeof raw.headers['x-forwarded-proto'] === 'string' ? raw.headers['x-forwarded-proto'] : 'http',
           host: trust && typeof raw.headers['x-forwarded-host'] === 'string' ? raw.headers['x-forwarded-host'] : raw.headers.host,
-        }, raw.headers.connection);
+        }, raw.headers.connection, certHeader);
         out.host = route.upstreamHost;
         return out;
       },

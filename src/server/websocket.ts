@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../pipeline/mutate.js';
+import { clientScheme, firstValue } from './forwarded.js';
 import { decide, newContext } from '../pipeline/run.js';
 import type { GatewayCore } from '../gateway.js';
 import type { RequestState } from './proxy.js';
@@ -65,11 +66,15 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
       done(state, state.error.status);
     };
     void (async () => {
+      const peer = req.socket.remoteAddress;
       await decide(config, {
         method: req.method as string,
         target: req.url as string,
         host: req.headers.host,
         rawHeaders: req.rawHeaders,
+        scheme: clientScheme(config.server.trustProxy, req.headers['x-forwarded-proto']),
+        authority: (config.server.trustProxy && firstValue(req.headers['x-forwarded-host'])) || req.headers.host,
+        peer,
       }, core.verifiers, ctx);
       core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
       const route = ctx.route!;
@@ -87,7 +92,7 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
         for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
         proto: trust && typeof xfp === 'string' ? xfp : 'http',
         host: trust && typeof xfh === 'string' ? xfh : req.headers.host,
-      }, req.headers.connection);
+      }, req.headers.connection, config.clientCert.trusted(peer) ? undefined : config.clientCert.header);
       headers.host = route.upstreamHost;
       // RFC 9110 §7.8: hop-by-hop Upgrade/Connection were stripped; set them for this hop.
       headers.connection = 'Upgrade';

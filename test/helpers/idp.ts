@@ -51,6 +51,20 @@ export const IDP_APP_CLIENT = {
   clientSecret: 'app-secret',
 } as const;
 
+/**
+ * A client whose access tokens are bound to its TLS client certificate (RFC 8705 §3,
+ * `tls_client_certificate_bound_access_tokens`). The IdP reads the certificate from the
+ * {@link IDP_CLIENT_CERT_HEADER} request header (a URL-encoded PEM), as it would behind
+ * a TLS-terminating proxy.
+ */
+export const IDP_MTLS_CLIENT = {
+  clientId: 'app-mtls',
+  clientSecret: 'app-mtls-secret',
+} as const;
+
+/** Header from which the test IdP reads the client certificate (URL-encoded PEM). */
+export const IDP_CLIENT_CERT_HEADER = 'x-test-client-cert';
+
 /** A running test IdP. */
 export interface TestIdp {
   /** Issuer identifier, e.g. `http://127.0.0.1:PORT`: exact `iss` of tokens and discovery `issuer`. */
@@ -63,8 +77,13 @@ export interface TestIdp {
   revocationEndpoint: string;
   /** `issuer + '/token'`. */
   tokenEndpoint: string;
-  /** Client-credentials grant (client `app`) with a resource indicator; returns the access token string. */
-  token(opts: { resource: string; scope?: string }): Promise<string>;
+  /**
+   * Client-credentials grant (client `app`) with a resource indicator; returns the access token string.
+   * `dpop` signs a proof for the token request (RFC 9449 §5): the token is then bound to its key
+   * (`cnf.jkt`). `clientCertPem` uses client {@link IDP_MTLS_CLIENT} and binds the token to that
+   * certificate (`cnf["x5t#S256"]`, RFC 8705 §3).
+   */
+  token(opts: { resource: string; scope?: string; dpop?: (htm: string, htu: string) => Promise<string>; clientCertPem?: string }): Promise<string>;
   /** Revokes an opaque token (as client `app`); throws unless the endpoint answers 200. */
   revoke(token: string): Promise<void>;
   /** Counters of HTTP requests that reached the provider, by path (e.g. `/jwks`, `/token/introspection`). */
@@ -185,6 +204,16 @@ export async function startIdp(opts: { port?: number; extraClaims?: Record<strin
         scope,
       },
       {
+        client_id: IDP_MTLS_CLIENT.clientId,
+        client_secret: IDP_MTLS_CLIENT.clientSecret,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+        tls_client_certificate_bound_access_tokens: true,
+        scope,
+      },
+      {
         client_id: IDP_CLIENT.clientId,
         client_secret: IDP_CLIENT.clientSecret,
         grant_types: [],
@@ -206,6 +235,17 @@ export async function startIdp(opts: { port?: number; extraClaims?: Record<strin
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 9449: a token request with a DPoP proof yields a token bound to the proof key (cnf.jkt).
+      dPoP: { enabled: true },
+      // RFC 8705 §3: certificate-bound tokens; the certificate comes from a header, as behind a TLS terminator.
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        getCertificate: (ctx: { get(name: string): string }) => {
+          const v = ctx.get(IDP_CLIENT_CERT_HEADER);
+          return v ? decodeURIComponent(v) : undefined;
+        },
+      },
       introspection: {
         enabled: true,
         // Any authenticated confidential client may introspect any token (the gateway introspects `app`'s tokens).
@@ -263,6 +303,7 @@ export async function startIdp(opts: { port?: number; extraClaims?: Record<strin
   const tokenEndpoint = `${issuer}/token`;
   const revocationEndpoint = `${issuer}/token/revocation`;
   const appAuth = basic(IDP_APP_CLIENT.clientId, IDP_APP_CLIENT.clientSecret);
+  const mtlsAuth = basic(IDP_MTLS_CLIENT.clientId, IDP_MTLS_CLIENT.clientSecret);
 
   return {
     issuer,
@@ -271,14 +312,16 @@ export async function startIdp(opts: { port?: number; extraClaims?: Record<strin
     revocationEndpoint,
     tokenEndpoint,
     hits,
-    async token({ resource, scope: wanted }) {
+    async token({ resource, scope: wanted, dpop, clientCertPem }) {
       const form = new URLSearchParams({ grant_type: 'client_credentials', resource });
       if (wanted !== undefined) form.set('scope', wanted);
-      const res = await fetch(tokenEndpoint, {
-        method: 'POST',
-        headers: { authorization: appAuth, 'content-type': 'application/x-www-form-urlencoded' },
-        body: form,
-      });
+      const headers: Record<string, string> = {
+        authorization: clientCertPem ? mtlsAuth : appAuth,
+        'content-type': 'application/x-www-form-urlencoded',
+      };
+      if (dpop) headers.dpop = await dpop('POST', tokenEndpoint);
+      if (clientCertPem) headers[IDP_CLIENT_CERT_HEADER] = encodeURIComponent(clientCertPem);
+      const res = await fetch(tokenEndpoint, { method: 'POST', headers, body: form });
       const body = (await res.json()) as { access_token?: string };
       if (res.status !== 200 || typeof body.access_token !== 'string') {
         throw new Error(`token request failed: ${res.status} ${JSON.stringify(body)}`);

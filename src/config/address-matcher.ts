@@ -1,0 +1,26 @@
+/**
+ * Peer-address allow-lists (`clientCert.trustedProxies`), compiled once into a
+ * `net.BlockList`. IPv4-mapped IPv6 peers (`::ffff:127.0.0.1`, what a dual-stack socket
+ * reports) are compared as the IPv4 address they carry.
+ */
+import { BlockList, isIP } from 'node:net';
+import { parseCidr } from './cross-check.js';
+
+/** Whether a peer address is in the list. */
+export type AddressMatcher = (address: string | undefined) => boolean;
+
+/** Compiles CIDR blocks / addresses (already validated by cross-check) into a matcher. */
+export function addressMatcher(cidrs: readonly string[]): AddressMatcher {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const p = parseCidr(c);
+    if (p) list.addSubnet(p.address, p.prefix, p.family);
+  }
+  return (address) => {
+    if (!address) return false;
+    const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const v = isIP(a);
+    if (!v) return false;
+    return list.check(a, v === 4 ? 'ipv4' : 'ipv6');
+  };
+}

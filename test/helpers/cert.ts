@@ -1,0 +1,48 @@
+/**
+ * Client certificates for mTLS-bound token tests, generated at test time with the
+ * `openssl` CLI (Node 20's crypto cannot create X.509 certificates) into a temp dir that
+ * is removed at once: no .pem/.key file is ever committed.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A generated self-signed client certificate. */
+export interface TestCert {
+  pem: string;
+  /** base64url SHA-256 of the DER: the `x5t#S256` of tokens bound to it (RFC 8705 §3.1). */
+  x5t: string;
+  /** Hex SHA-256 of the DER: Envoy XFCC's `Hash=` field. */
+  hashHex: string;
+}
+
+/** Generates a P-256 self-signed certificate with subject CN=`cn` (about 20 ms). */
+export function generateClientCert(cn = 'tokengate-test-client'): TestCert {
+  const dir = mkdtempSync(join(tmpdir(), 'tokengate-cert-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', join(dir, 'key'), '-out', join(dir, 'cert'), '-days', '1', '-subj', `/CN=${cn}`,
+    ], { stdio: 'ignore', timeout: 10_000 });
+    const pem = readFileSync(join(dir, 'cert'), 'utf8');
+    const der = new X509Certificate(pem).raw;
+    return {
+      pem,
+      x5t: createHash('sha256').update(der).digest('base64url'),
+      hashHex: createHash('sha256').update(der).digest('hex'),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** An Envoy XFCC header value for `cert` (`Hash=` and a URL-encoded `Cert=`). */
+export function xfcc(cert: TestCert, parts: { hash?: boolean; cert?: boolean } = { hash: true, cert: true }): string {
+  const out = ['By=spiffe://cluster.local/ns/default/sa/gateway'];
+  if (parts.hash) out.push(`Hash=${cert.hashHex}`);
+  if (parts.cert) out.push(`Cert="${encodeURIComponent(cert.pem)}"`);
+  out.push('Subject="CN=tokengate-test-client"');
+  return out.join(';');
+}
