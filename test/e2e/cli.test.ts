@@ -111,7 +111,7 @@ routes:
   - { id: any-aud, match: { pathPrefix: / }, upstream: http://u, auth: { mode: jwt } }
 `)]);
     assert.equal(loose.status, 0);
-    assert.equal(loose.stderr, 'warning: routes[0] (any-aud) accepts tokens of issuer corp for any audience: set audiences on the issuer or the route\n');
+    assert.match(loose.stderr, /loose\.yaml:2 issuers\[0\] warning: has no audiences and route\(s\) any-aud set none/);
   });
 
   test('check: an invalid config exits 1 with every error as file:line key.path why', () => {
