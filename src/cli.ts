@@ -3,11 +3,13 @@
  *
  *   tokengate --config FILE            run the gateway (or TOKENGATE_CONFIG=FILE)
  *   tokengate check --config FILE      validate, print the effective routes; exit 1 with every error
+ *   tokengate explain --config FILE --method M --url URL [--token T] [--header 'K: V']...
+ *                                      why a request would be allowed or denied (exit 0 allow, 1 deny)
  *   tokengate dev                      development issuer + echo upstream + gateway on config/dev.yaml
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { ConfigError, describeRoutes, formatProblem, loadCompiled } from './config/index.js';
+import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled } from './config/index.js';
 import { runPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
@@ -15,12 +17,21 @@ import { installReload } from './reload.js';
 const USAGE = `usage:
   tokengate [run] --config FILE     run the gateway (TOKENGATE_CONFIG may name the file)
   tokengate check --config FILE     validate a config and print the effective routes
+  tokengate explain --config FILE --method GET --url URL [--token T] [--header 'K: V']...
+                                    show how a request would be decided (exit 0 allow, 1 deny, 2 usage)
   tokengate dev                     try it: dev issuer, echo upstream and gateway, with curl lines`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      method: { type: 'string', short: 'X' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      header: { type: 'string', short: 'H', multiple: true },
+    },
     allowPositionals: true,
     strict: false,
   });
@@ -35,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       return check(file);
     case 'run':
       return run(file);
+    case 'explain':
+      return explainCmd(file, values as { method?: string; url?: string; token?: string; header?: string[] });
     case 'dev': {
       const { runDev } = await import('./dev/run-dev.js');
       return runDev();
@@ -54,12 +67,40 @@ function check(file: string | undefined): number {
     const config = loadCompiled(file);
     console.log(`${file}: OK, ${config.routes.length} route(s), first match wins:`);
     for (const line of describeRoutes(config)) console.log(`  ${line}`);
+    // Warnings never fail the check (exit 0): legal, but probably not what was meant.
+    const warnings = lintWarnings(file, config);
+    for (const w of warnings) console.error(formatWarning(w));
+    if (warnings.length) console.error(`${file}: ${warnings.length} warning(s)`);
     return 0;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     for (const p of e.problems) console.error(formatProblem(p));
     console.error(`${file}: ${e.problems.length} error(s)`);
     return 1;
+  }
+}
+
+async function explainCmd(file: string | undefined, opts: { method?: string; url?: string; token?: string; header?: string[] }): Promise<number> {
+  if (!file || typeof opts.url !== 'string') {
+    console.error(`--config FILE and --url URL are required\n${USAGE}`);
+    return 2;
+  }
+  let config;
+  try {
+    config = loadCompiled(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    for (const p of e.problems) console.error(formatProblem(p));
+    return 2;
+  }
+  const { explain } = await import('./explain.js');
+  try {
+    const result = await explain(config, { method: opts.method ?? 'GET', url: opts.url, token: opts.token, headers: opts.header });
+    for (const line of result.lines) console.log(line);
+    return result.allowed ? 0 : 1;
+  } catch (e) {
+    console.error(`tokengate explain: ${(e as Error).message}`);
+    return 2;
   }
 }
 
@@ -81,6 +122,7 @@ async function run(file: string | undefined): Promise<number> {
   const gw = cluster.isWorker
     ? new Gateway(config, { admin: false, logger: workerLogger(config.server.logLevel) })
     : new Gateway(config);
+  if (!cluster.isWorker) for (const w of lintWarnings(file, config)) gw.logger.warn({ file: w.file, line: w.line, key: w.path }, `config warning: ${w.message}`);
   const addrs = await gw.start();
   if (cluster.isWorker) serveWorker(gw);
   gw.logger.info({ ...addrs, routes: config.routes.length }, 'tokengate started');

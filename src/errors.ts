@@ -21,6 +21,7 @@ export type OAuthErrorCode =
   | 'temporarily_unavailable'
   | 'bad_gateway'
   | 'gateway_timeout'
+  | 'payload_too_large'
   | 'server_error';
 
 /** One catalogue entry. */
@@ -40,6 +41,8 @@ export interface ErrorKind {
 export const ERRORS = {
   // 400: the request itself is malformed (RFC 6750 §3.1 invalid_request)
   bad_path: { status: 400, error: 'bad_request', description: 'The request path is not acceptable', challenge: false },
+  bad_request: { status: 400, error: 'bad_request', description: 'The request is malformed', challenge: false },
+  body_too_large: { status: 413, error: 'payload_too_large', description: 'The form body is larger than server.bodyLimitBytes', challenge: false },
   multiple_credentials: { status: 400, error: 'invalid_request', description: 'More than one access token was sent', challenge: true },
   token_in_query: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the query string', challenge: true },
   token_in_body: { status: 400, error: 'invalid_request', description: 'Access tokens are not accepted in the request body', challenge: true },
@@ -100,6 +103,9 @@ export const ERRORS = {
   replay_store_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'DPoP proofs cannot be checked now', challenge: false },
   upstream_unavailable: { status: 502, error: 'bad_gateway', description: 'The upstream service is unavailable', challenge: false },
   upstream_timeout: { status: 504, error: 'gateway_timeout', description: 'The upstream service did not answer in time', challenge: false },
+  // Refused by the HTTP/1.1 parser before any route is known (issue 6): too large, too slow
+  header_too_large: { status: 431, error: 'bad_request', description: 'The request header section is too large', challenge: false },
+  request_timeout: { status: 408, error: 'bad_request', description: 'The request was not received in time', challenge: false },
   internal: { status: 500, error: 'server_error', description: 'Internal error', challenge: false },
 } as const satisfies Record<string, ErrorKind>;
 

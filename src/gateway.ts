@@ -9,6 +9,7 @@ import type { CompiledConfig } from './config/compile.js';
 import type { IssuerConfig } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { discover, type IssuerMetadata } from './idp/discovery.js';
+import { LOOPBACK_HOSTS } from './idp/http.js';
 import { JwksCache } from './idp/jwks-cache.js';
 import { IntrospectionFailure } from './idp/introspection-client.js';
 import { Introspector } from './idp/introspector.js';
@@ -47,14 +48,28 @@ export class IssuerRuntime {
   readonly introspection: Introspector | null;
   private metadata: Promise<IssuerMetadata> | null = null;
 
-  constructor(config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now, redis: () => Redis | null = () => null) {
+  /** Outbound http allow-list (`server.allowInsecureHttpHosts`) this runtime fetches under. */
+  readonly allowInsecureHttpHosts: readonly string[];
+
+  /** What must stay equal for a runtime (and its caches) to survive a reload. */
+  static fingerprintOf(config: IssuerConfig, allowInsecureHttpHosts: readonly string[]): string {
+    return JSON.stringify([config, allowInsecureHttpHosts]);
+  }
+
+  constructor(
+    config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now,
+    allowInsecureHttpHosts: readonly string[] = LOOPBACK_HOSTS, redis: () => Redis | null = () => null,
+  ) {
     this.config = config;
-    this.fingerprint = JSON.stringify(config);
+    this.allowInsecureHttpHosts = allowInsecureHttpHosts;
+    this.fingerprint = IssuerRuntime.fingerprintOf(config, allowInsecureHttpHosts);
     const jwksLog = log.child({ issuer: config.id });
     this.jwks = config.jwksUri || config.discovery
       ? new JwksCache({
         issuerId: config.id,
         policy: config.jwks,
+        now,
+        allowInsecureHttpHosts,
         resolveUri: async () => {
           if (config.jwksUri) return config.jwksUri;
           const meta = await this.discover();
@@ -91,6 +106,7 @@ export class IssuerRuntime {
       policy,
       now,
       store: policy.cacheStore === 'redis' ? new RedisIntrospectionStore(redis) : undefined,
+      allowInsecureHttpHosts: this.allowInsecureHttpHosts,
       endpoint: async () => {
         if (policy.endpoint) return policy.endpoint;
         const meta = await this.discover();
@@ -112,7 +128,9 @@ export class IssuerRuntime {
   /** Discovery metadata, fetched once; a failed fetch is retried on the next call. */
   discover(): Promise<IssuerMetadata> {
     if (!this.metadata) {
-      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes);
+      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
+        discoveryOrigins: this.config.discoveryOrigins, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+      });
       this.metadata.catch(() => {
         this.metadata = null;
       });
@@ -233,14 +251,14 @@ export class Gateway implements GatewayCore {
     const wanted = new Map(config.source.issuers.map((i) => [i.id, i]));
     for (const [id, rt] of this.issuers) {
       const next = wanted.get(id);
-      if (!next || JSON.stringify(next) !== rt.fingerprint) {
+      if (!next || IssuerRuntime.fingerprintOf(next, config.server.allowInsecureHttpHosts) !== rt.fingerprint) {
         rt.jwks?.stop();
         this.issuers.delete(id);
       }
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, () => this.redis);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, config.server.allowInsecureHttpHosts, () => this.redis);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }

@@ -1,5 +1,5 @@
 /**
- * Peer-address allow-lists (`clientCert.trustedProxies`), compiled once into a
+ * Peer-address allow-lists (`clientCert.trustedProxies`, `decision.trustedProxies`), compiled once into a
  * `net.BlockList`. IPv4-mapped IPv6 peers (`::ffff:127.0.0.1`, what a dual-stack socket
  * reports) are compared as the IPv4 address they carry.
  */
@@ -25,7 +25,7 @@ export function addressMatcher(cidrs: readonly string[]): AddressMatcher {
     if (!address) return false;
     const known = memo.get(address);
     if (known !== undefined) return known;
-    const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const a = address.toLowerCase().startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
     const v = isIP(a);
     const ok = v !== 0 && list.check(a, v === 4 ? 'ipv4' : 'ipv6');
     if (memo.size >= MEMO_MAX) memo.clear();

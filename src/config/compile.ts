@@ -3,6 +3,7 @@
  * precomputed matchers, claim paths, header names and the set of headers to strip.
  * Nothing on the request path parses or validates config.
  */
+import { hostOnly } from '../pipeline/match.js';
 import type { Config, IssuerConfig, RouteConfig } from './schema.js';
 import { addressMatcher, type AddressMatcher } from './address-matcher.js';
 
@@ -110,7 +111,8 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
   return Object.freeze({
     id: route.id,
     index,
-    host: m.host ? m.host.toLowerCase() : null,
+    // Compared like the request's Host: lower case, port ignored (a port in the config would never match).
+    host: m.host ? hostOnly(m.host) : null,
     exactPath: m.path ?? null,
     prefix,
     methods: m.methods ? new Set(m.methods) : null,

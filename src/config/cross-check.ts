@@ -3,6 +3,8 @@
  * issuers, what each auth mode needs, header names the gateway may not set.
  */
 import { isIP } from 'node:net';
+import { normalizeTarget } from '../pipeline/path.js';
+import { outboundUrlProblem } from '../idp/http.js';
 import type { Config } from './schema.js';
 
 /** A problem at a key path (segments). */
@@ -32,6 +34,17 @@ export function crossCheck(config: Config): CrossProblem[] {
     if (iss.introspection && !iss.introspection.endpoint && !iss.discovery) {
       out.push({ path: ['issuers', i, 'introspection', 'endpoint'], message: 'is required unless discovery: true' });
     }
+    // The outbound policy of idp/http.ts, checked at load time so a refused URL is a config error, not an outage.
+    const insecure = config.server.allowInsecureHttpHosts;
+    const fetched: Array<[Array<string | number>, string | undefined]> = [
+      [['issuers', i, 'jwksUri'], iss.jwksUri],
+      [['issuers', i, 'issuer'], iss.discovery ? iss.issuer : undefined],
+      [['issuers', i, 'introspection', 'endpoint'], iss.introspection?.endpoint],
+    ];
+    for (const [path, url] of fetched) {
+      const problem = url === undefined ? null : outboundUrlProblem(url, insecure);
+      if (problem) out.push({ path, message: problem });
+    }
   });
 
   const routeIds = new Map<string, number>();
@@ -43,6 +56,13 @@ export function crossCheck(config: Config): CrossProblem[] {
     const m = route.match;
     if ((m.path === undefined) === (m.pathPrefix === undefined)) {
       out.push({ path: at('match'), message: 'needs exactly one of path or pathPrefix' });
+    }
+    // Requests are matched on their normalized path: a config path in any other form would never match.
+    for (const key of ['path', 'pathPrefix'] as const) {
+      const p = m[key];
+      if (p !== undefined && normalizeTarget(p)?.path !== p) {
+        out.push({ path: at('match', key), message: `must be a normalized path: no dot-segments, //, ;, ? or escapes of unreserved characters (got "${p}")` });
+      }
     }
     if (route.stripPrefix && m.pathPrefix === undefined) {
       out.push({ path: at('stripPrefix'), message: 'needs match.pathPrefix' });

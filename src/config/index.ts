@@ -3,14 +3,26 @@
  * effective routes (for `tokengate check`).
  */
 import { compileConfig, type CompiledConfig } from './compile.js';
-import { loadConfigFile } from './load.js';
+import { lintConfig } from './lint.js';
+import { loadConfigFile, locateProblems, type ConfigProblem } from './load.js';
 
 export { ConfigError, formatProblem } from './load.js';
+export type { ConfigProblem } from './load.js';
 export type { CompiledConfig } from './compile.js';
 
 /** Loads, validates and compiles `file`. Throws ConfigError. */
 export function loadCompiled(file: string, env: NodeJS.ProcessEnv = process.env): CompiledConfig {
   return compileConfig(loadConfigFile(file, env));
+}
+
+/** Lint warnings of a loaded config, located in `file` (they never make a config invalid). */
+export function lintWarnings(file: string, config: CompiledConfig): ConfigProblem[] {
+  return locateProblems(file, lintConfig(config.source));
+}
+
+/** `file:line key.path warning: why`. */
+export function formatWarning(p: ConfigProblem): string {
+  return `${p.file}:${p.line} ${p.path || '(root)'} warning: ${p.message}`;
 }
 
 /** One line per route, in match order: what it matches, how it authenticates, where it goes. */

@@ -8,7 +8,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigSchema, REDIS_URL_DEFAULT, type Config } from './schema.js';
 import { substituteEnv } from './env.js';
-import { crossCheck } from './cross-check.js';
+import { crossCheck, type CrossProblem } from './cross-check.js';
 
 /** One config problem, with where it is. */
 export interface ConfigProblem {
@@ -57,7 +57,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   if (doc.errors.length) {
     throw new ConfigError(doc.errors.map((e) => ({
-      file, line: e.linePos?.[0]?.line ?? 0, path: '', message: `YAML: ${e.message.split('\n')[0]}`,
+      file, line: e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line, path: '', message: `YAML: ${e.message.split('\n')[0]}`,
     })));
   }
   const envProblems = substituteEnv(doc, env);
@@ -73,16 +73,44 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       if (!envPaths.has(problem.path)) problems.push(problem); // already reported as a missing variable
     }
   }
-  if (problems.length) throw new ConfigError(problems);
-
+  // Cross-references are checked even when the schema failed, so that one run reports every
+  // error; on data too broken to walk, the schema errors alone are reported.
   const config = data as Config;
-  // The schema default of server.redis.url is itself a reference (SPEC): resolve it like one.
-  if (config.server.redis.url === REDIS_URL_DEFAULT) config.server.redis.url = env.REDIS_URL || 'redis://127.0.0.1:6379';
-  for (const c of crossCheck(config)) {
-    problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path: formatPath(c.path), message: c.message });
+  let cross: ReturnType<typeof crossCheck> = [];
+  try {
+    // The schema default of server.redis.url is itself a reference (SPEC): resolve it like one.
+    if (config.server.redis.url === REDIS_URL_DEFAULT) config.server.redis.url = env.REDIS_URL || 'redis://127.0.0.1:6379';
+    cross = crossCheck(config);
+  } catch {
+    if (!problems.length) throw new ConfigError([{ file, line: 0, path: '', message: 'cannot be checked' }]);
+  }
+  const seen = new Set(problems.map((p) => p.path));
+  for (const c of cross) {
+    const path = formatPath(c.path);
+    if (!seen.has(path)) problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path, message: c.message });
   }
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * Places problems found on an already validated config (lint warnings) at their line
+ * in `file`: `${VAR}` substitution never changes the document's shape.
+ */
+export function locateProblems(file: string, found: readonly CrossProblem[]): ConfigProblem[] {
+  if (!found.length) return [];
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    // unreadable now: report without lines
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  return found.map((c) => {
+    const node = nodeAt(doc, c.path);
+    return { file, line: node?.range ? lines.linePos(node.range[0]).line : 0, path: formatPath(c.path), message: c.message };
+  });
 }
 
 type Seg = string | number;

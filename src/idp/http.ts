@@ -1,12 +1,21 @@
 /**
- * Outbound HTTP to identity providers (discovery, JWKS, introspection): a timeout that
- * covers the whole exchange, no redirects (a redirect could point anywhere), a size cap
- * on the body, and errors that say what failed without echoing what was sent.
+ * Outbound HTTP to identity providers (discovery, JWKS, introspection), and the one
+ * place its policy lives:
+ *
+ * - only `https:` URLs, except plain `http:` to the hosts of an explicit allow-list
+ *   (`server.allowInsecureHttpHosts`, loopback only by default) — a network attacker
+ *   must not be able to swap the keys;
+ * - no redirects (a redirect could point anywhere, e.g. a cloud metadata address);
+ * - a timeout that covers the whole exchange, and a size cap on the body;
+ * - URLs come only from the config, or from a discovery document on the issuer's own
+ *   origin (or an origin listed in `issuers[].discoveryOrigins`): see {@link checkDiscoveredUrl};
+ *   a token header's `jku`/`x5u` is never fetched;
+ * - errors that say what failed without echoing what was sent.
  */
 
 /** An outbound call failed; `kind` is a fixed label for logs and metrics. */
 export class FetchError extends Error {
-  readonly kind: 'timeout' | 'network' | 'status' | 'redirect' | 'too_large' | 'not_json';
+  readonly kind: 'timeout' | 'network' | 'status' | 'redirect' | 'too_large' | 'not_json' | 'policy';
   readonly status?: number;
   constructor(kind: FetchError['kind'], message: string, status?: number) {
     super(message);
@@ -32,10 +41,64 @@ export interface FetchOptions {
   body?: string;
   /** Statuses other than 200 that still return a body instead of failing. */
   acceptStatuses?: readonly number[];
+  /** Hosts that may be reached over plain http; default {@link LOOPBACK_HOSTS}. */
+  allowInsecureHttpHosts?: readonly string[];
 }
 
-/** Fetches `url` and parses its JSON body under the limits of `opts`. */
+/** The default `server.allowInsecureHttpHosts`: loopback only (development, sidecars). */
+export const LOOPBACK_HOSTS: readonly string[] = Object.freeze(['127.0.0.1', 'localhost', '::1']);
+
+/** `URL.hostname` without IPv6 brackets, lower-case. */
+function bareHost(u: URL): string {
+  return u.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+}
+
+/** Whether `host` is a loopback name or address (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/**
+ * Why `url` may not be fetched under the outbound policy, or null when it may:
+ * https always; http only to a host in `allowInsecureHttpHosts`; nothing else, and no
+ * credentials in the URL.
+ */
+export function outboundUrlProblem(url: string, allowInsecureHttpHosts: readonly string[] = LOOPBACK_HOSTS): string | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'is not a valid URL';
+  }
+  if (u.username || u.password) return 'must not carry credentials';
+  if (u.protocol === 'https:') return null;
+  if (u.protocol !== 'http:') return `must be https (got ${u.protocol})`;
+  const host = bareHost(u);
+  const allowed = allowInsecureHttpHosts.some((h) => h.replace(/^\[|\]$/g, '').toLowerCase() === host);
+  return allowed ? null : `must be https: plain http is only allowed to server.allowInsecureHttpHosts (${host} is not listed)`;
+}
+
+/**
+ * Checks a URL read from a discovery document (RFC 8414 §3.3 lets metadata point
+ * elsewhere; we do not): it must be on the issuer's own origin or on an origin listed in
+ * `extraOrigins`, and pass {@link outboundUrlProblem}. Throws a `policy` {@link FetchError}.
+ */
+export function checkDiscoveredUrl(
+  url: string, issuer: string, extraOrigins: readonly string[], allowInsecureHttpHosts: readonly string[] = LOOPBACK_HOSTS,
+): string {
+  const problem = outboundUrlProblem(url, allowInsecureHttpHosts);
+  if (problem) throw new FetchError('policy', `discovered URL ${problem}`);
+  const origin = new URL(url).origin;
+  const allowed = [new URL(issuer).origin, ...extraOrigins.map((o) => new URL(o).origin)];
+  if (!allowed.includes(origin)) throw new FetchError('policy', `discovered URL origin ${origin} is neither the issuer's nor in discoveryOrigins`);
+  return url;
+}
+
+/** Fetches `url` and parses its JSON body under the policy and limits of `opts`. */
 export async function fetchJson(url: string, opts: FetchOptions): Promise<JsonResponse> {
+  const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
+  if (problem) throw new FetchError('policy', `URL ${problem}`);
   const signal = AbortSignal.timeout(opts.timeoutMs);
   let res: Response;
   try {

@@ -29,6 +29,8 @@ export interface IntrospectionClientOptions {
   policy: Pick<IntrospectionConfig, 'clientId' | 'clientSecret' | 'authMethod' | 'timeoutMs'>;
   /** The endpoint URL: the configured one, or the one from discovery. */
   endpoint: () => Promise<string>;
+  /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
+  allowInsecureHttpHosts?: readonly string[];
 }
 
 /**
@@ -50,9 +52,11 @@ export class IntrospectionClient {
   private readonly policy: IntrospectionClientOptions['policy'];
   private readonly endpoint: () => Promise<string>;
   private readonly basic: string | null;
+  private readonly allowInsecureHttpHosts?: readonly string[];
 
   constructor(opts: IntrospectionClientOptions) {
     this.policy = opts.policy;
+    this.allowInsecureHttpHosts = opts.allowInsecureHttpHosts;
     this.endpoint = opts.endpoint;
     this.basic = opts.policy.authMethod === 'client_secret_basic'
       ? basicAuthorization(opts.policy.clientId, opts.policy.clientSecret)
@@ -82,6 +86,7 @@ export class IntrospectionClient {
     try {
       ({ body } = await fetchJson(url, {
         method: 'POST', headers, body: form.toString(), timeoutMs: this.policy.timeoutMs, maxBytes: INTROSPECTION_MAX_BYTES,
+        allowInsecureHttpHosts: this.allowInsecureHttpHosts,
       }));
     } catch (e) {
       if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message);

@@ -30,6 +30,8 @@ export interface IntrospectorOptions {
   events?: IntrospectorEvents;
   /** Where decisions are cached; default: an in-memory LRU of `policy.cacheSize` entries. */
   store?: IntrospectionStore;
+  /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
+  allowInsecureHttpHosts?: readonly string[];
 }
 
 /** Cached RFC 7662 introspection at one issuer. */
@@ -47,7 +49,7 @@ export class Introspector {
     }
     this.issuerId = opts.issuerId;
     this.events = opts.events ?? {};
-    this.client = new IntrospectionClient({ policy: opts.policy, endpoint: opts.endpoint });
+    this.client = new IntrospectionClient({ policy: opts.policy, endpoint: opts.endpoint, allowInsecureHttpHosts: opts.allowInsecureHttpHosts });
     this.cache = new IntrospectionCache({
       store: opts.store ?? new MemoryIntrospectionStore(opts.policy.cacheSize, now),
       policy: opts.policy,

@@ -78,8 +78,14 @@ export class JwksCache {
   private inflight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly allowInsecureHttpHosts?: readonly string[];
 
-  constructor(opts: { issuerId: string; resolveUri: () => Promise<string>; policy: JwksPolicy; now?: () => number; events?: JwksEvents }) {
+  constructor(opts: {
+    issuerId: string; resolveUri: () => Promise<string>; policy: JwksPolicy; now?: () => number; events?: JwksEvents;
+    /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
+    allowInsecureHttpHosts?: readonly string[];
+  }) {
+    this.allowInsecureHttpHosts = opts.allowInsecureHttpHosts;
     this.issuerId = opts.issuerId;
     this.resolveUri = opts.resolveUri;
     this.policy = opts.policy;
@@ -97,10 +103,15 @@ export class JwksCache {
     return this.set ? (this.now() - this.set.fetchedAt) / 1000 : null;
   }
 
-  /** Whether the key with this thumbprint is still published (used by the token cache). */
+  /**
+   * Whether the key with this thumbprint is published in a fresh key set (used by the
+   * token cache). Once the set has expired the answer is false, so a cached verification
+   * goes back through {@link getKey}, which refreshes (or serves stale keys within
+   * `maxStaleSec`): a removed key cannot outlive one refresh through the cache.
+   */
   hasKey(id: string): boolean {
     const s = this.set;
-    return s !== null && s.thumbprints.has(id) && this.now() < s.expiresAt + this.policy.maxStaleSec * 1000;
+    return s !== null && s.thumbprints.has(id) && this.now() < s.expiresAt;
   }
 
   /** Starts the first fetch and keeps the keys fresh in the background (timer is unref'd). */
@@ -189,7 +200,9 @@ export class JwksCache {
   private async fetchOnce(): Promise<void> {
     try {
       const uri = await this.resolveUri();
-      const { body, cacheControl } = await fetchJson(uri, { timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes });
+      const { body, cacheControl } = await fetchJson(uri, {
+        timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+      });
       const keys = await parseJwks(body);
       const now = this.now();
       const maxAge = maxAgeOf(cacheControl);

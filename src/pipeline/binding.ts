@@ -49,7 +49,7 @@ export function clientCertThumbprint(config: CompiledConfig, rawHeaders: readonl
  * The token's confirmation (RFC 7800 `cnf`). Only the methods this gateway can verify are
  * understood: `jkt` (RFC 9449 §6) and `x5t#S256` (RFC 8705 §3.1), each a non-empty string.
  * Any other member (`jwk`, `kid`, ...) binds the token in a way that cannot be checked
- * here, so the token is refused rather than treated as unbound.
+ * here, so the token is refused rather than treated as unbound; so is an empty `cnf`.
  */
 function cnfOf(principal: Principal): { jkt: string | null; x5t: string | null } {
   const cnf = principal.claims.cnf;
@@ -63,6 +63,8 @@ function cnfOf(principal: Principal): { jkt: string | null; x5t: string | null }
     else if (k === 'x5t#S256') x5t = v;
     else throw new GatewayError('claims_invalid');
   }
+  // An empty `cnf` names no confirmation method (RFC 7800 §3.1): malformed, not unbound.
+  if (jkt === null && x5t === null) throw new GatewayError('claims_invalid');
   return { jkt, x5t };
 }
 

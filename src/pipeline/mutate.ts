@@ -77,7 +77,13 @@ export function upstreamHeaders(
   connection: string | string[] | undefined,
   untrustedCertHeader?: string,
 ): Record<string, string | string[]> {
+  // The gateway's own headers go first: an upstream that keeps only its first N headers
+  // (Node: ~1000) must not lose them to a client padding the request with filler headers.
   const out: Record<string, string | string[]> = {};
+  for (const [name, value] of own) out[name] = value;
+  out['x-forwarded-for'] = forwarded.for;
+  out['x-forwarded-proto'] = forwarded.proto;
+  if (forwarded.host) out['x-forwarded-host'] = forwarded.host;
   const listed = connectionTokens(connection);
   const prefix = config.identityPrefix;
   for (const name in incoming) {
@@ -90,11 +96,8 @@ export function upstreamHeaders(
     if (untrustedCertHeader !== undefined && canon === untrustedCertHeader) continue;
     if (config.identityHeaders.has(canon) || (prefix !== '' && canon.startsWith(prefix))) continue;
     if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon.startsWith('x-forwarded-'))) continue;
+    if (Object.prototype.hasOwnProperty.call(out, name)) continue; // never replace a header the gateway set
     out[name] = v;
   }
-  out['x-forwarded-for'] = forwarded.for;
-  out['x-forwarded-proto'] = forwarded.proto;
-  if (forwarded.host) out['x-forwarded-host'] = forwarded.host;
-  for (const [name, value] of own) out[name] = value;
   return out;
 }

@@ -10,6 +10,9 @@
  *   Tomcat-style upstreams drop `;...` and would see another path than the one matched);
  * - `//` is merged into `/`, dot-segments are resolved (§5.2.4), and a path that would
  *   climb above the root is refused;
+ * - a segment that starts or ends with `..` without being `..` (`..foo`, `x..`, `...`) is
+ *   refused: some upstream stacks read it as traversal, and the proxy library refuses it
+ *   too, so refusing it here keeps "what matched is what is forwarded" exact;
  * - escapes that do not decode to valid UTF-8 are refused.
  */
 
@@ -43,7 +46,7 @@ export function normalizeTarget(target: string): NormalizedTarget | null {
   const search = q === -1 ? '' : target.slice(q);
   if (search.includes('#')) return null;
   // Fast path: nothing to decode, merge or resolve.
-  if (CLEAN.test(raw) && !raw.includes('//') && !raw.includes('/.')) return { path: raw, search };
+  if (CLEAN.test(raw) && !raw.includes('//') && !raw.includes('/.') && !raw.includes('..')) return { path: raw, search };
   const decoded = decodeUnreserved(raw);
   if (decoded === null) return null;
   const path = resolveDotSegments(decoded);
@@ -95,6 +98,8 @@ function resolveDotSegments(path: string): string | null {
       if (out.length === 0) return null;
       out.pop();
       if (last) out.push('');
+    } else if (s.startsWith('..') || s.endsWith('..')) {
+      return null;
     } else if (s === '.' || (s === '' && !last)) {
       if (last) out.push('');
     } else {

@@ -70,6 +70,9 @@ export class JwtVerifier {
     const nowSec = this.now() / 1000;
     const hit = this.cache?.get(token);
     if (hit) {
+      // A hit counts only for the issuer id it was verified under: another route may accept
+      // the same `iss` through another issuer entry (other algorithms, typ, audiences), so
+      // anything else is verified afresh below.
       const issuer = auth.issuersById.get(hit.issuerId);
       if (issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
         this.onCache?.('hit'); // counted before the checks: every lookup is a hit or a miss
@@ -79,8 +82,7 @@ export class JwtVerifier {
         checkAudience(hit.principal.claims, auth, issuer);
         return hit.principal;
       }
-      if (!issuer) throw new GatewayError('issuer');
-      this.cache?.delete(token); // key gone from the JWKS: verify again (and fail)
+      if (issuer) this.cache?.delete(token); // key gone from the JWKS (or its set expired): verify again
     }
     this.onCache?.('miss');
 
@@ -100,6 +102,8 @@ export class JwtVerifier {
     const alg = header.alg;
     if (typeof alg !== 'string' || !(issuer.algorithms as readonly string[]).includes(alg)) throw new GatewayError('algorithm');
     if (header.kid !== undefined && typeof header.kid !== 'string') throw new GatewayError('malformed');
+    // RFC 7515 §4.1.11: we implement no JWS extension (jose would honour `b64`), so any `crit` fails.
+    if (header.crit !== undefined) throw new GatewayError('malformed');
     if (issuer.requireTyp !== undefined && !typMatches(header.typ, issuer.requireTyp)) throw new GatewayError('token_type');
 
     const selected = await this.keys.getKey(issuer.id, header.kid, alg);
@@ -115,6 +119,12 @@ export class JwtVerifier {
     } catch (e) {
       throw new GatewayError(reasonOf(e));
     }
+    // RFC 7519 §2 NumericDate: a JSON number too large for a double (1e400) parses as ±Infinity;
+    // such an `exp` would never expire, such an `nbf`/`iat` could never be compared.
+    if (!Number.isFinite(payload.exp)) throw new GatewayError('missing_exp');
+    if ((payload.nbf !== undefined && !Number.isFinite(payload.nbf)) || (payload.iat !== undefined && !Number.isFinite(payload.iat))) {
+      throw new GatewayError('claims_invalid');
+    }
     // RFC 8725 §3.10 / RFC 7519 §4.1.6: an `iat` in the future is not acceptable.
     if (payload.iat !== undefined && payload.iat - issuer.clockToleranceSec > nowSec) throw new GatewayError('issued_in_future');
     const principal: Principal = Object.freeze({
@@ -129,10 +139,33 @@ export class JwtVerifier {
   }
 }
 
+/**
+ * JWS compact serialization (RFC 7515 §7.1): three non-empty parts of canonical base64url
+ * (§2: no padding, no `+`/`/`, unused trailing bits zero). Lenient decoders map several
+ * texts to one signature; refusing the variants keeps one token text per signature.
+ */
 function looksLikeJwtShape(token: string): boolean {
   const a = token.indexOf('.');
   const b = a === -1 ? -1 : token.indexOf('.', a + 1);
-  return a > 0 && b > a + 1 && b < token.length - 1 && token.indexOf('.', b + 1) === -1;
+  if (!(a > 0 && b > a + 1 && b < token.length - 1 && token.indexOf('.', b + 1) === -1)) return false;
+  return isCanonicalB64url(token, 0, a) && isCanonicalB64url(token, a + 1, b) && isCanonicalB64url(token, b + 1, token.length);
+}
+
+const B64URL_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) B64URL_VALUE['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(i)] = i;
+
+/** Whether `s[start, end)` is canonical unpadded base64url (RFC 4648 §5, §3.5). */
+function isCanonicalB64url(s: string, start: number, end: number): boolean {
+  const rem = (end - start) % 4;
+  if (rem === 1) return false;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    v = c < 128 ? B64URL_VALUE[c] : -1;
+    if (v < 0) return false;
+  }
+  // The last character carries 4 (rem 2) or 2 (rem 3) unused low bits: they must be zero.
+  return rem === 0 || (v & (rem === 2 ? 0x0f : 0x03)) === 0;
 }
 
 /** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */

@@ -11,35 +11,21 @@
  *     proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method; }
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { BlockList, isIPv4 } from 'node:net';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/compile.js';
-import { parseCidr } from '../config/cross-check.js';
 import { GatewayError } from '../errors.js';
 import { decide, newContext } from '../pipeline/run.js';
+import { addressMatcher, type AddressMatcher } from '../config/address-matcher.js';
 import type { GatewayCore } from '../gateway.js';
 import type { RequestState } from './proxy.js';
 import { sendError, toGatewayError } from './error-response.js';
 import { clientScheme } from './forwarded.js';
 
-/** A compiled `trustedProxies` list. */
-export type PeerMatcher = (address: string | undefined) => boolean;
+/** A compiled `trustedProxies` list (the same matcher as `clientCert.trustedProxies`). */
+export type PeerMatcher = AddressMatcher;
 
 /** Compiles CIDR strings (already validated by cross-check) into a matcher. */
-export function peerMatcher(cidrs: readonly string[]): PeerMatcher {
-  const list = new BlockList();
-  for (const c of cidrs) {
-    const p = parseCidr(c);
-    if (p) list.addSubnet(p.address, p.prefix, p.family);
-  }
-  return (address) => {
-    if (!address) return false;
-    // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
-    const mapped = address.toLowerCase().startsWith('::ffff:') ? address.slice(7) : null;
-    if (mapped && isIPv4(mapped)) return list.check(mapped, 'ipv4');
-    return list.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
-  };
-}
+export const peerMatcher: (cidrs: readonly string[]) => PeerMatcher = addressMatcher;
 
 /** The one value of a header sent at most once; `null` when absent, throws when repeated. */
 function single(raw: readonly string[], lname: string): string | null {
@@ -102,6 +88,9 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     },
   });
   app.decorateRequest('tokengate', null);
+  // As on the proxy: see every header (a second Authorization must not hide past Node's
+  // ~1000-header cut-off); the section is bounded by maxHeaderBytes.
+  app.server.maxHeadersCount = 0;
   // The body of a decision call means nothing: read and discard it.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => {

@@ -75,6 +75,9 @@ export function writeErrorRaw(res: ServerResponse, err: GatewayError): void {
 export function toGatewayError(e: unknown): GatewayError {
   if (e instanceof GatewayError) return e;
   const status = (e as { statusCode?: number })?.statusCode;
-  if (status === 400) return new GatewayError('bad_path');
+  // Fastify's body errors: a form body beyond bodyLimit (413), bad framing or content-length (400).
+  if (status === 413) return new GatewayError('body_too_large');
+  if (status === 400) return new GatewayError('bad_request');
   return new GatewayError('internal');
 }
+

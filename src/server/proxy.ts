@@ -7,6 +7,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../pipeline/mutate.js';
@@ -14,7 +15,7 @@ import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
 import type { Metrics } from '../metrics.js';
-import { sendError, toGatewayError } from './error-response.js';
+import { sendError, toGatewayError, writeRawError } from './error-response.js';
 import { clientScheme, firstValue } from './forwarded.js';
 import { UpstreamPool, type ForwardObserver } from './forward.js';
 
@@ -63,6 +64,13 @@ function hasBody(raw: IncomingMessage): boolean {
   return raw.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }
 
+/** How many times `name` (lower case) occurs in a raw header list. */
+function countHeader(rawHeaders: readonly string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === name.length && rawHeaders[i].toLowerCase() === name) n++;
+  return n;
+}
+
 /** Builds (does not start) the proxy Fastify instance. */
 export async function buildProxy(core: GatewayCore, logger: Logger): Promise<FastifyInstance> {
   const server = core.config.server;
@@ -72,14 +80,37 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     bodyLimit: server.bodyLimitBytes,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,
-    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },
+    http: {
+      maxHeaderSize: server.maxHeaderBytes,
+      headersTimeout: server.headersTimeoutMs,
+      // false: the handler answers a missing Host with our 400 body instead of Node's empty one.
+      requireHostHeader: false,
+      // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every
+      // 30 s by default: sweep often enough that the configured limits mean what they say.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(server.headersTimeoutMs / 2))),
+    },
     return503OnClosing: true,
     forceCloseConnections: false,
     frameworkErrors: (_err, _req, reply) => {
       sendError(reply, new GatewayError('bad_path'));
     },
+    // The HTTP parser refused the request (bad framing, header section too large, too slow):
+    // answer from the catalogue, count it, close.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const reason = err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+      core.metrics.countRequest('(none)', 'denied', reason);
+      // RFC 9112 §11.2: after a framing error nothing more on the connection can be trusted.
+      writeRawError(socket, new GatewayError(reason));
+    },
   });
+  // CONNECT (RFC 9110 §9.3.6) is not proxied: answer 400 instead of Node's silent close.
+  app.server.on('connect', (_req, socket: Socket) => writeRawError(socket, new GatewayError('bad_request')));
   app.decorateRequest('tokengate', null);
+  // Node keeps only the first ~1000 request headers by default and drops the rest silently,
+  // so a duplicate Authorization or a forged identity header could hide past the cut-off.
+  // See them all: the header section is already bounded by maxHeaderBytes (431 beyond).
+  app.server.maxHeadersCount = 0;
 
   const pool = new UpstreamPool({ connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs });
   app.addHook('onClose', () => pool.close());
@@ -91,7 +122,9 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
 
   app.setErrorHandler((err, req, reply) => {
     const gerr = toGatewayError(err);
-    if (req.tokengate) req.tokengate.error = gerr;
+    // Errors before the handler ran (body parsing) still get their access line and metric.
+    req.tokengate ??= { ctx: newContext(), config: core.config, start: performance.now(), error: null };
+    req.tokengate.error = gerr;
     if (gerr.status >= 500) req.log.error({ err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'request failed');
     return sendError(reply, gerr);
   });
@@ -106,6 +139,10 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     const peer = raw.socket.remoteAddress;
     const trust = config.server.trustProxy;
     try {
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with more than one (a front proxy
+      // may have routed on the other one), is a 400.
+      const hosts = countHeader(raw.rawHeaders, 'host');
+      if (hosts > 1 || (hosts === 0 && raw.httpVersion === '1.1')) throw new GatewayError('bad_request');
       await decide(config, {
         method: raw.method as string,
         target: raw.url as string,

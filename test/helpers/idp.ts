@@ -150,10 +150,11 @@ function basic(clientId: string, clientSecret: string): string {
 /**
  * Starts a real oidc-provider on 127.0.0.1 (ephemeral port unless `opts.port` is given).
  * Features on: clientCredentials, resourceIndicators, introspection, revocation; in-memory storage;
- * fresh RS256 / ES256 / EdDSA keys each start. Takes about 0.1–0.4 s (RSA key generation varies); the
+ * fresh RS256 / ES256 / EdDSA keys each start. `extraClaims` are added to every JWT access token
+ * (oidc-provider's `extraTokenClaims`; registered claims cannot be overridden). Takes about 0.1–0.4 s (RSA key generation varies); the
  * first call in a process adds ~0.3 s to load oidc-provider.
  */
-export async function startIdp(opts: { port?: number } = {}): Promise<TestIdp> {
+export async function startIdp(opts: { port?: number; extraClaims?: Record<string, unknown> } = {}): Promise<TestIdp> {
   const { default: Provider, errors } = await loadProvider();
 
   const keys = await Promise.all([
@@ -282,6 +283,7 @@ export async function startIdp(opts: { port?: number } = {}): Promise<TestIdp> {
       BackchannelAuthenticationRequest: () => 600,
     },
     clientBasedCORS: () => false,
+    extraTokenClaims: async () => opts.extraClaims,
     findAccount: async () => undefined,
     renderError: async (ctx: { type: string; body: unknown }, out: Record<string, unknown>) => {
       ctx.type = 'json';

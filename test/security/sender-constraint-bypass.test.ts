@@ -63,8 +63,8 @@ test('a valid proof for token A does not carry token B bound to the same key (at
   assert.deepEqual(await send('/api/x', { authorization: `DPoP ${b}`, dpop: proof }), { status: 401, reason: 'The DPoP proof ath does not match the access token' });
 });
 
-test('malformed or unverifiable cnf (empty values, RFC 7800 jwk/kid methods) is refused, never read as "unbound"', async () => {
-  for (const cnf of ['jkt', ['x'], null, { jkt: 42 }, { 'x5t#S256': {} }, { jkt: '' }, { 'x5t#S256': '' }, { jwk: { kty: 'EC' } }, { kid: 'k' }]) {
+test('malformed or unverifiable cnf (empty object or values, RFC 7800 jwk/kid methods) is refused, never read as "unbound"', async () => {
+  for (const cnf of ['jkt', ['x'], null, {}, { jkt: 42 }, { 'x5t#S256': {} }, { jkt: '' }, { 'x5t#S256': '' }, { jwk: { kty: 'EC' } }, { kid: 'k' }]) {
     const token = await iss.sign({ claims: { cnf } });
     assert.deepEqual(await send('/api/x', { authorization: `Bearer ${token}` }), { status: 401, reason: 'The access token claims are invalid' }, JSON.stringify(cnf));
   }

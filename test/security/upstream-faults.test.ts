@@ -1,0 +1,96 @@
+/**
+ * Upstream faults and event-loop stalls (issue 6 §4): an upstream that refuses
+ * connections, resets before answering, answers with garbage, or resets in the middle
+ * of a response body; and a gateway whose event loop is blocked while requests are in
+ * flight. Before response headers the SPEC table applies (502 / 504, generic body, no
+ * challenge); after them the only honest signal is an aborted response. The gateway
+ * stays up throughout and serves the next request normally.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+
+let up: EchoUpstream;
+let gw: TestGateway;
+const servers: net.Server[] = [];
+let closedPort = 0;
+
+async function listen(s: net.Server): Promise<string> {
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+}
+
+before(async () => {
+  up = await startUpstream();
+  // A port nobody listens on: bind, read the port, close.
+  const tmp = net.createServer();
+  await new Promise<void>((r) => tmp.listen(0, '127.0.0.1', r));
+  closedPort = (tmp.address() as AddressInfo).port;
+  await new Promise<void>((r) => tmp.close(() => r()));
+
+  const resetBefore = await listen(net.createServer((sock) => sock.once('data', () => sock.resetAndDestroy())));
+  const garbage = await listen(net.createServer((sock) => sock.once('data', () => sock.end('SSH-2.0-OpenSSH\r\n\r\n'))));
+  const resetMid = await listen(http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100000' });
+    res.write('x'.repeat(1000));
+    setTimeout(() => res.socket?.resetAndDestroy(), 30);
+  }));
+  gw = await startGateway(`
+server: { upstreamTimeoutMs: 2000 }
+routes:
+  - { id: refused, match: { pathPrefix: /refused }, upstream: "http://127.0.0.1:${closedPort}", auth: { mode: none } }
+  - { id: reset, match: { pathPrefix: /reset }, upstream: "${resetBefore}", auth: { mode: none } }
+  - { id: garbage, match: { pathPrefix: /garbage }, upstream: "${garbage}", auth: { mode: none } }
+  - { id: midway, match: { pathPrefix: /midway }, upstream: "${resetMid}", auth: { mode: none } }
+  - { id: pub, match: { pathPrefix: /pub }, upstream: "${up.url}", auth: { mode: none } }
+`);
+});
+after(async () => {
+  await gw?.close();
+  for (const s of servers) await new Promise<void>((r) => { s.close(() => r()); (s as http.Server).closeAllConnections?.(); });
+  await up?.close();
+});
+
+async function stillServing(): Promise<void> {
+  const r = await fetch(`${gw.url}/pub/ok`);
+  assert.equal(r.status, 200);
+  await r.arrayBuffer();
+  assert.equal((await fetch(`${gw.adminUrl}/healthz`)).status, 200);
+}
+
+for (const [path, what] of [['/refused/x', 'refused connection'], ['/reset/x', 'reset before the response'], ['/garbage/x', 'a non-HTTP answer']]) {
+  test(`upstream ${what}: 502 bad_gateway, generic body`, async () => {
+    const r = await fetch(gw.url + path);
+    assert.equal(r.status, 502);
+    assert.equal(r.headers.get('www-authenticate'), null);
+    assert.deepEqual(await r.json(), { error: 'bad_gateway', error_description: 'The upstream service is unavailable' });
+    await stillServing();
+  });
+}
+
+test('upstream resets mid-response: the client sees an aborted body, never a complete one', async () => {
+  const r = await fetch(`${gw.url}/midway/x`);
+  assert.equal(r.status, 200);
+  await assert.rejects(r.text(), 'a truncated body was delivered as complete');
+  await stillServing();
+});
+
+test('event-loop stall with requests in flight: every answer is a table answer, then normal service', async () => {
+  up.delayMs = 50;
+  const inflight = Array.from({ length: 8 }, (_, i) => fetch(`${gw.url}/pub/stall-${i}`).then(async (r) => ({ status: r.status, body: await r.text() })));
+  await new Promise((r) => setTimeout(r, 20));
+  const until = Date.now() + 1200;
+  while (Date.now() < until) { /* block the loop that runs the gateway */ }
+  const results = await Promise.all(inflight);
+  up.delayMs = 0;
+  for (const { status, body } of results) {
+    assert.ok(status === 200 || status === 504, `${status} ${body}`);
+    if (status === 504) assert.equal(JSON.parse(body).error, 'gateway_timeout');
+  }
+  await stillServing();
+});
