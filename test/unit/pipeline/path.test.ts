@@ -50,10 +50,7 @@ test('an already-normal path takes the fast path and is returned as is', () => {
   assert.equal(normalizeTarget(t)?.path, t);
 });
 
-test('fuzz: every accepted target is forwarded exactly as matched (reply-from buildURL and WHATWG URL keep it)', async () => {
-  const { createRequire } = await import('node:module');
-  const require = createRequire(import.meta.url);
-  const { buildURL } = require('@fastify/reply-from/lib/utils.js') as { buildURL(source: string, base?: string): URL };
+test('fuzz: every accepted target is one a WHATWG URL parser (an upstream\'s view) reads back unchanged', async () => {
   const pieces = ['/', '//', '.', '..', '%2e', '%2E', '%2f', '%5c', '%25', '%00', '%41', '%7e', '%c3%a9', '%ff', '%', ';', '\\', 'a', 'B', '~', '-',
     '_', '!', '$', '&', "'", '(', '*', '+', ',', '=', ':', '@', ' ', '"', '|', '^', '`', '{', 'é', '\u0000', '?', '#'];
   let seed = 42;
@@ -71,7 +68,7 @@ test('fuzz: every accepted target is forwarded exactly as matched (reply-from bu
     accepted++;
     assert.equal(normalizeTarget(n.path)?.path, n.path, `idempotent: ${JSON.stringify(t)}`);
     assert.ok(!n.path.split('/').some((s) => s === '.' || s === '..'), t);
-    const url = buildURL(`http://upstream.test:8080${n.path}`);
+    const url = new URL(`http://upstream.test:8080${n.path}`);
     assert.equal(url.pathname, n.path, `forwarded path differs for ${JSON.stringify(t)}`);
     assert.equal(url.host, 'upstream.test:8080');
   }
