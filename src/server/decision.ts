@@ -17,7 +17,7 @@ import { GatewayError } from '../errors.js';
 import { decide, newContext } from '../pipeline/run.js';
 import { addressMatcher, type AddressMatcher } from '../config/address-matcher.js';
 import type { GatewayCore } from '../gateway.js';
-import type { RequestState } from './proxy.js';
+import { mountCatchAll, type RequestState } from './proxy.js';
 import { sendError, toGatewayError } from './error-response.js';
 import { clientScheme } from './forwarded.js';
 
@@ -133,13 +133,6 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     if (ctx.dpopNonce) reply.header('dpop-nonce', ctx.dpopNonce); // RFC 9449 §8.2, for the front proxy to relay
     return reply.code(200).send();
   };
-  app.all('*', handler);
-  app.all('/', handler);
-  app.setNotFoundHandler(handler);
-  app.addHook('onResponse', (req, reply, done) => {
-    const st = req.tokengate;
-    if (st) core.recordRequest(st, reply.statusCode);
-    done();
-  });
+  mountCatchAll(app, core, handler);
   return app;
 }

@@ -191,14 +191,26 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
       responseHeaders: ctx.dpopNonce ? { 'dpop-nonce': ctx.dpopNonce } : null,
     }, state);
   };
+  mountCatchAll(app, core, handler);
+  return app;
+}
+
+/**
+ * Sends every request, whatever its method and path, to `handler` (Fastify's router only
+ * dispatches; the pipeline decides), and records one access line per finished request.
+ * Shared by the proxy and the decision listener.
+ */
+export function mountCatchAll(
+  app: FastifyInstance,
+  core: GatewayCore,
+  handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>,
+): void {
   app.all('*', handler);
   app.all('/', handler);
   app.setNotFoundHandler(handler);
-
   app.addHook('onResponse', (req, reply, done) => {
     const st = req.tokengate;
     if (st) core.recordRequest(st, reply.statusCode);
     done();
   });
-  return app;
 }
