@@ -13,6 +13,18 @@ export const HOP_BY_HOP = new Set([
   'transfer-encoding', 'upgrade', 'http2-settings',
 ]);
 
+/**
+ * Headers some upstream stacks read to override the request's path or method (IIS and
+ * Symfony's `X-Original-URL` / `X-Rewrite-URL`, nginx's `X-Original-URI`, the
+ * `X-HTTP-Method-Override` family, `X-Forwarded-Uri`/`-Prefix`): a client sending them
+ * could reach another path or method than the one the route authorized. Never forwarded.
+ */
+export const OVERRIDE_HEADERS = new Set([
+  'x-original-url', 'x-original-uri', 'x-rewrite-url', 'x-original-method',
+  'x-http-method-override', 'x-http-method', 'x-method-override',
+  'x-forwarded-uri', 'x-forwarded-method', 'x-forwarded-prefix', 'x-forwarded-path',
+]);
+
 // Control characters (C0, DEL, C1) would split or corrupt a header (RFC 9110 §5.5).
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -96,6 +108,10 @@ export function upstreamHeaders(
     if (untrustedCertHeader !== undefined && canon === untrustedCertHeader) continue;
     if (config.identityHeaders.has(canon) || (prefix !== '' && canon.startsWith(prefix))) continue;
     if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon.startsWith('x-forwarded-'))) continue;
+    if (OVERRIDE_HEADERS.has(canon)) continue;
+    // Other X-Forwarded-* (port, server, ...) describe the client's request only when a trusted front proxy set
+    // them; the client-certificate header (XFCC) was vetted above, per peer.
+    if (!config.server.trustProxy && canon.startsWith('x-forwarded-') && canon !== config.clientCert.header) continue;
     if (Object.prototype.hasOwnProperty.call(out, name)) continue; // never replace a header the gateway set
     out[name] = v;
   }
