@@ -10,7 +10,7 @@ import { IDP_CLIENT, IDP_RESOURCES, startIdp, type TestIdp } from '../helpers/id
 import { startMockIntrospection, type MockIntrospection } from '../helpers/mock-introspection.js';
 import { startRelay, type Relay } from '../helpers/relay.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startGateway } from '../helpers/gateway.js';
 
 let idp: TestIdp; let relay: Relay; let echo: MockIntrospection; let up: EchoUpstream;
 before(async () => {
