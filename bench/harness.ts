@@ -21,7 +21,7 @@ const AUDIENCE = 'bench-api';
 
 /** Every scenario name, in run order (`BENCH_SCENARIOS` filters by substring). */
 export const SCENARIOS = [
-  'upstream-direct', 'none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-rs256-tampered',
+  'upstream-direct', 'none', 'none-bearer', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-rs256-tampered',
   'introspection-warm', 'kid-flood', 'memory',
 ] as const;
 /** A scenario name. */
@@ -328,6 +328,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const ed = signToken(k.EdDSA, claims);
     const gatewayPlans = (g: GatewayChild, variant: Plan['variant'], skip: string | undefined): Plan[] => [
       { name: 'none', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: {} },
+      // The same request bytes as jwt-rs256 on the mode:none route: separates the cost of
+      // carrying an ~800-byte token from the cost of checking it.
+      { name: 'none-bearer', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: bearer(rs) },
       { name: 'jwt-rs256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs) },
       { name: 'jwt-es256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(es) },
       { name: 'jwt-eddsa', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(ed) },
