@@ -39,12 +39,23 @@ function single(raw: readonly string[], lname: string): string | null {
   return found;
 }
 
+function countHost(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') n++;
+  return n;
+}
+
+function bad(): never {
+  throw new GatewayError('bad_request');
+}
+
 /**
  * The request a decision call describes. The `X-Forwarded-*` set wins over nginx's
  * `X-Original-*` set; the sets are never mixed. Without a forwarded method the decision
  * request's own method is used (Envoy ext_authz keeps the original method); without a
  * `X-Forwarded-Host`, the decision request's own `Host` is used.
- * A described URI that is absent, repeated or not origin-form is 400.
+ * A described URI that is absent, repeated or not origin-form is 400, and so are two
+ * `Host` headers when no `X-Forwarded-Host` names the host.
  */
 export function describedRequest(method: string, host: string | undefined, raw: readonly string[]): { method: string; target: string; host: string | undefined } {
   const fUri = single(raw, 'x-forwarded-uri');
@@ -52,7 +63,8 @@ export function describedRequest(method: string, host: string | undefined, raw: 
   const target = fUri ?? oUri;
   if (target === null || !target.startsWith('/')) throw new GatewayError('missing_forwarded_uri');
   const m = fUri !== null ? single(raw, 'x-forwarded-method') : single(raw, 'x-original-method');
-  const h = single(raw, 'x-forwarded-host') ?? host;
+  // RFC 9112 §3.2: a request with two Host headers is ambiguous (the proxy refuses it too).
+  const h = single(raw, 'x-forwarded-host') ?? (countHost(raw) > 1 ? bad() : host);
   return { method: m === null ? method : m.trim().toUpperCase(), target, host: h };
 }
 

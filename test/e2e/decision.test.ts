@@ -183,4 +183,7 @@ test('units: peer matcher (IPv4, IPv6, mapped) and described request', () => {
   assert.equal(m(undefined), false);
   assert.deepEqual(describedRequest('GET', 'h', ['X-Forwarded-Uri', '/a', 'X-Forwarded-Method', 'post']), { method: 'POST', target: '/a', host: 'h' });
   assert.throws(() => describedRequest('GET', 'h', ['X-Forwarded-Uri', '/a', 'x-forwarded-uri', '/b']), /X-Forwarded-Uri or X-Original-URI is required/);
+  // Two Host headers and no X-Forwarded-Host: which host was meant is ambiguous (RFC 9112 §3.2).
+  assert.throws(() => describedRequest('GET', 'a', ['Host', 'a', 'X-Forwarded-Uri', '/a', 'Host', 'b']), /The request is malformed/);
+  assert.deepEqual(describedRequest('GET', 'a', ['Host', 'a', 'X-Forwarded-Uri', '/a', 'Host', 'b', 'X-Forwarded-Host', 'c']).host, 'c');
 });
