@@ -79,8 +79,11 @@ export class IssuerRuntime {
         events: {
           onFetch: (result, reason) => {
             metrics.jwksFetches.labels(config.id, result).inc();
-            if (result === 'failure') jwksLog.warn({ reason }, 'JWKS fetch failed');
-            else jwksLog.debug('JWKS fetched');
+            if (result === 'failure') {
+              jwksLog.warn({ reason }, 'JWKS fetch failed');
+              // The IdP may have moved its keys: the next attempt (after the cooldown) discovers again.
+              if (config.discovery) this.metadata = null;
+            } else jwksLog.debug('JWKS fetched');
           },
         },
       })
