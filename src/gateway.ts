@@ -47,6 +47,9 @@ export class IssuerRuntime {
   /** RFC 7662 introspection (cached), when the issuer has an `introspection` block. */
   readonly introspection: Introspector | null;
   private metadata: Promise<IssuerMetadata> | null = null;
+  /** When the kept discovery attempt failed (null: it did not, or none is kept). */
+  private metadataFailedAt: number | null = null;
+  private readonly clock: () => number;
 
   /** Outbound http allow-list (`server.allowInsecureHttpHosts`) this runtime fetches under. */
   readonly allowInsecureHttpHosts: readonly string[];
@@ -61,6 +64,7 @@ export class IssuerRuntime {
     allowInsecureHttpHosts: readonly string[] = LOOPBACK_HOSTS, redis: () => Redis | null = () => null,
   ) {
     this.config = config;
+    this.clock = now;
     this.allowInsecureHttpHosts = allowInsecureHttpHosts;
     this.fingerprint = IssuerRuntime.fingerprintOf(config, allowInsecureHttpHosts);
     const jwksLog = log.child({ issuer: config.id });
@@ -128,14 +132,20 @@ export class IssuerRuntime {
     });
   }
 
-  /** Discovery metadata, fetched once; a failed fetch is retried on the next call. */
+  /**
+   * Discovery metadata, fetched once and kept. A failed fetch is kept too, for
+   * `jwks.cooldownSec`: callers in that window get the same failure (→ 503) instead of each
+   * sending the IdP another request (introspection asks on every uncached token).
+   */
   discover(): Promise<IssuerMetadata> {
-    if (!this.metadata) {
-      this.metadata = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
+    if (!this.metadata || (this.metadataFailedAt !== null && this.clock() - this.metadataFailedAt >= this.config.jwks.cooldownSec * 1000)) {
+      this.metadataFailedAt = null;
+      const p = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
         discoveryOrigins: this.config.discoveryOrigins, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
       });
-      this.metadata.catch(() => {
-        this.metadata = null;
+      this.metadata = p;
+      p.catch(() => {
+        if (this.metadata === p) this.metadataFailedAt = this.clock();
       });
     }
     return this.metadata;

@@ -63,3 +63,41 @@ routes:
     await new Promise((r) => server.close(r));
   }
 });
+
+test('a failed discovery is kept for cooldownSec: callers in that window do not each ask the IdP', async () => {
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits++;
+    res.writeHead(500).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  let now = 1_000_000;
+  try {
+    const config = parseConfig(`
+issuers:
+  - id: idp
+    issuer: ${issuer}
+    discovery: true
+    jwks: { cooldownSec: 30 }
+    introspection: { clientId: gw, clientSecret: s }
+routes:
+  - id: r
+    match: { pathPrefix: /r }
+    upstream: http://127.0.0.1:1
+    auth: { mode: introspection }
+`, 'inline.yaml');
+    const rt = new IssuerRuntime(config.issuers[0], new Metrics(), pino({ level: 'silent' }), () => now, config.server.allowInsecureHttpHosts);
+    for (let i = 0; i < 5; i++) await assert.rejects(rt.discover());
+    assert.equal(hits, 1, 'one request to the IdP inside the cooldown');
+    now += 29_000;
+    await assert.rejects(rt.discover());
+    assert.equal(hits, 1);
+    now += 1_000;
+    await assert.rejects(rt.discover());
+    assert.equal(hits, 2, 'asked again once the cooldown has passed');
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
