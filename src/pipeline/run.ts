@@ -104,6 +104,10 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
 
   const auth = route.auth;
   if (auth.mode === 'none') {
+    // RFC 6750 §2.2-2.3 forms are refused on every route, public ones included: a token in a
+    // URL or a form is never used, and is not carried on to the upstream (or its logs) either.
+    if (target.search.length > 1 && hasAccessTokenParam(target.search.slice(1))) throw new GatewayError('token_in_query');
+    if (facts.formBody && hasAccessTokenParam(facts.formBody)) throw new GatewayError('token_in_body');
     note(ctx, 'auth', true, 'mode: none, no token required');
     return;
   }

@@ -1,7 +1,7 @@
 /**
  * Credential smuggling (RFC 6750 §2): one token, in the Authorization header only. Two
  * Authorization headers, a token in the query string or in a form body are 400
- * invalid_request and never used; the scheme is case-insensitive; another scheme is no
+ * invalid_request and never used (on public `mode: none` routes too); the scheme is case-insensitive; another scheme is no
  * bearer credential at all.
  */
 import { after, before, test } from 'node:test';
@@ -17,6 +17,10 @@ before(async () => {
     match: { pathPrefix: /api }
     upstream: ${up.url}
     auth: { mode: jwt }
+  - id: open
+    match: { pathPrefix: /open }
+    upstream: ${up.url}
+    auth: { mode: none }
 `));
   token = await f.iss.sign();
 });
@@ -38,6 +42,16 @@ test('access_token in the query string: 400 token_in_query; with a header too: m
     await assertDenied(await f.get(`/api/x?${q}`), f.up, 400, CHALLENGE.request(DESC.token_in_query), 'invalid_request', q.slice(0, 20));
   }
   await assertDenied(await f.bearer(`/api/x?access_token=${token}`, token), f.up, 400, CHALLENGE.request(DESC.multiple_credentials), 'invalid_request', 'header + query');
+});
+
+test('on a mode: none route too, a token in the query or a form body is refused, never carried upstream', async () => {
+  await assertDenied(await f.get(`/open/x?access_token=${token}`), f.up, 400, CHALLENGE.request(DESC.token_in_query), 'invalid_request', 'query, public route');
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+  await assertDenied(await f.get('/open/x', { method: 'POST', headers: form, body: `access_token=${token}` }), f.up, 400, CHALLENGE.request(DESC.token_in_body), 'invalid_request', 'form, public route');
+  const ok = await f.get('/open/x?a=1', { method: 'POST', headers: form, body: 'a=1' });
+  assert.equal(ok.status, 200);
+  await ok.text();
+  f.up.reset();
 });
 
 test('access_token in a form body: 400 token_in_body (also with a header); a form without it passes', async () => {
