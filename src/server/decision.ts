@@ -19,7 +19,7 @@ import { addressMatcher, type AddressMatcher } from '../config/address-matcher.j
 import type { GatewayCore } from '../gateway.js';
 import { mountCatchAll, type RequestState } from './proxy.js';
 import { sendError, toGatewayError } from './error-response.js';
-import { clientScheme } from './forwarded.js';
+import { clientScheme, countHeader } from './forwarded.js';
 
 /** A compiled `trustedProxies` list (the same matcher as `clientCert.trustedProxies`). */
 export type PeerMatcher = AddressMatcher;
@@ -37,12 +37,6 @@ function single(raw: readonly string[], lname: string): string | null {
     }
   }
   return found;
-}
-
-function countHost(raw: readonly string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') n++;
-  return n;
 }
 
 function bad(): never {
@@ -64,7 +58,7 @@ export function describedRequest(method: string, host: string | undefined, raw: 
   if (target === null || !target.startsWith('/')) throw new GatewayError('missing_forwarded_uri');
   const m = fUri !== null ? single(raw, 'x-forwarded-method') : single(raw, 'x-original-method');
   // RFC 9112 §3.2: a request with two Host headers is ambiguous (the proxy refuses it too).
-  const h = single(raw, 'x-forwarded-host') ?? (countHost(raw) > 1 ? bad() : host);
+  const h = single(raw, 'x-forwarded-host') ?? (countHeader(raw, 'host') > 1 ? bad() : host);
   return { method: m === null ? method : m.trim().toUpperCase(), target, host: h };
 }
 

@@ -1,7 +1,21 @@
 /**
- * Reading the client-facing scheme and host a front proxy reports (`X-Forwarded-Proto`,
- * `X-Forwarded-Host`), for DPoP `htu` checks (RFC 9449 §4.3) on every listener.
+ * What a client request says about itself, read the same way by every listener that
+ * serves clients (the proxy and WebSocket upgrades): the pipeline's {@link RequestFacts},
+ * the client-facing scheme and host a trusted front proxy reports (`X-Forwarded-Proto`,
+ * `X-Forwarded-Host`, for DPoP `htu`, RFC 9449 §4.3), and the `X-Forwarded-*` values sent
+ * upstream.
  */
+import type { IncomingMessage } from 'node:http';
+import type { CompiledConfig } from '../config/compile.js';
+import { GatewayError } from '../errors.js';
+import type { RequestFacts } from '../pipeline/run.js';
+
+/** How many times `name` (lower case) occurs in a raw header list. */
+export function countHeader(rawHeaders: readonly string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === name.length && rawHeaders[i].toLowerCase() === name) n++;
+  return n;
+}
 
 /** The first entry of a (possibly comma-joined) forwarded header, trimmed: the client-facing value. */
 export function firstValue(v: string | string[] | undefined): string | undefined {
@@ -17,4 +31,41 @@ export function firstValue(v: string | string[] | undefined): string | undefined
  */
 export function clientScheme(trusted: boolean, xfp: string | string[] | undefined): string {
   return (trusted && firstValue(xfp)?.toLowerCase()) || 'http';
+}
+
+/**
+ * The pipeline's view of a client request. RFC 9112 §3.2: an HTTP/1.1 request without
+ * Host, or with more than one (a front proxy may have routed on the other), is a 400.
+ */
+export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string): RequestFacts {
+  const hosts = countHeader(req.rawHeaders, 'host');
+  if (hosts > 1 || (hosts === 0 && req.httpVersion === '1.1')) throw new GatewayError('bad_request');
+  const trust = config.server.trustProxy;
+  return {
+    method: req.method as string,
+    target: req.url as string,
+    host: req.headers.host,
+    rawHeaders: req.rawHeaders,
+    scheme: clientScheme(trust, req.headers['x-forwarded-proto']),
+    authority: (trust && firstValue(req.headers['x-forwarded-host'])) || req.headers.host,
+    peer: req.socket.remoteAddress,
+    formBody,
+  };
+}
+
+/**
+ * The `X-Forwarded-For/-Proto/-Host` values sent upstream: the peer's own, or (with
+ * `server.trustProxy`) the front proxy's, appended to for `-For`.
+ */
+export function forwardedValues(config: CompiledConfig, req: IncomingMessage): { for: string; proto: string; host: string | undefined } {
+  const addr = req.socket.remoteAddress ?? '';
+  if (!config.server.trustProxy) return { for: addr, proto: 'http', host: req.headers.host };
+  const xff = req.headers['x-forwarded-for'];
+  const xfp = req.headers['x-forwarded-proto'];
+  const xfh = req.headers['x-forwarded-host'];
+  return {
+    for: typeof xff === 'string' ? `${xff}, ${addr}` : addr,
+    proto: typeof xfp === 'string' ? xfp : 'http',
+    host: typeof xfh === 'string' ? xfh : req.headers.host,
+  };
 }

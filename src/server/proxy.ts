@@ -16,7 +16,7 @@ import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
 import type { Metrics } from '../metrics.js';
 import { sendError, toGatewayError, writeRawError } from './error-response.js';
-import { clientScheme, firstValue } from './forwarded.js';
+import { clientFacts, forwardedValues } from './forwarded.js';
 import { UpstreamPool, type ForwardObserver } from './forward.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
@@ -62,13 +62,6 @@ const FORM = 'application/x-www-form-urlencoded';
 function hasBody(raw: IncomingMessage): boolean {
   const cl = raw.headers['content-length'];
   return raw.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
-}
-
-/** How many times `name` (lower case) occurs in a raw header list. */
-function countHeader(rawHeaders: readonly string[], name: string): number {
-  let n = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === name.length && rawHeaders[i].toLowerCase() === name) n++;
-  return n;
 }
 
 /** Builds (does not start) the proxy Fastify instance. */
@@ -136,23 +129,9 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     req.tokengate = state;
     const raw = req.raw;
     const ct = raw.headers['content-type'];
-    const peer = raw.socket.remoteAddress;
-    const trust = config.server.trustProxy;
     try {
-      // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with more than one (a front proxy
-      // may have routed on the other one), is a 400.
-      const hosts = countHeader(raw.rawHeaders, 'host');
-      if (hosts > 1 || (hosts === 0 && raw.httpVersion === '1.1')) throw new GatewayError('bad_request');
-      await decide(config, {
-        method: raw.method as string,
-        target: raw.url as string,
-        host: raw.headers.host,
-        rawHeaders: raw.rawHeaders,
-        scheme: clientScheme(trust, raw.headers['x-forwarded-proto']),
-        authority: (trust && firstValue(raw.headers['x-forwarded-host'])) || raw.headers.host,
-        peer,
-        formBody: typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined,
-      }, core.verifiers, ctx);
+      const form = typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined;
+      await decide(config, clientFacts(config, raw, form), core.verifiers, ctx);
     } catch (e) {
       state.error = toGatewayError(e);
       core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
@@ -160,14 +139,8 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     }
     core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
     const route = ctx.route!;
-    const sock = raw.socket;
-    const xff = raw.headers['x-forwarded-for'];
-    const certHeader = config.clientCert.trusted(peer) ? undefined : config.clientCert.header;
-    const headers = upstreamHeaders(config, route, raw.headers, ctx.headers, {
-      for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
-      proto: trust && typeof raw.headers['x-forwarded-proto'] === 'string' ? raw.headers['x-forwarded-proto'] : 'http',
-      host: trust && typeof raw.headers['x-forwarded-host'] === 'string' ? raw.headers['x-forwarded-host'] : raw.headers.host,
-    }, raw.headers.connection, certHeader);
+    const certHeader = config.clientCert.trusted(raw.socket.remoteAddress) ? undefined : config.clientCert.header;
+    const headers = upstreamHeaders(config, route, raw.headers, ctx.headers, forwardedValues(config, raw), raw.headers.connection, certHeader);
     headers.host = route.upstreamHost;
     // Node has already answered `Expect: 100-continue` (RFC 9110 §10.1.1); it is not forwarded.
     if (headers.expect !== undefined) delete headers.expect;

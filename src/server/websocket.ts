@@ -7,11 +7,10 @@
  * parsed, so extensions and subprotocols pass through and backpressure is TCP's).
  */
 import * as http from 'node:http';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../pipeline/mutate.js';
-import { clientScheme, firstValue } from './forwarded.js';
+import { clientFacts, forwardedValues } from './forwarded.js';
 import { decide, newContext } from '../pipeline/run.js';
 import type { GatewayCore } from '../gateway.js';
 import type { RequestState } from './proxy.js';
@@ -66,33 +65,16 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
       done(state, state.error.status);
     };
     void (async () => {
-      const peer = req.socket.remoteAddress;
-      await decide(config, {
-        method: req.method as string,
-        target: req.url as string,
-        host: req.headers.host,
-        rawHeaders: req.rawHeaders,
-        scheme: clientScheme(config.server.trustProxy, req.headers['x-forwarded-proto']),
-        authority: (config.server.trustProxy && firstValue(req.headers['x-forwarded-host'])) || req.headers.host,
-        peer,
-      }, core.verifiers, ctx);
+      await decide(config, clientFacts(config, req), core.verifiers, ctx);
       core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
       const route = ctx.route!;
       // Only `websocket: true` routes upgrade, and only to the WebSocket protocol (RFC 6455 §4.1).
       if (!route.websocket || String(req.headers.upgrade).toLowerCase() !== 'websocket' || req.method !== 'GET') {
         throw new GatewayError('upgrade_refused');
       }
-      const sock = req.socket as Socket;
-      // X-Forwarded-* exactly as the proxy sets them (believed from the peer only with trustProxy).
-      const trust = config.server.trustProxy;
-      const xff = req.headers['x-forwarded-for'];
-      const xfp = req.headers['x-forwarded-proto'];
-      const xfh = req.headers['x-forwarded-host'];
-      const headers = upstreamHeaders(config, route, req.headers, ctx.headers, {
-        for: trust && typeof xff === 'string' ? `${xff}, ${sock.remoteAddress ?? ''}` : sock.remoteAddress ?? '',
-        proto: trust && typeof xfp === 'string' ? xfp : 'http',
-        host: trust && typeof xfh === 'string' ? xfh : req.headers.host,
-      }, req.headers.connection, config.clientCert.trusted(peer) ? undefined : config.clientCert.header);
+      // Headers exactly as the proxy sends them.
+      const certHeader = config.clientCert.trusted(req.socket.remoteAddress) ? undefined : config.clientCert.header;
+      const headers = upstreamHeaders(config, route, req.headers, ctx.headers, forwardedValues(config, req), req.headers.connection, certHeader);
       headers.host = route.upstreamHost;
       // RFC 9110 §7.8: hop-by-hop Upgrade/Connection were stripped; set them for this hop.
       headers.connection = 'Upgrade';

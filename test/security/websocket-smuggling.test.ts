@@ -5,7 +5,7 @@
  *    tunnel open (requests written after it would reach the upstream unchecked);
  *  - non-WebSocket upgrades (h2c), non-GET upgrades and upgrades on plain routes are refused;
  *  - a client's `Connection:` header cannot remove the identity headers the gateway sets;
- *  - two Authorization headers on an upgrade are refused like on any request.
+ *  - two Authorization headers, or two Host headers, on an upgrade are refused like on any request.
  * Raw sockets on loopback; the upstream records every request it sees.
  */
 import { after, before, test } from 'node:test';
@@ -118,4 +118,12 @@ test('Connection: cannot strip the identity headers; forged ones never pass; two
   assert.match(two, /^HTTP\/1\.1 400 /);
   assert.match(two, /error="invalid_request"/);
   assert.deepEqual(seen, []);
+});
+
+test('an upgrade with two Host headers is refused like any request (RFC 9112 §3.2)', async () => {
+  seen.length = 0;
+  const out = await exchange(`GET /open/x HTTP/1.1\r\nHost: x\r\nHost: y\r\n${UPGRADE}\r\n`);
+  assert.match(out, /^HTTP\/1\.1 400 /);
+  assert.match(out, /"bad_request"/);
+  assert.deepEqual(seen, [], 'nothing reached the upstream');
 });
