@@ -179,6 +179,9 @@ function dedupe(errors: ErrorObject[]): ErrorObject[] {
   return out;
 }
 
+/** Keys whose values are never echoed in a config error. */
+const SECRET_KEY = /secret|password|passwd|token|^url$/i;
+
 function describeAjvError(
   err: ErrorObject,
   doc: Document,
@@ -186,7 +189,10 @@ function describeAjvError(
   lineOf: (n: Node | null) => number,
 ): ConfigProblem {
   const segs = pointerToSegs(err.instancePath);
-  const got = (v: unknown) => ` (got ${JSON.stringify(v)?.slice(0, 80)})`;
+  // Echo the offending value, except where it may be a credential (a secret, or a URL that
+  // can carry a password): config errors are printed and logged.
+  const last = segs.length ? String(segs[segs.length - 1]) : '';
+  const got = SECRET_KEY.test(last) ? () => '' : (v: unknown) => ` (got ${JSON.stringify(v)?.slice(0, 80)})`;
   let message: string;
   let at = segs;
   switch (err.keyword) {
