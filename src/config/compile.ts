@@ -74,6 +74,8 @@ export interface CompiledConfig {
   server: Config['server'];
   admin: Config['admin'];
   decision: Config['decision'] | null;
+  /** `decision.trustedProxies`, compiled; null without a decision block. */
+  decisionTrusted: AddressMatcher | null;
   issuers: ReadonlyMap<string, IssuerConfig>;
   routes: readonly CompiledRoute[];
   /** Canonical (lower-case, `_`→`-`) names of every header any route may set. */
@@ -157,6 +159,7 @@ export function compileConfig(config: Config): CompiledConfig {
     server: config.server,
     admin: config.admin,
     decision: config.decision ?? null,
+    decisionTrusted: config.decision ? addressMatcher(config.decision.trustedProxies) : null,
     issuers: new Map(config.issuers.map((i) => [i.id, i])),
     routes: Object.freeze(routes),
     identityHeaders,

@@ -12,7 +12,6 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { CompiledConfig } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
 import { decide, newContext } from '../pipeline/run.js';
 import { addressMatcher, type AddressMatcher } from '../config/address-matcher.js';
@@ -62,21 +61,6 @@ export function describedRequest(method: string, host: string | undefined, raw: 
   return { method: m === null ? method : m.trim().toUpperCase(), target, host: h };
 }
 
-const matchers = new WeakMap<object, PeerMatcher>();
-
-/** The matcher for the config's `decision.trustedProxies`, compiled once per config. */
-function trusted(config: CompiledConfig, fallback: CompiledConfig): PeerMatcher {
-  // A reload that removes the `decision` block cannot stop the listener: keep the list it started with.
-  const d = config.decision ?? fallback.decision;
-  if (!d) return () => false;
-  let m = matchers.get(d);
-  if (!m) {
-    m = peerMatcher(d.trustedProxies);
-    matchers.set(d, m);
-  }
-  return m;
-}
-
 /** Builds (does not start) the decision Fastify instance. */
 export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstance {
   const started = core.config;
@@ -117,7 +101,9 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     req.tokengate = state;
     const raw = req.raw;
     try {
-      if (!trusted(config, started)(raw.socket.remoteAddress)) throw new GatewayError('untrusted_peer');
+      // A reload that removes the `decision` block cannot stop the listener: keep the list it started with.
+      const trusted = config.decisionTrusted ?? started.decisionTrusted;
+      if (!trusted || !trusted(raw.socket.remoteAddress)) throw new GatewayError('untrusted_peer');
       const described = describedRequest(raw.method as string, raw.headers.host, raw.rawHeaders);
       // DPoP htu (RFC 9449 §4.3) is the described request's URI: its scheme from
       // X-Forwarded-Proto (the peer is trusted), its host as described; the peer is the
