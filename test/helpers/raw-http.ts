@@ -10,7 +10,7 @@ import * as net from 'node:net';
 /** One parsed response. */
 export interface RawResponse {
   status: number;
-  /** Lower-cased header names; the last value wins. */
+  /** Lower-cased header names; duplicates joined with ', '. */
   headers: Record<string, string>;
   body: string;
 }
@@ -42,7 +42,10 @@ export function parseResponses(raw: string): RawResponse[] {
     const headers: Record<string, string> = {};
     for (const l of lines.slice(1)) {
       const c = l.indexOf(':');
-      if (c > 0) headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
+      if (c <= 0) continue;
+      const name = l.slice(0, c).trim().toLowerCase();
+      const value = l.slice(c + 1).trim();
+      headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
     }
     let body = '';
     let after = rest.slice(end + 4);
