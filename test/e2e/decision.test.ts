@@ -10,6 +10,7 @@ import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { describedRequest, peerMatcher } from '../../src/server/decision.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;
 const SCOPE_CHALLENGE = 'Bearer realm="tokengate", error="insufficient_scope", error_description="The access token lacks a required scope", scope="orders:read"';
@@ -20,12 +21,7 @@ before(async () => {
   gw = await startGateway(`
 decision:
   trustedProxies: [127.0.0.1/32, "::1"]
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
   - id: pub
     match: { pathPrefix: /pub }
     upstream: ${up.url}

@@ -13,6 +13,7 @@ import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange } from '../helpers/raw-http.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer;
 let up: EchoUpstream;
@@ -46,12 +47,7 @@ server:
   upstreamTimeoutMs: 400
   keepAliveTimeoutMs: 300
   upstreamConnections: 2
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
   - id: orders
     match: { pathPrefix: /orders }
     upstream: ${up.url}

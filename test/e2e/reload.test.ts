@@ -18,6 +18,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { installReload, restartOnlyChanges } from '../../src/reload.js';
 import { parseConfig } from '../../src/config/load.js';
 import { compileConfig } from '../../src/config/compile.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer; let up: EchoUpstream;
 before(async () => {
@@ -31,12 +32,7 @@ function yaml(extra: number[], opts: { gone?: boolean } = {}): string {
   return `
 server: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
 ${opts.gone ? '' : `  - id: slow
     match: { pathPrefix: /slow }
     upstream: ${up.url}

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer; let wss: WebSocketServer; let gw: TestGateway; let wsBase = '';
 const upgrades: IncomingMessage[] = [];
@@ -25,12 +26,7 @@ before(async () => {
   });
   const upstream = `http://127.0.0.1:${(wss.address() as AddressInfo).port}`;
   gw = await startGateway(`
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
   - id: chat
     match: { pathPrefix: /chat }
     upstream: ${upstream}

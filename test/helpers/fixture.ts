@@ -56,16 +56,23 @@ export async function startFixture(
   };
 }
 
-/** A minimal config: issuer `a` (mock issuer, audience `api`) and the given routes YAML. */
-export function oneIssuer(iss: MockIssuer, routes: string, issuerExtra = ''): string {
-  return `
-issuers:
+/**
+ * The `issuers:` block (with its trailing newline) for one mock issuer: id `a`, its JWKS,
+ * audience `api`; `extra` is appended as further YAML lines of that issuer.
+ */
+export function issuerYaml(iss: MockIssuer, extra = ''): string {
+  return `issuers:
   - id: a
     issuer: ${iss.issuer}
     jwksUri: ${iss.jwksUri}
-    audiences: [api]
-    jwks: { cooldownSec: 1 }${issuerExtra}
-routes:
+    audiences: [api]${extra}
+`;
+}
+
+/** A minimal config: issuer `a` (mock issuer, audience `api`, 1 s JWKS cooldown) and the given routes YAML. */
+export function oneIssuer(iss: MockIssuer, routes: string, issuerExtra = ''): string {
+  return `
+${issuerYaml(iss, `\n    jwks: { cooldownSec: 1 }${issuerExtra}`)}routes:
 ${routes}`;
 }
 

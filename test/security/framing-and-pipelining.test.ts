@@ -15,6 +15,7 @@ import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange, type RawExchange } from '../helpers/raw-http.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer;
 let up: EchoUpstream;
@@ -26,12 +27,7 @@ before(async () => {
   iss = await startMockIssuer();
   up = await startUpstream();
   gw = await startGateway(`
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
   - id: orders
     match: { pathPrefix: /orders }
     upstream: ${up.url}

@@ -7,17 +7,12 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertDenied, CHALLENGE, DESC, signRaw, startFixture, testClock, type Fixture, type TestClock } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, signRaw, startFixture, testClock, type Fixture, type TestClock, issuerYaml } from '../helpers/fixture.js';
 
 async function start(jwks: string): Promise<Fixture & { clock: TestClock }> {
   const clock = testClock();
   const f = await startFixture((iss, up) => `
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-    clockToleranceSec: 0
+${issuerYaml(iss)}    clockToleranceSec: 0
     jwks: ${jwks}
 routes:
   - id: api

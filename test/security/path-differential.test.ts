@@ -21,6 +21,7 @@ import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange, rawGet } from '../helpers/raw-http.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 const RUNS = Number(process.env.FC_RUNS ?? 300);
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
@@ -139,12 +140,7 @@ before(async () => {
     stripPrefix: ${r.strip}
     auth: ${r.protected ? '{ mode: jwt }' : '{ mode: none }'}`).join('');
   gw = await startGateway(`
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:${routeYaml}
+${issuerYaml(iss)}routes:${routeYaml}
 `);
   await gw.ready();
   token = await iss.sign({ claims: { exp: Math.floor(Date.now() / 1000) + 3600 } });

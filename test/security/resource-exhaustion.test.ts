@@ -15,6 +15,7 @@ import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange } from '../helpers/raw-http.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 /** Upload size for the streaming test (UPLOAD_MB overrides; about 2 s on loopback). */
 const UPLOAD_MB = Number(process.env.UPLOAD_MB ?? 1024);
@@ -44,12 +45,7 @@ before(async () => {
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
   const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
   const rest = `
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
   - id: orders
     match: { pathPrefix: /orders }
     upstream: ${up.url}

@@ -21,6 +21,7 @@ import fc from 'fast-check';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 const RUNS = Number(process.env.FC_RUNS ?? 200);
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
@@ -37,12 +38,7 @@ before(async () => {
   up = await startUpstream();
   gw = await startGateway(`
 server: { maxTokenBytes: 65536, maxHeaderBytes: 131072, tokenCacheSize: 0 }
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
   - id: orders
     match: { pathPrefix: /orders }
     upstream: ${up.url}

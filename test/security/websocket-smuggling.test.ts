@@ -14,6 +14,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer; let gw: TestGateway; let upstream: http.Server;
 const seen: Array<{ url: string; headers: http.IncomingHttpHeaders }> = [];
@@ -32,12 +33,7 @@ before(async () => {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`;
   gw = await startGateway(`
-issuers:
-  - id: a
-    issuer: ${iss.issuer}
-    jwksUri: ${iss.jwksUri}
-    audiences: [api]
-routes:
+${issuerYaml(iss)}routes:
   - id: open-ws
     match: { pathPrefix: /open }
     upstream: ${url}
