@@ -9,7 +9,7 @@
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled } from './config/index.js';
+import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled, type CompiledConfig } from './config/index.js';
 import { runPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
@@ -80,19 +80,24 @@ function check(file: string | undefined): number {
   }
 }
 
+/** Loads `file`; on config errors prints each as `file:line key.path why` and returns null. */
+function loadOrReport(file: string): CompiledConfig | null {
+  try {
+    return loadCompiled(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    for (const p of e.problems) console.error(formatProblem(p));
+    return null;
+  }
+}
+
 async function explainCmd(file: string | undefined, opts: { method?: string; url?: string; token?: string; header?: string[] }): Promise<number> {
   if (!file || typeof opts.url !== 'string') {
     console.error(`--config FILE and --url URL are required\n${USAGE}`);
     return 2;
   }
-  let config;
-  try {
-    config = loadCompiled(file);
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    for (const p of e.problems) console.error(formatProblem(p));
-    return 2;
-  }
+  const config = loadOrReport(file);
+  if (!config) return 2;
   const { explain } = await import('./explain.js');
   try {
     const result = await explain(config, { method: opts.method ?? 'GET', url: opts.url, token: opts.token, headers: opts.header });
@@ -109,14 +114,8 @@ async function run(file: string | undefined): Promise<number> {
     console.error(`--config FILE (or TOKENGATE_CONFIG) is required\n${USAGE}`);
     return 2;
   }
-  let config;
-  try {
-    config = loadCompiled(file);
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    for (const p of e.problems) console.error(formatProblem(p));
-    return 1;
-  }
+  const config = loadOrReport(file);
+  if (!config) return 1;
   // server.workers > 1: this process becomes the cluster primary (src/cluster.ts).
   if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config);
   const gw = cluster.isWorker
