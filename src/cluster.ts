@@ -17,6 +17,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { CompiledConfig } from './config/compile.js';
 import type { Gateway } from './gateway.js';
 import { createLogger } from './logger.js';
+import { BatchedLineWriter } from './log-sink.js';
 
 const READINESS_REQ = 'tokengate:readiness?';
 const READINESS_RES = 'tokengate:readiness';
@@ -32,7 +33,7 @@ export function workerCount(config: CompiledConfig): number {
  * workers' lines never interleave on a shared pipe (POSIX: writes up to PIPE_BUF are atomic).
  */
 export function workerLogger(level: string): pino.Logger {
-  return createLogger(level, pino.destination({ dest: 1, sync: false, maxWrite: 4096 }));
+  return createLogger(level, new BatchedLineWriter({ maxBatchBytes: 4096 }));
 }
 
 /** In a worker: answer the primary's readiness questions and expose the registry for aggregation. */

@@ -13,7 +13,7 @@ import { LOOPBACK_HOSTS } from './idp/http.js';
 import { JwksCache } from './idp/jwks-cache.js';
 import { IntrospectionFailure } from './idp/introspection-client.js';
 import { Introspector } from './idp/introspector.js';
-import { createLogger } from './logger.js';
+import { AccessLog, createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { JwtVerifier, type KeySource } from './pipeline/verify-jwt.js';
 import { IntrospectionVerifier } from './pipeline/verify-introspection.js';
@@ -166,6 +166,8 @@ export class Gateway implements GatewayCore {
   config: CompiledConfig;
   readonly metrics = new Metrics();
   readonly logger: Logger;
+  /** One line per finished request, built without pino's generic serializer (src/logger.ts). */
+  private readonly access: AccessLog;
   readonly verifiers: Verifiers;
   readonly issuers = new Map<string, IssuerRuntime>();
   proxy: FastifyInstance | null = null;
@@ -188,6 +190,7 @@ export class Gateway implements GatewayCore {
     this.now = opts.now ?? Date.now;
     this.serveAdmin = opts.admin ?? true;
     this.logger = opts.logger ?? createLogger(config.server.logLevel);
+    this.access = new AccessLog(this.logger);
     const keys: KeySource = {
       getKey: (issuerId, kid, alg) => {
         const jwks = this.issuers.get(issuerId)?.jwks;
@@ -305,10 +308,10 @@ export class Gateway implements GatewayCore {
     const reason = err === null ? 'ok' : err.reason;
     this.metrics.countRequest(route, outcome, reason);
     const p = state.ctx.principal;
-    this.logger.info({
+    this.access.write({
       route, status, ms: Math.round((performance.now() - state.start) * 100) / 100,
       sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
-    }, 'access');
+    });
   }
 
   /** Swaps in a new compiled config (already validated); keeps unchanged issuers' caches. */

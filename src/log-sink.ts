@@ -1,0 +1,118 @@
+/**
+ * Where log lines go: stdout, written in batches.
+ *
+ * One access line per request is the SPEC; writing each line on its own costs a system
+ * call (or a thread-pool round trip) per request, which measured as the largest single
+ * cost of a proxied request (`npm run bench`, README Performance). Lines are gathered and
+ * written together when a batch is full or, at the latest, `intervalMs` after the first
+ * line of a batch, and at exit. A batch is made of whole lines and at most `maxBatchBytes`
+ * bytes, so with `maxBatchBytes` ≤ 4096 (PIPE_BUF) several processes writing to one pipe
+ * never interleave inside a line.
+ *
+ * Writes are synchronous, like pino's default destination. If the descriptor is
+ * non-blocking and full (EAGAIN), the rest is written asynchronously and later batches
+ * queue behind it, in order; the event loop is never put to sleep.
+ */
+import { write as writeAsync, writeSync } from 'node:fs';
+
+/** Options of a {@link BatchedLineWriter}. */
+export interface LineWriterOptions {
+  /** File descriptor (default 1, stdout). */
+  fd?: number;
+  /** Largest batch in bytes; a single longer line is written alone. Default 16384. */
+  maxBatchBytes?: number;
+  /** Longest time a line waits in a batch. Default 100 ms. */
+  intervalMs?: number;
+}
+
+/** A pino destination that writes whole lines in batches (see the module comment). */
+export class BatchedLineWriter {
+  private readonly fd: number;
+  private readonly maxBatchBytes: number;
+  private readonly intervalMs: number;
+  private lines: string[] = [];
+  private bytes = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** Batches waiting behind an asynchronous write (after EAGAIN), oldest first. */
+  private readonly queued: Buffer[] = [];
+  private asyncWriting = false;
+  private readonly flushBound = (): void => this.flush();
+  /** At exit: whatever is gathered or queued, synchronously (an asynchronous write cannot finish any more). */
+  private readonly flushAtExit = (): void => {
+    this.flush();
+    for (const b of this.queued.splice(0)) {
+      try { writeSync(this.fd, b); } catch { return; }
+    }
+  };
+
+  constructor(opts: LineWriterOptions = {}) {
+    this.fd = opts.fd ?? 1;
+    this.maxBatchBytes = opts.maxBatchBytes ?? 16384;
+    this.intervalMs = opts.intervalMs ?? 100;
+    process.once('exit', this.flushAtExit);
+  }
+
+  /** Adds one line (pino passes each line with its newline). */
+  write(line: string): boolean {
+    const n = Buffer.byteLength(line);
+    if (this.bytes + n > this.maxBatchBytes && this.bytes > 0) this.flush();
+    this.lines.push(line);
+    this.bytes += n;
+    if (this.bytes >= this.maxBatchBytes) this.flush();
+    else if (this.timer === null) {
+      this.timer = setTimeout(this.flushBound, this.intervalMs);
+      this.timer.unref();
+    }
+    return true;
+  }
+
+  /** Writes what is gathered now (pino calls this on `logger.flush()`). */
+  flush(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.bytes === 0) return;
+    const batch = Buffer.from(this.lines.length === 1 ? this.lines[0] : this.lines.join(''));
+    this.lines = [];
+    this.bytes = 0;
+    if (this.asyncWriting) {
+      this.queued.push(batch);
+      return;
+    }
+    this.writeOut(batch);
+  }
+
+  /** Writes a batch synchronously; what the descriptor does not take now goes to the asynchronous queue. */
+  private writeOut(batch: Buffer): void {
+    let off = 0;
+    try {
+      while (off < batch.length) off += writeSync(this.fd, batch, off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return; // stdout closed: nothing to do
+      this.asyncWriting = true;
+      this.queued.unshift(batch.subarray(off));
+      this.drainQueue();
+    }
+  }
+
+  /** Writes the queue asynchronously, oldest first; a full descriptor is retried 10 ms later. */
+  private drainQueue(): void {
+    const head = this.queued[0];
+    if (head === undefined) {
+      this.asyncWriting = false;
+      return;
+    }
+    writeAsync(this.fd, head, 0, head.length, null, (err, n) => {
+      if (err && err.code !== 'EAGAIN') {
+        this.queued.length = 0; // stdout closed
+        this.asyncWriting = false;
+        return;
+      }
+      if (err) return void setTimeout(() => this.drainQueue(), 10).unref();
+      if (n < head.length) this.queued[0] = head.subarray(n);
+      else this.queued.shift();
+      this.drainQueue();
+    });
+  }
+}

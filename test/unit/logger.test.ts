@@ -1,0 +1,129 @@
+/**
+ * Access lines are built from a template (src/logger.ts AccessLog) for speed; they must be
+ * exactly what pino itself writes for the same entry. And the batched stdout writer must
+ * write every line, whole, in order, within its interval, and never split a line across
+ * two writes.
+ */
+import { strict as assert } from 'node:assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import pino from 'pino';
+import { AccessLog, loggerOptions, type AccessEntry } from '../../src/logger.js';
+
+function capture(level: string): { logger: pino.Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = pino(loggerOptions(level), { write: (l: string) => void lines.push(l) });
+  return { logger, lines };
+}
+
+const entries: AccessEntry[] = [
+  { route: 'orders', status: 200, ms: 1.25, sub: 'alice', issuer: 'corp', outcome: 'allowed', reason: 'ok' },
+  { route: '(none)', status: 404, ms: 0.07, sub: undefined, issuer: undefined, outcome: 'denied', reason: 'no_route' },
+  // A subject from a token can hold anything: quotes, backslashes, control characters, non-ASCII, a fake field.
+  { route: 'r', status: 403, ms: 12, sub: 'a"b\\c\n\u0001\u2028é😀","level":"fatal', issuer: 'i', outcome: 'denied', reason: 'insufficient_scope' },
+  { route: 'r', status: 502, ms: 1000.5, sub: '', issuer: 'i', outcome: 'error', reason: 'upstream_unavailable' },
+];
+
+describe('AccessLog', () => {
+  for (const e of entries) {
+    it(`writes what pino writes (${e.status} ${e.reason})`, () => {
+      const ours = capture('info');
+      const theirs = capture('info');
+      // Same millisecond for both: pin the clock.
+      const realNow = Date.now;
+      const t = realNow();
+      Date.now = () => t;
+      try {
+        new AccessLog(ours.logger).write(e);
+        const { route, status, ms, sub, issuer, outcome, reason } = e;
+        theirs.logger.info({ route, status, ms, sub, issuer, outcome, reason }, 'access');
+      } finally {
+        Date.now = realNow;
+      }
+      assert.equal(ours.lines.length, 1);
+      assert.equal(ours.lines[0], theirs.lines[0]);
+      const parsed = JSON.parse(ours.lines[0]!) as Record<string, unknown>;
+      assert.equal(parsed.level, 'info');
+      assert.equal(parsed.sub, e.sub);
+      assert.equal(parsed.msg, 'access');
+    });
+  }
+
+  it('writes child bindings like pino does', () => {
+    const ours = capture('info');
+    const child = ours.logger.child({ role: 'worker' });
+    new AccessLog(child).write(entries[0]!);
+    assert.equal((JSON.parse(ours.lines[0]!) as { role: string }).role, 'worker');
+  });
+
+  it('writes nothing above info', () => {
+    const { logger, lines } = capture('warn');
+    new AccessLog(logger).write(entries[0]!);
+    assert.deepEqual(lines, []);
+  });
+});
+
+/** Runs a child process writing through BatchedLineWriter to a pipe; returns its stdout and what it timed. */
+function runWriter(body: string): { stdout: string; stderr: string } {
+  const script = `
+    import { BatchedLineWriter } from ${JSON.stringify(new URL('../../src/log-sink.ts', import.meta.url).href)};
+    ${body}
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return { stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('BatchedLineWriter', () => {
+  it('writes every line whole and in order, in batches no larger than maxBatchBytes', () => {
+    // strace is not available everywhere: count writes by wrapping fs.writeSync in the child.
+    const { stdout, stderr } = runWriter(`
+      import fs from 'node:fs';
+      import { syncBuiltinESMExports } from 'node:module';
+      const sizes = [];
+      const real = fs.writeSync;
+      fs.writeSync = (fd, buf, ...rest) => { if (fd === 1) sizes.push(buf.length - (rest[0] ?? 0)); return real(fd, buf, ...rest); };
+      syncBuiltinESMExports();
+      const w = new BatchedLineWriter({ maxBatchBytes: 4096 });
+      for (let i = 0; i < 2000; i++) w.write(JSON.stringify({ i, pad: 'x'.repeat(i % 97) }) + '\\n');
+      w.flush();
+      process.stderr.write(JSON.stringify(sizes));
+    `);
+    const lines = stdout.split('\n');
+    assert.equal(lines.pop(), '');
+    assert.equal(lines.length, 2000);
+    lines.forEach((l, i) => assert.equal((JSON.parse(l) as { i: number }).i, i));
+    const sizes = JSON.parse(stderr) as number[];
+    assert.ok(sizes.length > 10 && sizes.length < 200, `batched: ${sizes.length} writes for 2000 lines`);
+    assert.ok(sizes.every((n) => n <= 4096), `no write above 4096 bytes: ${Math.max(...sizes)}`);
+  });
+
+  it('writes a quiet line within the interval, without an explicit flush', async () => {
+    const script = `
+      import { BatchedLineWriter } from ${JSON.stringify(new URL('../../src/log-sink.ts', import.meta.url).href)};
+      const w = new BatchedLineWriter({ intervalMs: 50 });
+      process.stderr.write('written\\n');
+      w.write('one\\n');
+      setTimeout(() => {}, 1500); // stays alive well past the interval
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let writtenAt = 0;
+    child.stderr.on('data', (d: Buffer) => { if (d.toString().includes('written')) writtenAt = Date.now(); });
+    const arrived = await new Promise<{ at: number; text: string }>((resolve) => {
+      child.stdout.once('data', (d: Buffer) => resolve({ at: Date.now(), text: d.toString() }));
+      child.once('exit', () => resolve({ at: Date.now(), text: '(exited without output)' }));
+    });
+    child.kill();
+    assert.equal(arrived.text, 'one\n');
+    assert.ok(writtenAt > 0 && arrived.at - writtenAt < 1000, `out ${arrived.at - writtenAt} ms after the write, before the process ended`);
+  });
+
+  it('writes what is gathered when the process exits', () => {
+    const { stdout } = runWriter(`
+      const w = new BatchedLineWriter({ intervalMs: 60_000 });
+      w.write('a\\n'); w.write('b\\n');
+      process.exit(0);
+    `);
+    assert.equal(stdout, 'a\nb\n');
+  });
+});
