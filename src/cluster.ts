@@ -16,11 +16,73 @@ import pino from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import type { CompiledConfig } from './config/compile.js';
 import type { Gateway } from './gateway.js';
+import { GatewayError } from './errors.js';
+import { MemoryReplayStore, type ReplayStore } from './dpop/replay-store.js';
 import { createLogger } from './logger.js';
 import { BatchedLineWriter } from './log-sink.js';
 
 const READINESS_REQ = 'tokengate:readiness?';
 const READINESS_RES = 'tokengate:readiness';
+const REPLAY_REQ = 'tokengate:replay?';
+const REPLAY_RES = 'tokengate:replay';
+
+interface ReplayQuestion { type: typeof REPLAY_REQ; id: number; key: string; ttlMs: number }
+interface ReplayAnswer { type: typeof REPLAY_RES; id: number; fresh?: boolean; full?: boolean }
+
+/**
+ * `dpop.replayStore: memory` with several workers: the used proof ids live in the
+ * primary, and each worker asks it. A store per worker would let a proof be replayed once
+ * per worker (connections are spread over workers). The primary answers in message
+ * order, so two workers asking for one id at once get one `true`. No answer within
+ * `timeoutMs` fails closed (503), like an unreachable Redis.
+ */
+export class PrimaryReplayStore implements ReplayStore {
+  readonly kind = 'memory' as const;
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve(fresh: boolean): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+
+  constructor(private readonly timeoutMs = 1000) {
+    process.on('message', (m: ReplayAnswer) => {
+      if (m?.type !== REPLAY_RES) return;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      clearTimeout(p.timer);
+      if (m.full || typeof m.fresh !== 'boolean') p.reject(new GatewayError('replay_store_unavailable', { retryAfterSec: 1 }));
+      else p.resolve(m.fresh);
+    });
+  }
+
+  /** See {@link ReplayStore.remember}. */
+  remember(key: string, ttlMs: number): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const id = ++this.seq;
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new GatewayError('replay_store_unavailable', { retryAfterSec: 1 }));
+      }, this.timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      const q: ReplayQuestion = { type: REPLAY_REQ, id, key, ttlMs };
+      if (!process.send?.(q)) {
+        // No channel to the primary: the answer cannot be known.
+        this.pending.delete(id);
+        clearTimeout(timer);
+        reject(new GatewayError('replay_store_unavailable', { retryAfterSec: 1 }));
+      }
+    });
+  }
+}
+
+/** In the primary: answers the workers' replay questions from one in-memory store. */
+function serveReplayStore(w: Worker, store: MemoryReplayStore): void {
+  w.on('message', (m: ReplayQuestion) => {
+    if (m?.type !== REPLAY_REQ) return;
+    const answer = (a: Omit<ReplayAnswer, 'type' | 'id'>) => {
+      if (w.isConnected()) w.send({ type: REPLAY_RES, id: m.id, ...a } satisfies ReplayAnswer);
+    };
+    store.remember(String(m.key), Number(m.ttlMs)).then((fresh) => answer({ fresh }), () => answer({ full: true }));
+  });
+}
 
 /** How many workers `server.workers` asks for (0: one per available CPU). */
 export function workerCount(config: CompiledConfig): number {
@@ -56,12 +118,15 @@ export async function runPrimary(config: CompiledConfig): Promise<number> {
   const log = createLogger(config.server.logLevel).child({ role: 'primary' });
   const aggregator = new AggregatorRegistry();
   const workers = new Set<Worker>();
+  // DPoP proof ids for every worker (used when dpop.replayStore is memory; size fixed at start).
+  const replay = new MemoryReplayStore(config.server.dpop.replayCacheSize);
   let draining = false;
   let seq = 0;
 
   const fork = () => {
     const w = cluster.fork();
     workers.add(w);
+    serveReplayStore(w, replay);
     w.on('exit', (code, signal) => {
       workers.delete(w);
       if (!draining) {

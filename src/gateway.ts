@@ -159,6 +159,12 @@ export interface GatewayOptions {
   now?: () => number;
   /** false in a cluster worker: the primary serves the admin port. Default true. */
   admin?: boolean;
+  /**
+   * The store used when `server.dpop.replayStore` is `memory`. Cluster workers pass one
+   * held by the primary process (src/cluster.ts), so a proof used at one worker is a
+   * replay at every other. Default: a store in this process.
+   */
+  memoryReplayStore?: ReplayStore;
 }
 
 /** The running gateway. */
@@ -183,6 +189,7 @@ export class Gateway implements GatewayCore {
   redis: Redis | null = null;
   private redisKey = '';
   private replayStore: ReplayStore;
+  private readonly sharedMemoryStore: ReplayStore | null;
   private nonceSource: { key: string; source: NonceSource } | null = null;
 
   constructor(config: CompiledConfig, opts: GatewayOptions = {}) {
@@ -204,7 +211,8 @@ export class Gateway implements GatewayCore {
       hit: this.metrics.cacheRequests.labels('jwt', 'hit'),
       miss: this.metrics.cacheRequests.labels('jwt', 'miss'),
     };
-    this.replayStore = new MemoryReplayStore(config.server.dpop.replayCacheSize, this.now);
+    this.sharedMemoryStore = opts.memoryReplayStore ?? null;
+    this.replayStore = this.sharedMemoryStore ?? new MemoryReplayStore(config.server.dpop.replayCacheSize, this.now);
     this.verifiers = {
       jwt: new JwtVerifier({ keys, now: this.now, cacheSize: config.server.tokenCacheSize, onCache: (r) => cacheCounters[r].inc() }),
       introspection: new IntrospectionVerifier({
@@ -257,6 +265,8 @@ export class Gateway implements GatewayCore {
     }
     if (s.dpop.replayStore === 'redis' && this.redis) {
       this.replayStore = new RedisReplayStore(this.redis);
+    } else if (this.sharedMemoryStore) {
+      this.replayStore = this.sharedMemoryStore;
     } else if (!(this.replayStore instanceof MemoryReplayStore) || this.replayStore.max !== s.dpop.replayCacheSize) {
       this.replayStore = new MemoryReplayStore(s.dpop.replayCacheSize, this.now);
     }

@@ -13,56 +13,7 @@ import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.js';
-import { freePort } from '../helpers/ports.js';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
-const ROOT = new URL('../../', import.meta.url).pathname;
-
-/** A replica as the tests see it: where to send requests. */
-interface Replica {
-  url: string;
-  adminUrl: string;
-}
-
-/** Runs `tokengate --config` (src/cli.ts) as a child process on fixed free ports; resolves once /readyz is 200. */
-async function startCliReplica(yaml: string): Promise<Replica & { stop(): Promise<void> }> {
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(join(tmpdir(), 'tokengate-replica-'));
-  const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, `${yaml}\nadmin: { host: 127.0.0.1, port: ${adminPort} }\n`.replace('server:\n', `server:\n  host: 127.0.0.1\n  port: ${port}\n  logLevel: warn\n`));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (c) => (output += c));
-  child.stderr!.on('data', (c) => (output += c));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const until = Date.now() + 20_000;
-  for (;;) {
-    const r = await fetch(adminUrl + '/readyz').catch(() => null);
-    if (r?.status === 200) break;
-    if (child.exitCode !== null || Date.now() > until) {
-      child.kill('SIGKILL');
-      throw new Error(`CLI replica did not start: ${output}`);
-    }
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  return {
-    url: `http://127.0.0.1:${port}`,
-    adminUrl,
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(kill);
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { startCliReplica, type Replica } from '../helpers/cli.js';
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)';
 const PUBLIC = 'https://api.example.com';

@@ -56,3 +56,17 @@ test('nonces: deterministic per secret and window, current + previous accepted',
   assert.equal(b.check(undefined), 'invalid');
   assert.equal(b.check(c.current()), 'invalid');
 });
+
+test('primary-held store (cluster workers): no channel to a primary or no answer in time → 503, never "fresh"', async () => {
+  const { PrimaryReplayStore } = await import('../../../src/cluster.js');
+  // This test process is not a cluster worker: process.send is undefined.
+  await assert.rejects(new PrimaryReplayStore(50).remember('k', 1000), (e: unknown) => e instanceof GatewayError && e.status === 503);
+  // A channel that swallows the question: the timeout answers.
+  const send = process.send;
+  process.send = (() => true) as typeof process.send;
+  try {
+    await assert.rejects(new PrimaryReplayStore(50).remember('k', 1000), (e: unknown) => e instanceof GatewayError && e.reason === 'replay_store_unavailable');
+  } finally {
+    process.send = send;
+  }
+});
