@@ -10,7 +10,9 @@
  * have exited. A worker that dies otherwise is replaced.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
 import { AggregatorRegistry } from 'prom-client';
@@ -84,10 +86,48 @@ function serveReplayStore(w: Worker, store: MemoryReplayStore): void {
   });
 }
 
-/** How many workers `server.workers` asks for (0: one per available CPU). */
+/** How many workers `server.workers` asks for (0: one per CPU the process may use, see {@link usableCpus}). */
 export function workerCount(config: CompiledConfig): number {
   const n = config.server.workers;
-  return n === 0 ? availableParallelism() : n;
+  return n === 0 ? usableCpus() : n;
+}
+
+/**
+ * CPUs this process may use: the CPUs it sees, capped by a cgroup CPU quota (a Kubernetes
+ * CPU limit) rounded down, at least 1. Node's `availableParallelism()` does not read the
+ * quota, so on a 16-core node a pod limited to 2 CPUs would otherwise fork 16 workers
+ * that the quota then throttles. cgroup v2 `cpu.max` first, then v1 `cpu.cfs_quota_us`.
+ */
+export function usableCpus(root = '/sys/fs/cgroup', cpus = availableParallelism()): number {
+  const quota = cgroupCpuQuota(root);
+  return Math.max(1, quota === null ? cpus : Math.min(cpus, Math.floor(quota)));
+}
+
+/** The CPU quota in CPUs (quota / period), or null when there is none or it cannot be read. */
+export function cgroupCpuQuota(root: string): number | null {
+  const read = (p: string): string | null => {
+    try {
+      return readFileSync(join(root, p), 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  const v2 = read('cpu.max'); // "max 100000" or "200000 100000"
+  if (v2 !== null) {
+    const [q, p] = v2.split(/\s+/);
+    return q === 'max' ? null : ratio(q, p);
+  }
+  for (const dir of ['cpu', 'cpu,cpuacct', 'cpuacct,cpu']) {
+    const q = read(`${dir}/cpu.cfs_quota_us`); // -1: no quota
+    if (q !== null) return q === '-1' ? null : ratio(q, read(`${dir}/cpu.cfs_period_us`) ?? undefined);
+  }
+  return null;
+}
+
+function ratio(quota: string | undefined, period: string | undefined): number | null {
+  const q = Number(quota);
+  const p = Number(period);
+  return Number.isFinite(q) && Number.isFinite(p) && q > 0 && p > 0 ? q / p : null;
 }
 
 /**
