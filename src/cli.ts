@@ -10,7 +10,7 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled, type CompiledConfig } from './config/index.js';
-import { PrimaryReplayStore, runPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
+import { PrimaryReplayStore, runPrimary, shareGetsThroughPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
 
@@ -118,6 +118,7 @@ async function run(file: string | undefined): Promise<number> {
   if (!config) return 1;
   // server.workers > 1: this process becomes the cluster primary (src/cluster.ts).
   if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config);
+  if (cluster.isWorker) shareGetsThroughPrimary();
   const gw = cluster.isWorker
     ? new Gateway(config, { admin: false, logger: workerLogger(config.server.logLevel), memoryReplayStore: new PrimaryReplayStore() })
     : new Gateway(config);

@@ -7,7 +7,9 @@
  * registries with prom-client's AggregatorRegistry), forwards SIGHUP to every worker
  * (each also watches the config file itself), and on SIGTERM turns `/readyz` 503,
  * forwards SIGTERM (each worker drains within `shutdownGraceSec`) and exits 0 once all
- * have exited. A worker that dies otherwise is replaced.
+ * have exited. A worker that dies otherwise is replaced. It also holds what must be one
+ * per pod rather than one per worker: the IdP GETs (discovery, JWKS; shared for a
+ * cooldown) and, with `dpop.replayStore: memory`, the used DPoP proof ids.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { CompiledConfig } from './config/compile.js';
 import type { Gateway } from './gateway.js';
 import { GatewayError } from './errors.js';
+import { FetchError, fetchJsonDirect, setGetTransport, type FetchOptions, type JsonResponse } from './idp/http.js';
 import { MemoryReplayStore, type ReplayStore } from './dpop/replay-store.js';
 import { createLogger } from './logger.js';
 import { BatchedLineWriter } from './log-sink.js';
@@ -73,6 +76,88 @@ export class PrimaryReplayStore implements ReplayStore {
       }
     });
   }
+}
+
+const GET_REQ = 'tokengate:get?';
+const GET_RES = 'tokengate:get';
+
+interface GetQuestion { type: typeof GET_REQ; id: number; url: string; opts: FetchOptions }
+type GetAnswer = { type: typeof GET_RES; id: number } & (
+  | { ok: true; status: number; body: unknown; cacheControl: string | null; ageMs: number; reused: boolean }
+  | { ok: false; kind: FetchError['kind']; message: string; status?: number; reused: boolean }
+);
+
+/**
+ * In a worker: discovery and JWKS GETs go through the primary, which fetches once and
+ * hands the answer to every worker asking for the same URL within `shareForMs` (the
+ * issuer's `jwks.cooldownSec`). So `workers: N` keeps the single-process bound of one
+ * JWKS fetch per cooldown for the whole pod instead of one per worker. No answer from the
+ * primary in time is a timeout, like a slow IdP.
+ */
+export function shareGetsThroughPrimary(): void {
+  let seq = 0;
+  const pending = new Map<number, { resolve(r: JsonResponse): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  process.on('message', (m: GetAnswer) => {
+    if (m?.type !== GET_RES) return;
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    clearTimeout(p.timer);
+    if (m.ok) p.resolve({ status: m.status, body: m.body, cacheControl: m.cacheControl, ageMs: m.ageMs, reused: m.reused });
+    else p.reject(Object.assign(new FetchError(m.kind, m.message, m.status), { reused: m.reused }));
+  });
+  setGetTransport((url, opts) => new Promise((resolve, reject) => {
+    const id = ++seq;
+    const timer = setTimeout(() => {
+      pending.delete(id);
+      reject(new FetchError('timeout', `no answer within ${opts.timeoutMs} ms`));
+    }, opts.timeoutMs + 1000);
+    pending.set(id, { resolve, reject, timer });
+    const q: GetQuestion = { type: GET_REQ, id, url, opts };
+    if (!process.send?.(q)) {
+      pending.delete(id);
+      clearTimeout(timer);
+      reject(new FetchError('network', 'no channel to the primary process'));
+    }
+  }));
+}
+
+/** In the primary: one fetch per URL (and options) at a time, its answer shared for `shareForMs`. */
+class SharedGets {
+  private readonly entries = new Map<string, { result: Promise<Omit<GetAnswer, 'type' | 'id'>>; doneAt: number | null; shareForMs: number }>();
+
+  ask(url: string, opts: FetchOptions): Promise<Omit<GetAnswer, 'type' | 'id'>> {
+    const { shareForMs = 0, ...rest } = opts;
+    const key = JSON.stringify([url, rest]);
+    const now = Date.now();
+    const e = this.entries.get(key);
+    if (e && (e.doneAt === null || now - e.doneAt < e.shareForMs)) {
+      return e.result.then((r) => ({ ...r, reused: true, ...(r.ok ? { ageMs: e.doneAt === null ? 0 : Date.now() - e.doneAt } : {}) }));
+    }
+    const entry = { result: null as unknown as Promise<Omit<GetAnswer, 'type' | 'id'>>, doneAt: null as number | null, shareForMs };
+    entry.result = fetchJsonDirect(url, rest).then(
+      (r) => ({ ok: true as const, status: r.status, body: r.body, cacheControl: r.cacheControl, ageMs: 0, reused: false }),
+      (err: unknown) => err instanceof FetchError
+        ? { ok: false as const, kind: err.kind, message: err.message, status: err.status, reused: false }
+        : { ok: false as const, kind: 'network' as const, message: 'fetch failed', reused: false },
+    ).finally(() => {
+      entry.doneAt = Date.now();
+    });
+    this.entries.set(key, entry);
+    // Forget answers nobody may reuse any more (URLs come only from config and discovery, so this stays small).
+    for (const [k, old] of this.entries) if (old.doneAt !== null && now - old.doneAt >= old.shareForMs) this.entries.delete(k);
+    return entry.result;
+  }
+}
+
+/** In the primary: answers the workers' GETs. */
+function serveSharedGets(w: Worker, gets: SharedGets): void {
+  w.on('message', (m: GetQuestion) => {
+    if (m?.type !== GET_REQ) return;
+    void gets.ask(String(m.url), m.opts).then((a) => {
+      if (w.isConnected()) w.send({ type: GET_RES, id: m.id, ...a } as GetAnswer);
+    });
+  });
 }
 
 /** In the primary: answers the workers' replay questions from one in-memory store. */
@@ -160,6 +245,8 @@ export async function runPrimary(config: CompiledConfig): Promise<number> {
   const workers = new Set<Worker>();
   // DPoP proof ids for every worker (used when dpop.replayStore is memory; size fixed at start).
   const replay = new MemoryReplayStore(config.server.dpop.replayCacheSize);
+  // Discovery and JWKS fetches for every worker (one per URL per cooldown).
+  const gets = new SharedGets();
   let draining = false;
   let seq = 0;
 
@@ -167,6 +254,7 @@ export async function runPrimary(config: CompiledConfig): Promise<number> {
     const w = cluster.fork();
     workers.add(w);
     serveReplayStore(w, replay);
+    serveSharedGets(w, gets);
     w.on('exit', (code, signal) => {
       workers.delete(w);
       if (!draining) {

@@ -81,8 +81,9 @@ export class IssuerRuntime {
           return meta.jwksUri;
         },
         events: {
-          onFetch: (result, reason) => {
-            metrics.jwksFetches.labels(config.id, result).inc();
+          onFetch: (result, reason, reused) => {
+            // Counts requests to the IdP: an answer shared by another worker's fetch is not one.
+            if (!reused) metrics.jwksFetches.labels(config.id, result).inc();
             if (result === 'failure') {
               jwksLog.warn({ reason }, 'JWKS fetch failed');
               // The IdP may have moved its keys: the next attempt (after the cooldown) discovers again.
@@ -142,6 +143,7 @@ export class IssuerRuntime {
       this.metadataFailedAt = null;
       const p = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
         discoveryOrigins: this.config.discoveryOrigins, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+        shareForMs: this.config.jwks.cooldownSec * 1000,
       });
       this.metadata = p;
       p.catch(() => {

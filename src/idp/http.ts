@@ -30,6 +30,10 @@ export interface JsonResponse {
   status: number;
   body: unknown;
   cacheControl: string | null;
+  /** How long ago the answer was fetched (ms) when it was shared by another process; absent: just now. */
+  ageMs?: number;
+  /** True when another process's fetch answered (this call sent no request to the IdP). */
+  reused?: boolean;
 }
 
 /** Options of one outbound request. */
@@ -43,6 +47,22 @@ export interface FetchOptions {
   acceptStatuses?: readonly number[];
   /** Hosts that may be reached over plain http; default {@link LOOPBACK_HOSTS}. */
   allowInsecureHttpHosts?: readonly string[];
+  /**
+   * With `server.workers`, how long this GET's answer may be handed to other workers asking
+   * for the same URL (the issuer's `jwks.cooldownSec`), so the IdP sees one request per
+   * cooldown from the pod, not one per worker. Default 0.
+   */
+  shareForMs?: number;
+}
+
+/** Sends a GET on behalf of this process (a cluster worker: src/cluster.ts asks the primary). */
+export type GetTransport = (url: string, opts: FetchOptions) => Promise<JsonResponse>;
+
+let getTransport: GetTransport | null = null;
+
+/** Routes this process's GETs (discovery, JWKS) through `transport`; null: fetch directly. */
+export function setGetTransport(transport: GetTransport | null): void {
+  getTransport = transport;
 }
 
 /** The default `server.allowInsecureHttpHosts`: loopback only (development, sidecars). */
@@ -97,6 +117,14 @@ export function checkDiscoveredUrl(
 
 /** Fetches `url` and parses its JSON body under the policy and limits of `opts`. */
 export async function fetchJson(url: string, opts: FetchOptions): Promise<JsonResponse> {
+  const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
+  if (problem) throw new FetchError('policy', `URL ${problem}`);
+  if (getTransport !== null && (opts.method ?? 'GET') === 'GET' && opts.body === undefined) return getTransport(url, opts);
+  return fetchJsonDirect(url, opts);
+}
+
+/** {@link fetchJson} from this process, whatever the transport (the policy check included). */
+export async function fetchJsonDirect(url: string, opts: FetchOptions): Promise<JsonResponse> {
   const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
   if (problem) throw new FetchError('policy', `URL ${problem}`);
   const signal = AbortSignal.timeout(opts.timeoutMs);

@@ -26,7 +26,8 @@ export interface JwksPolicy {
 
 /** Observers for metrics and logs. */
 export interface JwksEvents {
-  onFetch?(result: 'success' | 'failure', reason?: string): void;
+  /** A fetch ended; `reused`: the answer came from another worker's fetch (no request was sent). */
+  onFetch?(result: 'success' | 'failure', reason?: string, reused?: boolean): void;
 }
 
 /** A usable public key, identified by its RFC 7638 thumbprint. */
@@ -198,22 +199,27 @@ export class JwksCache {
   }
 
   private async fetchOnce(): Promise<void> {
+    let reused = false;
     try {
       const uri = await this.resolveUri();
-      const { body, cacheControl } = await fetchJson(uri, {
+      const res = await fetchJson(uri, {
         timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+        shareForMs: this.policy.cooldownSec * 1000,
       });
+      reused = res.reused === true;
+      const { body, cacheControl } = res;
       const keys = await parseJwks(body);
-      const now = this.now();
+      // A key set another worker fetched earlier expires when it would have there.
+      const now = this.now() - (res.ageMs ?? 0);
       const maxAge = maxAgeOf(cacheControl);
       const ttl = maxAge === null ? this.policy.cacheTtlSec : Math.min(maxAge, this.policy.cacheTtlSec);
       const previous = new Map((this.set?.keys ?? []).map((k) => [k.thumbprint, k]));
       // Keep imported CryptoKeys of keys that are still published.
       const merged = keys.map((k) => previous.get(k.thumbprint) ?? k);
       this.set = { keys: merged, thumbprints: new Set(merged.map((k) => k.thumbprint)), fetchedAt: now, expiresAt: now + ttl * 1000 };
-      this.events.onFetch?.('success');
+      this.events.onFetch?.('success', undefined, reused);
     } catch (e) {
-      this.events.onFetch?.('failure', (e as Error).message);
+      this.events.onFetch?.('failure', (e as Error).message, reused || (e as { reused?: boolean }).reused === true);
     }
   }
 }

@@ -1,8 +1,8 @@
 /**
  * `server.workers: 2` with the real CLI process: the primary serves the admin port
  * (readiness of every worker, metrics summed over the workers), the workers share the
- * proxy port and validate tokens, SIGHUP reaches every worker, and SIGTERM drains them
- * all and exits 0.
+ * proxy port and validate tokens, the pod makes one JWKS fetch per cooldown (the primary
+ * shares it), SIGHUP reaches every worker, and SIGTERM drains them all and exits 0.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -85,7 +85,16 @@ test('two workers: shared proxy port, primary admin, reload on SIGHUP, drain on 
   const count = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
   assert.equal(count(/^tokengate_requests_total\{route="api",outcome="allowed",reason="ok"\} (\d+)$/m), n);
   assert.equal(count(/^tokengate_requests_total\{route="api",outcome="denied",reason="missing_token"\} (\d+)$/m), n);
-  assert.equal(iss.jwksFetches, 2, 'each worker fetched the keys once');
+  // The workers' JWKS fetches go through the primary: one request to the IdP for the pod.
+  assert.equal(iss.jwksFetches, 1, 'one JWKS fetch for both workers');
+  assert.equal(count(/^tokengate_jwks_fetches_total\{issuer="a",result="success"\} (\d+)$/m), 1);
+  // A flood of unknown kids on fresh connections (both workers): no fetch inside the cooldown.
+  const flood = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+    const forged = await iss.sign({ header: { kid: `unknown-${i}` } });
+    return (await get(`${proxy}/api/x`, { authorization: `Bearer ${forged}` })).status;
+  }));
+  assert.deepEqual(flood, Array(10).fill(401));
+  assert.equal(iss.jwksFetches, 1, 'unknown kids on every worker: still one fetch per cooldown');
 
   // SIGHUP to the primary reloads every worker: the new route answers on every connection.
   assert.equal((await get(`${proxy}/new/x`)).status, 404);
