@@ -12,6 +12,7 @@
  * cooldown) and, with `dpop.replayStore: memory`, the used DPoP proof ids.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -88,11 +89,13 @@ type GetAnswer = { type: typeof GET_RES; id: number } & (
 );
 
 /**
- * In a worker: discovery and JWKS GETs go through the primary, which fetches once and
- * hands the answer to every worker asking for the same URL within `shareForMs` (the
- * issuer's `jwks.cooldownSec`). So `workers: N` keeps the single-process bound of one
- * JWKS fetch per cooldown for the whole pod instead of one per worker. No answer from the
- * primary in time is a timeout, like a slow IdP.
+ * In a worker: discovery and JWKS GETs, and introspection POSTs, go through the primary,
+ * which sends each once and hands the answer to every worker sending the same request
+ * within `shareForMs` (JWKS: the issuer's `jwks.cooldownSec`; introspection: as long as
+ * an answer may be cached). So `workers: N` keeps the single-process bounds — one JWKS
+ * fetch per cooldown, one introspection call per token per cache lifetime — for the whole
+ * pod instead of one per worker. No answer from the primary in time is a timeout, like a
+ * slow IdP.
  */
 export function shareGetsThroughPrimary(): void {
   let seq = 0;
@@ -122,29 +125,36 @@ export function shareGetsThroughPrimary(): void {
   }));
 }
 
-/** In the primary: one fetch per URL (and options) at a time, its answer shared for `shareForMs`. */
+/**
+ * In the primary: one request per URL and options at a time, its answer handed to every
+ * worker sending the same request within `shareForMs` of it. Entries are keyed by a hash
+ * (an introspection request carries a token and a client secret) and dropped once expired.
+ */
 class SharedGets {
-  private readonly entries = new Map<string, { result: Promise<Omit<GetAnswer, 'type' | 'id'>>; doneAt: number | null; shareForMs: number }>();
+  private readonly entries = new Map<string, { result: Promise<Omit<GetAnswer, 'type' | 'id'>>; doneAt: number | null; shareForMs: number; failed: boolean; post: boolean }>();
 
   ask(url: string, opts: FetchOptions): Promise<Omit<GetAnswer, 'type' | 'id'>> {
     const { shareForMs = 0, ...rest } = opts;
-    const key = JSON.stringify([url, rest]);
+    const key = createHash('sha256').update(JSON.stringify([url, rest])).digest('base64url');
     const now = Date.now();
     const e = this.entries.get(key);
-    if (e && (e.doneAt === null || now - e.doneAt < e.shareForMs)) {
-      return e.result.then((r) => ({ ...r, reused: true, ...(r.ok ? { ageMs: e.doneAt === null ? 0 : Date.now() - e.doneAt } : {}) }));
+    // A failed POST (introspection) is never reused after the fact: failures are not cached.
+    if (e && (e.doneAt === null || (now - e.doneAt < e.shareForMs && !(e.failed && e.post)))) {
+      return e.result.then((r) => ({ ...r, reused: true, ...(r.ok ? { ageMs: Date.now() - (e.doneAt ?? Date.now()) } : {}) }));
     }
-    const entry = { result: null as unknown as Promise<Omit<GetAnswer, 'type' | 'id'>>, doneAt: null as number | null, shareForMs };
+    const entry = { result: null as unknown as Promise<Omit<GetAnswer, 'type' | 'id'>>, doneAt: null as number | null, shareForMs, failed: false, post: rest.method === 'POST' };
     entry.result = fetchJsonDirect(url, rest).then(
       (r) => ({ ok: true as const, status: r.status, body: r.body, cacheControl: r.cacheControl, ageMs: 0, reused: false }),
-      (err: unknown) => err instanceof FetchError
-        ? { ok: false as const, kind: err.kind, message: err.message, status: err.status, reused: false }
-        : { ok: false as const, kind: 'network' as const, message: 'fetch failed', reused: false },
+      (err: unknown) => {
+        entry.failed = true;
+        return err instanceof FetchError
+          ? { ok: false as const, kind: err.kind, message: err.message, status: err.status, reused: false }
+          : { ok: false as const, kind: 'network' as const, message: 'fetch failed', reused: false };
+      },
     ).finally(() => {
       entry.doneAt = Date.now();
     });
     this.entries.set(key, entry);
-    // Forget answers nobody may reuse any more (URLs come only from config and discovery, so this stays small).
     for (const [k, old] of this.entries) if (old.doneAt !== null && now - old.doneAt >= old.shareForMs) this.entries.delete(k);
     return entry.result;
   }

@@ -48,19 +48,22 @@ export interface FetchOptions {
   /** Hosts that may be reached over plain http; default {@link LOOPBACK_HOSTS}. */
   allowInsecureHttpHosts?: readonly string[];
   /**
-   * With `server.workers`, how long this GET's answer may be handed to other workers asking
-   * for the same URL (the issuer's `jwks.cooldownSec`), so the IdP sees one request per
-   * cooldown from the pod, not one per worker. Default 0.
+   * With `server.workers`, how long this request's answer may be handed to other workers
+   * sending the same request (for JWKS the issuer's `jwks.cooldownSec`), so the IdP sees
+   * one request per cooldown from the pod, not one per worker. Identical requests in
+   * flight are always joined. A failed GET is shared like an answer; a failed POST only
+   * with requests that joined it in flight. GETs default to 0; a POST goes through the
+   * primary only when this is set.
    */
   shareForMs?: number;
 }
 
-/** Sends a GET on behalf of this process (a cluster worker: src/cluster.ts asks the primary). */
+/** Sends a request on behalf of this process (a cluster worker: src/cluster.ts asks the primary). */
 export type GetTransport = (url: string, opts: FetchOptions) => Promise<JsonResponse>;
 
 let getTransport: GetTransport | null = null;
 
-/** Routes this process's GETs (discovery, JWKS) through `transport`; null: fetch directly. */
+/** Routes this process's GETs (discovery, JWKS) and shareable POSTs (introspection) through `transport`; null: fetch directly. */
 export function setGetTransport(transport: GetTransport | null): void {
   getTransport = transport;
 }
@@ -119,7 +122,8 @@ export function checkDiscoveredUrl(
 export async function fetchJson(url: string, opts: FetchOptions): Promise<JsonResponse> {
   const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
   if (problem) throw new FetchError('policy', `URL ${problem}`);
-  if (getTransport !== null && (opts.method ?? 'GET') === 'GET' && opts.body === undefined) return getTransport(url, opts);
+  // GETs always; a POST only when its caller says its answer may be shared (introspection).
+  if (getTransport !== null && ((opts.method ?? 'GET') === 'GET' || opts.shareForMs !== undefined)) return getTransport(url, opts);
   return fetchJsonDirect(url, opts);
 }
 

@@ -8,6 +8,7 @@
  * size-bounded LRU) here; a shared store (Redis) implements the same two methods.
  * The single-flight map is always per process.
  */
+import { sharedAnswers } from './introspection-client.js';
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { IntrospectionConfig } from '../config/schema.js';
@@ -134,7 +135,8 @@ export class IntrospectionCache {
     const p = (async () => {
       const answer = await load();
       const stored = answer.active ? answer : INACTIVE;
-      const ttl = cacheTtlMs(stored, this.policy, this.now());
+      // An answer another worker obtained earlier lives only as long as it would have there.
+      const ttl = cacheTtlMs(stored, this.policy, this.now()) - (sharedAnswers.get(answer)?.ageMs ?? 0);
       if (ttl > 0) await this.store.set(key, stored, ttl).catch(() => undefined);
       return stored;
     })();

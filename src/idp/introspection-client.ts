@@ -26,7 +26,7 @@ export class IntrospectionFailure extends Error {
 
 /** Options of an {@link IntrospectionClient}. */
 export interface IntrospectionClientOptions {
-  policy: Pick<IntrospectionConfig, 'clientId' | 'clientSecret' | 'authMethod' | 'timeoutMs'>;
+  policy: Pick<IntrospectionConfig, 'clientId' | 'clientSecret' | 'authMethod' | 'timeoutMs'> & Partial<Pick<IntrospectionConfig, 'cacheTtlSec' | 'negativeCacheTtlSec'>>;
   /** The endpoint URL: the configured one, or the one from discovery. */
   endpoint: () => Promise<string>;
   /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
@@ -63,6 +63,12 @@ export class IntrospectionClient {
       : null;
   }
 
+  /** server.workers: an answer may serve other workers as long as any of them could have cached it. */
+  private get shareForMs(): number | undefined {
+    const { cacheTtlSec, negativeCacheTtlSec } = this.policy;
+    return cacheTtlSec === undefined || negativeCacheTtlSec === undefined ? undefined : Math.min(cacheTtlSec, negativeCacheTtlSec) * 1000;
+  }
+
   /** Introspects `token`; throws {@link IntrospectionFailure} unless the IdP gave a valid answer. */
   async introspect(token: string): Promise<IntrospectionAnswer> {
     let url: string;
@@ -83,11 +89,15 @@ export class IntrospectionClient {
       form.set('client_secret', this.policy.clientSecret);
     }
     let body: unknown;
+    let shared: SharedAnswer | null = null;
     try {
-      ({ body } = await fetchJson(url, {
+      const res = await fetchJson(url, {
         method: 'POST', headers, body: form.toString(), timeoutMs: this.policy.timeoutMs, maxBytes: INTROSPECTION_MAX_BYTES,
         allowInsecureHttpHosts: this.allowInsecureHttpHosts,
-      }));
+        shareForMs: this.shareForMs,
+      });
+      body = res.body;
+      if (res.reused || res.ageMs) shared = { reused: res.reused === true, ageMs: res.ageMs ?? 0 };
     } catch (e) {
       if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message);
       throw new IntrospectionFailure('network', 'request failed');
@@ -99,6 +109,19 @@ export class IntrospectionClient {
     if (typeof (body as { active?: unknown }).active !== 'boolean') {
       throw new IntrospectionFailure('bad_answer', 'answer has no boolean `active`');
     }
-    return Object.freeze(body) as IntrospectionAnswer;
+    const answer = Object.freeze(body) as IntrospectionAnswer;
+    if (shared) sharedAnswers.set(answer, shared);
+    return answer;
   }
 }
+
+/** How an answer that another worker's request obtained (server.workers) came to this one. */
+export interface SharedAnswer {
+  /** No request was sent for this answer (it is not a call to count). */
+  reused: boolean;
+  /** How long before it arrived here it was fetched (cache lifetimes count from then). */
+  ageMs: number;
+}
+
+/** Answers shared between workers, with how they were shared; other answers are absent. */
+export const sharedAnswers = new WeakMap<IntrospectionAnswer, SharedAnswer>();

@@ -7,7 +7,7 @@
 import type { IntrospectionConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { IntrospectionCache, introspectionCacheKey, MemoryIntrospectionStore, type CacheResult, type IntrospectionStore } from './introspection-cache.js';
-import { IntrospectionClient, IntrospectionFailure, type IntrospectionAnswer } from './introspection-client.js';
+import { IntrospectionClient, IntrospectionFailure, sharedAnswers, type IntrospectionAnswer } from './introspection-client.js';
 
 /** Seconds a client is told to wait (`Retry-After`) when introspection is unavailable. */
 export const INTROSPECTION_RETRY_AFTER_SEC = 2;
@@ -81,7 +81,8 @@ export class Introspector {
     const start = performance.now();
     try {
       const answer = await this.client.introspect(token);
-      this.events.onCall?.(answer.active ? 'active' : 'inactive', (performance.now() - start) / 1000);
+      // An answer another worker's request obtained is not a call to the IdP.
+      if (!sharedAnswers.get(answer)?.reused) this.events.onCall?.(answer.active ? 'active' : 'inactive', (performance.now() - start) / 1000);
       return answer;
     } catch (e) {
       const failure = e instanceof IntrospectionFailure ? e : new IntrospectionFailure('network', 'request failed');
