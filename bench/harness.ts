@@ -251,11 +251,25 @@ async function cacheCounters(adminUrl: string): Promise<Map<string, number>> {
   return out;
 }
 
-/** Resident set size of the gateway process: /proc on Linux, else its process metrics. */
+/**
+ * Resident set size of the gateway: its process and, with `server.workers`, the worker
+ * processes it forked (/proc on Linux), else the process metrics the admin port reports
+ * (summed over workers by the primary).
+ */
 async function rssMb(gw: GatewayChild): Promise<number> {
   try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${gw.proc.pid}/status`, 'utf8'));
-    if (m) return Number(m[1]) / 1024;
+    const rssKb = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+    const root = gw.proc.pid!;
+    let total = rssKb(root);
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after the last ')'.
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === root) total += rssKb(Number(entry));
+      } catch { /* the process ended */ }
+    }
+    if (Number.isFinite(total)) return total / 1024;
   } catch { /* not Linux */ }
   const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
   const m = /^tokengate_process_\w*resident_memory_bytes (\S+)$/m.exec(text);

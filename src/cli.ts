@@ -10,7 +10,7 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled, type CompiledConfig } from './config/index.js';
-import { PrimaryReplayStore, runPrimary, shareGetsThroughPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
+import { DRAIN, logWarnings, PrimaryReplayStore, runPrimary, shareGetsThroughPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
 
@@ -116,25 +116,30 @@ async function run(file: string | undefined): Promise<number> {
   }
   const config = loadOrReport(file);
   if (!config) return 1;
+  const warnings = cluster.isWorker ? [] : lintWarnings(file, config);
   // server.workers > 1: this process becomes the cluster primary (src/cluster.ts).
-  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config);
+  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config, warnings);
   if (cluster.isWorker) shareGetsThroughPrimary();
   const gw = cluster.isWorker
     ? new Gateway(config, { admin: false, logger: workerLogger(config.server.logLevel), memoryReplayStore: new PrimaryReplayStore() })
     : new Gateway(config);
-  if (!cluster.isWorker) for (const w of lintWarnings(file, config)) gw.logger.warn({ file: w.file, line: w.line, key: w.path }, `config warning: ${w.message}`);
+  logWarnings(gw.logger, warnings);
   const addrs = await gw.start();
   if (cluster.isWorker) serveWorker(gw);
   gw.logger.info({ ...addrs, routes: config.routes.length }, 'tokengate started');
   const stopReload = installReload(gw, file);
   await new Promise<void>((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       gw.logger.info({ signal, graceSec: gw.config.server.shutdownGraceSec }, 'draining');
       stopReload();
       void gw.close().then(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    if (cluster.isWorker) process.on('message', (m: { type?: string }) => { if (m?.type === DRAIN) stop('SIGTERM'); });
   });
   gw.logger.info('stopped');
   // Everything is closed; should a stray handle keep the loop alive, do not hang the pod.
@@ -150,5 +155,7 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     console.error(`tokengate: ${(e as Error)?.message ?? String(e)}`);
     process.exitCode = 1;
+    // A cluster worker's IPC channel would keep it alive: leave, so the primary sees the failure.
+    if (cluster.isWorker) process.exit(1);
   },
 );

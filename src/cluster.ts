@@ -24,9 +24,13 @@ import type { Gateway } from './gateway.js';
 import { GatewayError } from './errors.js';
 import { FetchError, fetchJsonDirect, setGetTransport, type FetchOptions, type JsonResponse } from './idp/http.js';
 import { MemoryReplayStore, type ReplayStore } from './dpop/replay-store.js';
+import type { ConfigProblem } from './config/index.js';
 import { createLogger } from './logger.js';
 import { BatchedLineWriter } from './log-sink.js';
 
+const STARTED = 'tokengate:started';
+/** Primary → worker: drain now (sent with SIGTERM). */
+export const DRAIN = 'tokengate:drain';
 const READINESS_REQ = 'tokengate:readiness?';
 const READINESS_RES = 'tokengate:readiness';
 const REPLAY_REQ = 'tokengate:replay?';
@@ -181,10 +185,13 @@ function serveReplayStore(w: Worker, store: MemoryReplayStore): void {
   });
 }
 
-/** How many workers `server.workers` asks for (0: one per CPU the process may use, see {@link usableCpus}). */
+/** Most workers `server.workers: 0` starts: past a few cores, more replicas serve better than more processes per pod. */
+export const AUTO_MAX_WORKERS = 4;
+
+/** How many workers `server.workers` asks for (0: one per CPU the process may use, see {@link usableCpus}, at most {@link AUTO_MAX_WORKERS}). */
 export function workerCount(config: CompiledConfig): number {
   const n = config.server.workers;
-  return n === 0 ? usableCpus() : n;
+  return n === 0 ? Math.min(usableCpus(), AUTO_MAX_WORKERS) : n;
 }
 
 /**
@@ -233,7 +240,7 @@ export function workerLogger(level: string): pino.Logger {
   return createLogger(level, new BatchedLineWriter({ maxBatchBytes: 4096 }));
 }
 
-/** In a worker: answer the primary's readiness questions and expose the registry for aggregation. */
+/** In a worker whose listeners are up: tell the primary, answer its readiness questions, expose the registry for aggregation. */
 export function serveWorker(gw: Gateway): void {
   // Constructing an AggregatorRegistry installs prom-client's worker-side IPC listener
   // (setRegistries alone does not); the registry aggregated is the gateway's own.
@@ -243,14 +250,21 @@ export function serveWorker(gw: Gateway): void {
     if (m?.type !== READINESS_REQ) return;
     process.send?.({ type: READINESS_RES, id: m.id, ...gw.readiness() });
   });
+  process.send?.({ type: STARTED });
 }
 
 interface Readiness { ready: boolean; reason?: string }
 
+/** `tokengate check`'s lint warnings, logged once at start (by the primary with `server.workers`). */
+export function logWarnings(log: pino.Logger, warnings: readonly ConfigProblem[]): void {
+  for (const w of warnings) log.warn({ file: w.file, line: w.line, key: w.path }, `config warning: ${w.message}`);
+}
+
 /** Runs the primary until every worker has exited after SIGTERM/SIGINT; resolves to the exit code. */
-export async function runPrimary(config: CompiledConfig): Promise<number> {
+export async function runPrimary(config: CompiledConfig, warnings: readonly ConfigProblem[] = []): Promise<number> {
   const n = workerCount(config);
   const log = createLogger(config.server.logLevel).child({ role: 'primary' });
+  logWarnings(log, warnings);
   const aggregator = new AggregatorRegistry();
   const workers = new Set<Worker>();
   // DPoP proof ids for every worker (used when dpop.replayStore is memory; size fixed at start).
@@ -260,20 +274,63 @@ export async function runPrimary(config: CompiledConfig): Promise<number> {
   let draining = false;
   let seq = 0;
 
+  // A worker reports when its listeners are up; the primary opens the admin port only once
+  // all have, so `/healthz` 200 means the proxy port accepts, as in a single process.
+  const started = new WeakSet<Worker>();
+  let startedCount = 0;
+  let startupDone = false;
+  let onStarted = (): void => undefined;
+  let onStartFailed = (_e: Error): void => undefined;
+  const startup = new Promise<void>((resolve, reject) => {
+    onStarted = resolve;
+    onStartFailed = reject;
+  });
+
+  // Workers accept on the shared socket themselves (SCHED_NONE) rather than through the
+  // primary (round-robin, Node's default on Linux): with round-robin, a connection the
+  // primary is handing over when the workers stop listening (drain) is never handed to
+  // anyone and hangs until the primary exits; with SCHED_NONE the kernel refuses it. The
+  // kernel spreads connections less evenly (20/30 to 40/10 of 50 keep-alive connections
+  // here), which measured within noise of round-robin on this 2-core machine.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = () => {
     const w = cluster.fork();
     workers.add(w);
     serveReplayStore(w, replay);
     serveSharedGets(w, gets);
+    w.on('message', (m: { type?: string }) => {
+      if (m?.type !== STARTED || started.has(w)) return;
+      started.add(w);
+      if (++startedCount === n) onStarted();
+    });
     w.on('exit', (code, signal) => {
       workers.delete(w);
-      if (!draining) {
-        log.error({ pid: w.process.pid, code, signal }, 'worker exited; starting a new one');
-        fork();
+      if (draining) return;
+      if (!started.has(w) && !startupDone) {
+        // A worker that cannot start (port in use, ...) will not start on a retry either: stop, as one process would.
+        onStartFailed(new Error(`worker ${w.process.pid} exited before it started (code ${code}, signal ${signal})`));
+        return;
       }
+      log.error({ pid: w.process.pid, code, signal }, 'worker exited; starting a new one');
+      // A replacement that also dies at once must not spin: wait a second between attempts.
+      if (started.has(w)) fork();
+      else setTimeout(() => { if (!draining) fork(); }, 1000).unref();
     });
   };
   for (let i = 0; i < n; i++) fork();
+  try {
+    await startup;
+    startupDone = true;
+  } catch (e) {
+    draining = true;
+    log.error({ err: (e as Error).message }, 'tokengate did not start');
+    await Promise.all([...workers].map((w) => new Promise<void>((resolve) => {
+      w.once('exit', () => resolve());
+      w.process.kill('SIGTERM');
+    })));
+    log.flush?.();
+    return 1;
+  }
 
   const askReadiness = (w: Worker): Promise<Readiness> => new Promise((resolve) => {
     const id = ++seq;
@@ -318,6 +375,9 @@ export async function runPrimary(config: CompiledConfig): Promise<number> {
       if (workers.size === 0) resolve();
       for (const w of workers) {
         w.once('exit', () => { if (workers.size === 0) resolve(); });
+        // Over IPC first: it is ordered before any connection the primary hands this worker
+        // later, so the worker has stopped accepting by then (a signal could arrive after).
+        if (w.isConnected()) w.send({ type: DRAIN });
         w.process.kill('SIGTERM');
       }
     };

@@ -367,6 +367,9 @@ export class Gateway implements GatewayCore {
       this.upgrades.endAll();
     }, graceSec * 1000);
     forced.unref();
+    // Stop accepting now, synchronously (Fastify's close gets there a few ticks later): with
+    // server.workers, a connection the primary hands over after this is refused, not served.
+    for (const l of listeners) if (l.server.listening) l.server.close();
     for (const l of listeners) l.server.closeIdleConnections();
     await Promise.all(listeners.map((l) => l.close()));
     clearTimeout(forced);

@@ -159,6 +159,7 @@ export class Metrics {
   readonly configReloads = new Counter({
     name: 'tokengate_config_reloads_total', help: 'Config reloads by result (success|failure)',
     labelNames: ['result'] as const, registers: [this.registry],
+    aggregator: 'max', // server.workers: every worker reloads the same file; the pod reloaded once
   });
   readonly replayStoreDuration = new Histogram({
     name: 'tokengate_dpop_replay_store_duration_seconds', help: 'DPoP replay-store call latency, by store (memory|redis)',

@@ -68,7 +68,7 @@ const Server = obj({
   bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
   upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin; further requests queue until one is free (bounded by upstreamTimeoutMs)' }),
   allowInsecureHttpHosts: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', 'localhost', '::1'], description: 'Hosts that IdP fetches (discovery, JWKS, introspection) may reach over plain http; every other IdP URL must be https. Default: loopback only' }),
-  workers: Type.Integer({ minimum: 0, default: 1, description: 'Gateway processes sharing the proxy port (node:cluster; 0: one per CPU the process may use, a cgroup CPU quota such as a Kubernetes CPU limit rounded down, at least 1). With more than one, a primary process serves the admin port (readiness of all workers, summed metrics) and forwards SIGHUP/SIGTERM; restart-only' }),
+  workers: Type.Integer({ minimum: 0, default: 0, description: 'Gateway processes sharing the proxy port (node:cluster). 0: one per CPU the process may use (a cgroup CPU quota such as a Kubernetes CPU limit caps it, rounded down), at least 1 and at most 4; 1: a single process. With more than one, a primary process serves the admin port (readiness of all workers, summed metrics), holds what must be one per pod (IdP requests, DPoP replay ids) and forwards SIGHUP/SIGTERM; restart-only' }),
   dpop: Dpop,
   redis: Redis,
   clientCert: ClientCert,

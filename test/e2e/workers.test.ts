@@ -115,3 +115,25 @@ test('two workers: shared proxy port, primary admin, reload on SIGHUP, drain on 
   assert.equal(code, 0, stderr);
   await assert.rejects(get(`${proxy}/pub/x`), 'no worker listens any more');
 });
+
+test('a worker that cannot start stops the pod with exit 1 (no restart loop), like one process would', { timeout: 30_000 }, async () => {
+  // The proxy port is taken by another server: every worker's listen fails.
+  const blocker = http.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => blocker.once('listening', r));
+  const port = (blocker.address() as { port: number }).port;
+  const adminPort = await freePort();
+  const file = join(dir, 'taken.yaml');
+  writeFileSync(file, config(port, adminPort));
+  const started = Date.now();
+  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  c.stdout!.on('data', (d) => (output += d));
+  c.stderr!.on('data', (d) => (output += d));
+  const code = await new Promise<number | null>((r) => c.once('exit', (x) => r(x)));
+  blocker.close();
+  assert.equal(code, 1, output);
+  assert.match(output, /EADDRINUSE/);
+  assert.ok(Date.now() - started < 25_000);
+  // The admin port never opened (it opens only once every worker listens).
+  await assert.rejects(get(`http://127.0.0.1:${adminPort}/healthz`));
+});

@@ -43,3 +43,13 @@ test('no cgroup files, or unreadable values: the CPUs seen', () => {
   assert.equal(usableCpus(root({ 'cpu.max': 'garbage' }), 4), 4);
   assert.equal(usableCpus(root({ 'cpu.max': '0 100000' }), 4), 4);
 });
+
+test('workers: 0 (the default) is the usable CPUs, at most AUTO_MAX_WORKERS; a number is taken as is', async () => {
+  const { workerCount, AUTO_MAX_WORKERS } = await import('../../src/cluster.js');
+  const cfg = (workers: number) => ({ server: { workers } }) as unknown as Parameters<typeof workerCount>[0];
+  const auto = workerCount(cfg(0));
+  assert.equal(auto, Math.min(usableCpus(), AUTO_MAX_WORKERS));
+  assert.ok(auto >= 1 && auto <= AUTO_MAX_WORKERS);
+  assert.equal(workerCount(cfg(1)), 1);
+  assert.equal(workerCount(cfg(7)), 7);
+});
