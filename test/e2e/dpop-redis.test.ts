@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { IDP_RESOURCES, startIdp, type TestIdp } from '../helpers/idp.js';
+import { IDP_RESOURCES, idpIssuerYaml, startIdp, type TestIdp } from '../helpers/idp.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
@@ -31,11 +31,7 @@ server:
   dpop: { replayStore: redis }
   redis: { url: "${redis.url}", commandTimeoutMs: 300 }
 issuers:
-  - id: idp
-    issuer: ${idp.issuer}
-    jwksUri: ${idp.jwksUri}
-    audiences: [${IDP_RESOURCES.es256}]
-    clockToleranceSec: 5
+${idpIssuerYaml(idp)}
 routes:
   - id: api
     match: { pathPrefix: /api }

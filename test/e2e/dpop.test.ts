@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair } from 'jose';
-import { IDP_RESOURCES, startIdp, type TestIdp } from '../helpers/idp.js';
+import { IDP_RESOURCES, idpIssuerYaml, startIdp, type TestIdp } from '../helpers/idp.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { ath, dpopClient, type DpopClient } from '../helpers/dpop.js';
@@ -22,11 +22,7 @@ function gatewayYaml(extra = ''): string {
 server:
   dpop: { proofMaxAgeSec: 60${extra} }
 issuers:
-  - id: idp
-    issuer: ${idp.issuer}
-    jwksUri: ${idp.jwksUri}
-    audiences: [${IDP_RESOURCES.es256}]
-    clockToleranceSec: 5
+${idpIssuerYaml(idp)}
 routes:
   - id: strict
     match: { pathPrefix: /strict }

@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import { IDP_RESOURCES, startIdp, type TestIdp } from '../helpers/idp.js';
+import { IDP_RESOURCES, idpIssuerYaml, startIdp, type TestIdp } from '../helpers/idp.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 import { startCliReplica, type Replica } from '../helpers/cli.js';
@@ -24,11 +24,7 @@ server:
   workers: 2
   shutdownGraceSec: 1
 issuers:
-  - id: idp
-    issuer: ${idp.issuer}
-    jwksUri: ${idp.jwksUri}
-    audiences: [${IDP_RESOURCES.es256}]
-    clockToleranceSec: 5
+${idpIssuerYaml(idp)}
 routes:
   - id: api
     match: { pathPrefix: /api }

@@ -345,3 +345,12 @@ export async function startIdp(opts: { port?: number; extraClaims?: Record<strin
     },
   };
 }
+
+/** The `issuers:` list entry for this IdP's JWT access tokens (one audience, 5 s clock tolerance), as gateway YAML. */
+export function idpIssuerYaml(idp: TestIdp, audience: string = IDP_RESOURCES.es256): string {
+  return `  - id: idp
+    issuer: ${idp.issuer}
+    jwksUri: ${idp.jwksUri}
+    audiences: [${audience}]
+    clockToleranceSec: 5`;
+}
