@@ -8,8 +8,9 @@
  * (each also watches the config file itself), and on SIGTERM turns `/readyz` 503,
  * forwards SIGTERM (each worker drains within `shutdownGraceSec`) and exits 0 once all
  * have exited. A worker that dies otherwise is replaced. It also holds what must be one
- * per pod rather than one per worker: the IdP GETs (discovery, JWKS; shared for a
- * cooldown) and, with `dpop.replayStore: memory`, the used DPoP proof ids.
+ * per pod rather than one per worker: the requests to the IdP (discovery, JWKS,
+ * introspection; answers shared while they may be cached) and, with
+ * `dpop.replayStore: memory`, the used DPoP proof ids.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { createHash } from 'node:crypto';
@@ -73,7 +74,9 @@ export class PrimaryReplayStore implements ReplayStore {
       }, this.timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
       const q: ReplayQuestion = { type: REPLAY_REQ, id, key, ttlMs };
-      if (!process.send?.(q)) {
+      // send() returning false only means "queued behind others": the timeout covers a slow primary.
+      if (process.connected && process.send) process.send(q);
+      else {
         // No channel to the primary: the answer cannot be known.
         this.pending.delete(id);
         clearTimeout(timer);
@@ -121,7 +124,8 @@ export function shareGetsThroughPrimary(): void {
     }, opts.timeoutMs + 1000);
     pending.set(id, { resolve, reject, timer });
     const q: GetQuestion = { type: GET_REQ, id, url, opts };
-    if (!process.send?.(q)) {
+    if (process.connected && process.send) process.send(q);
+    else {
       pending.delete(id);
       clearTimeout(timer);
       reject(new FetchError('network', 'no channel to the primary process'));
