@@ -63,10 +63,18 @@ test('primary-held store (cluster workers): no channel to a primary or no answer
   await assert.rejects(new PrimaryReplayStore(50).remember('k', 1000), (e: unknown) => e instanceof GatewayError && e.status === 503);
   // A channel that swallows the question: the timeout answers.
   const send = process.send;
-  process.send = (() => true) as typeof process.send;
+  const connected = Object.getOwnPropertyDescriptor(process, 'connected');
+  let asked = 0;
+  process.send = (() => { asked++; return false; }) as typeof process.send; // false: queued, not lost
+  Object.defineProperty(process, 'connected', { value: true, configurable: true });
   try {
+    const t0 = Date.now();
     await assert.rejects(new PrimaryReplayStore(50).remember('k', 1000), (e: unknown) => e instanceof GatewayError && e.reason === 'replay_store_unavailable');
+    assert.equal(asked, 1, 'the question was sent');
+    assert.ok(Date.now() - t0 >= 45, 'refused by the timeout, not at once');
   } finally {
     process.send = send;
+    if (connected) Object.defineProperty(process, 'connected', connected);
+    else delete (process as { connected?: boolean }).connected;
   }
 });
