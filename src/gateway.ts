@@ -105,9 +105,9 @@ export class IssuerRuntime {
     };
     const duration = metrics.introspectionDuration.labels(id);
     const cache = {
-      hit: metrics.cacheRequests.labels('introspection', 'hit'),
-      miss: metrics.cacheRequests.labels('introspection', 'miss'),
-      negative_hit: metrics.cacheRequests.labels('introspection', 'negative_hit'),
+      hit: metrics.cacheCounter('introspection', 'hit'),
+      miss: metrics.cacheCounter('introspection', 'miss'),
+      negative_hit: metrics.cacheCounter('introspection', 'negative_hit'),
     };
     return new Introspector({
       issuerId: id,
@@ -210,8 +210,8 @@ export class Gateway implements GatewayCore {
     };
     const issuers = this.issuers;
     const cacheCounters = {
-      hit: this.metrics.cacheRequests.labels('jwt', 'hit'),
-      miss: this.metrics.cacheRequests.labels('jwt', 'miss'),
+      hit: this.metrics.cacheCounter('jwt', 'hit'),
+      miss: this.metrics.cacheCounter('jwt', 'miss'),
     };
     this.sharedMemoryStore = opts.memoryReplayStore ?? null;
     this.replayStore = this.sharedMemoryStore ?? new MemoryReplayStore(config.server.dpop.replayCacheSize, this.now);

@@ -3,9 +3,41 @@
  * only from config ids and fixed reason names, never from paths or tokens. Children are
  * bound once per label set and reused (no label lookup per request).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Counter as C } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-type Child = ReturnType<C<string>['labels']>;
+/**
+ * Counts for one prom-client Counter kept in plain cells, one per label set, and added to
+ * the counter when it is collected (prom-client hashes the label set on every `inc`, even
+ * on a bound child). For counters incremented on every request.
+ */
+export class CounterCells {
+  private readonly cells = new Map<string, { child: { inc(n: number): void }; n: number; reported: number; inc(): void }>();
+
+  constructor(private readonly counter: Counter<string>) {}
+
+  /** The cell of one label set (created once, then the same cell): `inc()` is a plain increment. */
+  cell(...labels: string[]): { inc(): void } {
+    const key = labels.join('\u0000');
+    let c = this.cells.get(key);
+    if (!c) {
+      const cell = { child: this.counter.labels(...labels), n: 0, reported: 0, inc: () => { cell.n++; } };
+      this.cells.set(key, cell);
+      c = cell;
+    }
+    return c;
+  }
+
+  /** Adds what was counted since the last flush to the counter (call from its `collect`). */
+  flush(): void {
+    for (const c of this.cells.values()) {
+      const delta = c.n - c.reported;
+      if (delta > 0) {
+        c.child.inc(delta);
+        c.reported = c.n;
+      }
+    }
+  }
+}
 
 /** One label set of a {@link RequestHistogram}: plain counters, no lookup on observe. */
 export class HistogramCell {
@@ -109,16 +141,9 @@ export class Metrics {
     name: 'tokengate_requests_total', help: 'Requests by route, outcome (allowed|denied|error) and reason',
     labelNames: ['route', 'outcome', 'reason'] as const, registers: [this.registry],
     // Requests are counted in plain cells (countRequest) and added here when scraped.
-    collect: () => {
-      for (const cell of this.requestCells.values()) {
-        const delta = cell.n - cell.reported;
-        if (delta > 0) {
-          cell.child.inc(delta);
-          cell.reported = cell.n;
-        }
-      }
-    },
+    collect: () => this.requestCells.flush(),
   });
+  private readonly requestCells = new CounterCells(this.requests);
   readonly authDuration = new RequestHistogram({
     name: 'tokengate_auth_duration_seconds', help: 'Time to reach the auth decision',
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1], registers: [this.registry],
@@ -143,10 +168,18 @@ export class Metrics {
       for (const [issuer, age] of this.jwksAgeSource()) this.jwksAge.labels(issuer).set(age);
     },
   });
-  readonly cacheRequests = new Counter({
+  readonly cacheRequests: Counter<'cache' | 'result'> = new Counter({
     name: 'tokengate_cache_requests_total', help: 'Cache lookups by cache (jwt|introspection) and result (hit|miss|negative_hit)',
     labelNames: ['cache', 'result'] as const, registers: [this.registry],
+    // Incremented per request: plain cells, added here when scraped.
+    collect: () => this.cacheCells.flush(),
   });
+  private readonly cacheCells = new CounterCells(this.cacheRequests);
+
+  /** A per-request counter for one cache and result (see {@link CounterCells}). */
+  cacheCounter(cache: 'jwt' | 'introspection', result: 'hit' | 'miss' | 'negative_hit'): { inc(): void } {
+    return this.cacheCells.cell(cache, result);
+  }
   readonly introspectionRequests = new Counter({
     name: 'tokengate_introspection_requests_total', help: 'Introspection calls by issuer and result (active|inactive|error)',
     labelNames: ['issuer', 'result'] as const, registers: [this.registry],
@@ -170,7 +203,6 @@ export class Metrics {
     name: 'tokengate_dpop_replay_store_errors_total', help: 'DPoP replay-store calls that failed (request answered 503), by store',
     labelNames: ['store'] as const, registers: [this.registry],
   });
-  private readonly requestCells = new Map<string, { child: Child; n: number; reported: number }>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tokengate_process_' });
@@ -181,18 +213,8 @@ export class Metrics {
     return this.upstreamDuration.labels(route);
   }
 
-  /**
-   * Counts one finished request: a plain increment per label set, reported to the
-   * prom-client counter when it is collected (prom-client hashes the label set on every
-   * `inc`, even on a bound child).
-   */
+  /** Counts one finished request (a plain increment; see {@link CounterCells}). */
   countRequest(route: string, outcome: 'allowed' | 'denied' | 'error', reason: string): void {
-    const key = `${route}\u0000${outcome}\u0000${reason}`;
-    let cell = this.requestCells.get(key);
-    if (!cell) {
-      cell = { child: this.requests.labels(route, outcome, reason), n: 0, reported: 0 };
-      this.requestCells.set(key, cell);
-    }
-    cell.n++;
+    this.requestCells.cell(route, outcome, reason).inc();
   }
 }

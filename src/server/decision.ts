@@ -16,7 +16,7 @@ import { GatewayError } from '../errors.js';
 import { decide, newContext } from '../pipeline/run.js';
 import { addressMatcher, type AddressMatcher } from '../config/address-matcher.js';
 import type { GatewayCore } from '../gateway.js';
-import { mountCatchAll, type RequestState } from './proxy.js';
+import { mountCatchAll, sameLogger, type RequestState } from './proxy.js';
 import { sendError, toGatewayError } from './error-response.js';
 import { clientScheme, countHeader } from './forwarded.js';
 
@@ -68,6 +68,9 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger (Fastify's default builds one with a request id on every
+    // request; nothing here logs per request through it — the access line is our own).
+    childLoggerFactory: sameLogger,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,
     http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },

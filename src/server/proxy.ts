@@ -58,6 +58,11 @@ declare module 'fastify' {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+/** Fastify `childLoggerFactory` that hands every request the listener's own logger. */
+export function sameLogger(this: unknown, logger: FastifyBaseLogger): FastifyBaseLogger {
+  return logger;
+}
+
 /** Whether the request carries a body (RFC 9112 §6.3: Transfer-Encoding or a non-zero Content-Length). */
 function hasBody(raw: IncomingMessage): boolean {
   const cl = raw.headers['content-length'];
@@ -70,6 +75,9 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger (Fastify's default builds one with a request id on every
+    // request; nothing here logs per request through it — the access line is our own).
+    childLoggerFactory: sameLogger,
     bodyLimit: server.bodyLimitBytes,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,

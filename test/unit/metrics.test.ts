@@ -82,3 +82,19 @@ describe('Metrics.countRequest', () => {
     assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok"\} 8\n/, 'a scrape does not add twice');
   });
 });
+
+describe('Metrics.cacheCounter', () => {
+  it('cache lookups counted in cells appear in full at every scrape, one series per label set', async () => {
+    const m = new Metrics();
+    const hit = m.cacheCounter('jwt', 'hit');
+    for (let i = 0; i < 4; i++) hit.inc();
+    // A second handle on the same label set (an issuer runtime rebuilt on reload) shares the series.
+    m.cacheCounter('jwt', 'hit').inc();
+    m.cacheCounter('introspection', 'negative_hit').inc();
+    const text = await m.registry.metrics();
+    assert.match(text, /^tokengate_cache_requests_total\{cache="jwt",result="hit"\} 5$/m);
+    assert.match(text, /^tokengate_cache_requests_total\{cache="introspection",result="negative_hit"\} 1$/m);
+    const cacheLines = (t: string) => t.split('\n').filter((l) => l.startsWith('tokengate_cache_requests_total'));
+    assert.deepEqual(cacheLines(await m.registry.metrics()), cacheLines(text), 'a second scrape adds nothing');
+  });
+});
