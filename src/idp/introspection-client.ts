@@ -17,10 +17,13 @@ export type IntrospectionAnswer = Readonly<Record<string, unknown>> & { readonly
 /** Why an introspection call gave no usable answer; `kind` is a fixed label for logs. */
 export class IntrospectionFailure extends Error {
   readonly kind: FetchError['kind'] | 'no_endpoint' | 'bad_answer';
-  constructor(kind: IntrospectionFailure['kind'], message: string) {
+  /** server.workers: another worker's call failed and this one joined it (no call of its own to count). */
+  readonly reused: boolean;
+  constructor(kind: IntrospectionFailure['kind'], message: string, reused = false) {
     super(message);
     this.name = 'IntrospectionFailure';
     this.kind = kind;
+    this.reused = reused;
   }
 }
 
@@ -99,7 +102,7 @@ export class IntrospectionClient {
       body = res.body;
       if (res.reused || res.ageMs) shared = { reused: res.reused === true, ageMs: res.ageMs ?? 0 };
     } catch (e) {
-      if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message);
+      if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message, (e as { reused?: boolean }).reused === true);
       throw new IntrospectionFailure('network', 'request failed');
     }
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {

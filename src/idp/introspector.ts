@@ -86,7 +86,8 @@ export class Introspector {
       return answer;
     } catch (e) {
       const failure = e instanceof IntrospectionFailure ? e : new IntrospectionFailure('network', 'request failed');
-      this.events.onCall?.('error', (performance.now() - start) / 1000, failure);
+      // A failure another worker's call met (joined in flight) is not a call of this worker's.
+      if (!failure.reused) this.events.onCall?.('error', (performance.now() - start) / 1000, failure);
       throw failure;
     }
   }

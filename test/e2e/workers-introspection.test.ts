@@ -11,6 +11,7 @@ import { IDP_CLIENT, IDP_RESOURCES, startIdp, type TestIdp } from '../helpers/id
 import { startRelay, type Relay } from '../helpers/relay.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startCliReplica, type Replica } from '../helpers/cli.js';
+import { startMockIntrospection, type MockIntrospection } from '../helpers/mock-introspection.js';
 
 const INTROSPECT = '/token/introspection';
 let idp: TestIdp; let relay: Relay; let up: EchoUpstream;
@@ -26,7 +27,7 @@ after(async () => {
   await up?.close(); await relay?.close(); await idp?.close();
 });
 
-async function gateway(cacheTtlSec: number, negativeCacheTtlSec: number): Promise<Replica> {
+async function gateway(cacheTtlSec: number, negativeCacheTtlSec: number, endpoint = `${relay.url}${INTROSPECT}`): Promise<Replica> {
   const g = await startCliReplica(`
 server:
   workers: 2
@@ -35,7 +36,7 @@ issuers:
   - id: idp
     issuer: ${idp.issuer}
     introspection:
-      endpoint: ${relay.url}${INTROSPECT}
+      endpoint: ${endpoint}
       clientId: ${IDP_CLIENT.clientId}
       clientSecret: "${IDP_CLIENT.clientSecret}"
       cacheTtlSec: ${cacheTtlSec}
@@ -89,4 +90,22 @@ test('cacheTtlSec 0: nothing is shared after the fact (revocation is seen at onc
   await idp.revoke(token);
   assert.equal(await send(g, token), 401);
   assert.equal(await send(g, token), 401);
+});
+
+test('a failing endpoint: one call for concurrent requests on both workers, counted once, never reused after', { timeout: 60_000 }, async () => {
+  const mock: MockIntrospection = await startMockIntrospection();
+  try {
+    mock.answer = () => ({ status: 500, body: { error: 'boom' }, delayMs: 300 });
+    const g = await gateway(60, 30, mock.endpoint);
+    const statuses = await Promise.all(Array.from({ length: 10 }, () => send(g, 'opaque-token-1')));
+    assert.deepEqual(statuses, Array(10).fill(503));
+    assert.equal(mock.requests.length, 1, 'joined in flight across workers');
+    const metrics = await (await fetch(`${g.adminUrl}/metrics`)).text();
+    assert.match(metrics, /^tokengate_introspection_requests_total\{issuer="idp",result="error"\} 1$/m);
+    // Failures are never cached or shared after the fact: the next request asks again.
+    assert.equal(await send(g, 'opaque-token-1'), 503);
+    assert.equal(mock.requests.length, 2);
+  } finally {
+    await mock.close();
+  }
 });
