@@ -25,6 +25,9 @@ export interface LineWriterOptions {
   intervalMs?: number;
 }
 
+/** Writers to flush at exit (one `exit` listener for all of them). */
+const writers = new Set<BatchedLineWriter>();
+
 /** A pino destination that writes whole lines in batches (see the module comment). */
 export class BatchedLineWriter {
   private readonly fd: number;
@@ -38,7 +41,7 @@ export class BatchedLineWriter {
   private asyncWriting = false;
   private readonly flushBound = (): void => this.flush();
   /** At exit: whatever is gathered or queued, synchronously (an asynchronous write cannot finish any more). */
-  private readonly flushAtExit = (): void => {
+  readonly flushAtExit = (): void => {
     this.flush();
     for (const b of this.queued.splice(0)) {
       try { writeSync(this.fd, b); } catch { return; }
@@ -49,7 +52,8 @@ export class BatchedLineWriter {
     this.fd = opts.fd ?? 1;
     this.maxBatchBytes = opts.maxBatchBytes ?? 16384;
     this.intervalMs = opts.intervalMs ?? 100;
-    process.once('exit', this.flushAtExit);
+    if (writers.size === 0) process.once('exit', () => { for (const w of writers) w.flushAtExit(); });
+    writers.add(this);
   }
 
   /** Adds one line (pino passes each line with its newline). */
