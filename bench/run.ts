@@ -23,6 +23,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { formatReport, runBench, SCENARIOS, type ScenarioName } from './harness.js';
+import { AUTO_MAX_WORKERS, usableCpus } from '../src/cluster.js';
 
 const quick = process.argv.includes('--quick');
 const env = process.env;
@@ -58,8 +59,12 @@ const opts = {
   baselineServerExtra: env.BENCH_BASELINE_SERVER !== undefined ? serverKeys(env.BENCH_BASELINE_SERVER) : undefined,
   log: (l: string) => console.error(l),
 };
+// The measured gateway's process count: `server.workers` from BENCH_SERVER, else the default (0: the usable CPUs, at most 4).
+const workers = typeof serverExtra.workers === 'number' && serverExtra.workers > 0
+  ? serverExtra.workers
+  : Math.min(usableCpus(), AUTO_MAX_WORKERS);
 console.error(`tokengate bench: ${opts.connections} connections, ${opts.durationSec} s × ${opts.rounds} round(s) per scenario, ` +
-  `node ${process.version}, ${cpus().length} CPU(s); gateway from ${opts.gatewayFrom}, log level ${opts.logLevel}`);
+  `node ${process.version}, ${cpus().length} CPU(s); gateway from ${opts.gatewayFrom}, ${workers} worker process(es), log level ${opts.logLevel}`);
 const report = await runBench(opts);
 console.log(formatReport(report));
 if (env.BENCH_JSON) writeFileSync(env.BENCH_JSON, JSON.stringify(report, null, 2));
