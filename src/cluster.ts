@@ -237,8 +237,9 @@ function ratio(quota: string | undefined, period: string | undefined): number | 
 }
 
 /**
- * A logger for a worker: stdout writes of at most 4096 bytes made of whole lines, so the
- * workers' lines never interleave on a shared pipe (POSIX: writes up to PIPE_BUF are atomic).
+ * A logger for a cluster process (worker or primary): stdout writes of at most 4096 bytes
+ * made of whole lines, so the processes' lines never interleave on a shared pipe (POSIX:
+ * writes up to PIPE_BUF are atomic).
  */
 export function workerLogger(level: string): pino.Logger {
   return createLogger(level, new BatchedLineWriter({ maxBatchBytes: 4096 }));
@@ -267,7 +268,8 @@ export function logWarnings(log: pino.Logger, warnings: readonly ConfigProblem[]
 /** Runs the primary until every worker has exited after SIGTERM/SIGINT; resolves to the exit code. */
 export async function runPrimary(config: CompiledConfig, warnings: readonly ConfigProblem[] = []): Promise<number> {
   const n = workerCount(config);
-  const log = createLogger(config.server.logLevel).child({ role: 'primary' });
+  // Whole-line writes of at most PIPE_BUF, like the workers': all share one stdout.
+  const log = workerLogger(config.server.logLevel).child({ role: 'primary' });
   logWarnings(log, warnings);
   const aggregator = new AggregatorRegistry();
   const workers = new Set<Worker>();
