@@ -1,8 +1,8 @@
 /**
- * pino options: JSON lines, asynchronous writes, and redaction of every place a token or
- * secret could sit. Access lines are written by the proxy (one per request) with fixed
- * fields: route, status, latency, sub, issuer, reason. Tokens never reach a log call;
- * redaction is the second line of defence.
+ * pino options: JSON lines, batched writes (src/log-sink.ts), and redaction of every place
+ * a token or secret could sit. Access lines are written by the proxy (one per request) with
+ * fixed fields: route, status, latency, sub, issuer, reason ({@link AccessLog}). Tokens
+ * never reach a log call; redaction is the second line of defence.
  */
 import pino, { type LoggerOptions } from 'pino';
 import { BatchedLineWriter } from './log-sink.js';
