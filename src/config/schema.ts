@@ -122,7 +122,7 @@ const Issuer = Type.Object({
 const Scopes = obj({
   allOf: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Every one of these scopes is required' }),
   anyOf: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'At least one of these scopes is required (when non-empty)' }),
-}, 'Required scopes, read from `scope` (space-separated) or `scp` (array)');
+}, 'Required scopes, read from `scope` (space-separated) or, when the token has no `scope` member at all, `scp` (array or space-separated string); a `scope` that is not a string grants none');
 
 const ClaimValue = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 

@@ -13,9 +13,14 @@ export interface Principal {
   source: 'jwt' | 'introspection';
 }
 
-/** Scopes of a claim set: `scope` (RFC 8693 §4.2, space-separated) or `scp` (array or string). */
+/**
+ * Scopes of a claim set: `scope` (RFC 8693 §4.2, space-separated) or, only when there is no
+ * `scope` member at all, `scp` (array or string). A `scope` that is present but not a
+ * string — `null` included — grants nothing: it does not fall back to `scp` (two claims
+ * that disagree are a doubt, and doubt denies).
+ */
 export function scopesOf(claims: Readonly<Record<string, unknown>>): string[] {
-  const s = claims.scope ?? claims.scp;
+  const s = Object.prototype.hasOwnProperty.call(claims, 'scope') ? claims.scope : claims.scp;
   if (typeof s === 'string') return s.split(' ').filter(Boolean);
   if (Array.isArray(s)) return s.filter((x): x is string => typeof x === 'string');
   return [];

@@ -36,6 +36,10 @@ test('scopesOf: scope string (spaces), scp array or string; scope wins', () => {
   assert.deepEqual(scopesOf({ scope: 'a', scp: ['b'] }), ['a']);
   assert.deepEqual(scopesOf({ scope: 5 }), []);
   assert.deepEqual(scopesOf({}), []);
+  // A present but malformed `scope` (JSON's last duplicate member may be null) never falls back to `scp`.
+  assert.deepEqual(scopesOf({ scope: null, scp: 'a' }), []);
+  assert.deepEqual(scopesOf({ scope: null, scp: ['a'] }), []);
+  assert.deepEqual(scopesOf({ scope: 5, scp: ['a'] }), []);
 });
 
 test('allOf / anyOf, with the required scopes in the 403 challenge', () => {
