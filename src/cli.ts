@@ -10,7 +10,7 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled, type CompiledConfig } from './config/index.js';
-import { DRAIN, logWarnings, PrimaryReplayStore, runPrimary, shareGetsThroughPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
+import { DRAIN, logWarnings, PrimaryReplayStore, runPrimary, shareIdpRequestsThroughPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
 
@@ -119,7 +119,7 @@ async function run(file: string | undefined): Promise<number> {
   const warnings = cluster.isWorker ? [] : lintWarnings(file, config);
   // server.workers > 1: this process becomes the cluster primary (src/cluster.ts).
   if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config, warnings);
-  if (cluster.isWorker) shareGetsThroughPrimary();
+  if (cluster.isWorker) shareIdpRequestsThroughPrimary();
   const gw = cluster.isWorker
     ? new Gateway(config, { admin: false, logger: workerLogger(config.server.logLevel), memoryReplayStore: new PrimaryReplayStore() })
     : new Gateway(config);

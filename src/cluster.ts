@@ -23,7 +23,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { CompiledConfig } from './config/compile.js';
 import type { Gateway } from './gateway.js';
 import { GatewayError } from './errors.js';
-import { FetchError, fetchJsonDirect, setGetTransport, type FetchOptions, type JsonResponse } from './idp/http.js';
+import { FetchError, fetchJsonDirect, setIdpTransport, type FetchOptions } from './idp/http.js';
 import { MemoryReplayStore, type ReplayStore } from './dpop/replay-store.js';
 import type { ConfigProblem } from './config/index.js';
 import { createLogger } from './logger.js';
@@ -34,11 +34,59 @@ const STARTED = 'tokengate:started';
 export const DRAIN = 'tokengate:drain';
 const READINESS_REQ = 'tokengate:readiness?';
 const READINESS_RES = 'tokengate:readiness';
-const REPLAY_REQ = 'tokengate:replay?';
-const REPLAY_RES = 'tokengate:replay';
+const ASK = 'tokengate:ask';
+const ANSWER = 'tokengate:answer';
 
-interface ReplayQuestion { type: typeof REPLAY_REQ; id: number; key: string; ttlMs: number }
-interface ReplayAnswer { type: typeof REPLAY_RES; id: number; fresh?: boolean; full?: boolean }
+interface Question { type: typeof ASK; id: number; kind: string; payload: unknown }
+interface Answer { type: typeof ANSWER; id: number; answer: unknown }
+
+const asked = new Map<number, { resolve(answer: unknown): void; timer: NodeJS.Timeout }>();
+let askSeq = 0;
+let listening = false;
+
+/**
+ * In a worker: asks the primary a question of `kind` (answered by {@link serveQuestions}
+ * there). Resolves null when there is no channel or no answer within `timeoutMs`: callers
+ * fail closed. A `false` from `process.send` only means "queued behind others".
+ */
+function askPrimary<A>(kind: string, payload: unknown, timeoutMs: number): Promise<A | null> {
+  if (!listening) {
+    listening = true;
+    process.on('message', (m: Answer) => {
+      if (m?.type !== ANSWER) return;
+      const p = asked.get(m.id);
+      if (!p) return;
+      asked.delete(m.id);
+      clearTimeout(p.timer);
+      p.resolve(m.answer);
+    });
+  }
+  const id = ++askSeq;
+  return new Promise((resolve) => {
+    if (!process.connected || !process.send) return resolve(null);
+    const timer = setTimeout(() => {
+      asked.delete(id);
+      resolve(null);
+    }, timeoutMs);
+    asked.set(id, { resolve: resolve as (a: unknown) => void, timer });
+    process.send({ type: ASK, id, kind, payload } satisfies Question);
+  });
+}
+
+/** In the primary: answers a worker's questions, one handler per kind, in message order. */
+function serveQuestions(w: Worker, handlers: Record<string, (payload: never) => Promise<unknown>>): void {
+  w.on('message', (m: Question) => {
+    if (m?.type !== ASK) return;
+    const handler = handlers[m.kind];
+    if (!handler) return;
+    void handler(m.payload as never).then((answer) => {
+      if (w.isConnected()) w.send({ type: ANSWER, id: m.id, answer } satisfies Answer);
+    });
+  });
+}
+
+interface ReplayQuestion { key: string; ttlMs: number }
+interface ReplayAnswer { fresh?: boolean; full?: boolean }
 
 /**
  * `dpop.replayStore: memory` with several workers: the used proof ids live in the
@@ -49,51 +97,21 @@ interface ReplayAnswer { type: typeof REPLAY_RES; id: number; fresh?: boolean; f
  */
 export class PrimaryReplayStore implements ReplayStore {
   readonly kind = 'memory' as const;
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve(fresh: boolean): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
 
-  constructor(private readonly timeoutMs = 1000) {
-    process.on('message', (m: ReplayAnswer) => {
-      if (m?.type !== REPLAY_RES) return;
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      clearTimeout(p.timer);
-      if (m.full || typeof m.fresh !== 'boolean') p.reject(new GatewayError('replay_store_unavailable', { retryAfterSec: 1 }));
-      else p.resolve(m.fresh);
-    });
-  }
+  constructor(private readonly timeoutMs = 1000) {}
 
   /** See {@link ReplayStore.remember}. */
-  remember(key: string, ttlMs: number): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      const id = ++this.seq;
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new GatewayError('replay_store_unavailable', { retryAfterSec: 1 }));
-      }, this.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      const q: ReplayQuestion = { type: REPLAY_REQ, id, key, ttlMs };
-      // send() returning false only means "queued behind others": the timeout covers a slow primary.
-      if (process.connected && process.send) process.send(q);
-      else {
-        // No channel to the primary: the answer cannot be known.
-        this.pending.delete(id);
-        clearTimeout(timer);
-        reject(new GatewayError('replay_store_unavailable', { retryAfterSec: 1 }));
-      }
-    });
+  async remember(key: string, ttlMs: number): Promise<boolean> {
+    const a = await askPrimary<ReplayAnswer>('replay', { key, ttlMs } satisfies ReplayQuestion, this.timeoutMs);
+    if (!a || a.full || typeof a.fresh !== 'boolean') throw new GatewayError('replay_store_unavailable', { retryAfterSec: 1 });
+    return a.fresh;
   }
 }
 
-const GET_REQ = 'tokengate:get?';
-const GET_RES = 'tokengate:get';
-
-interface GetQuestion { type: typeof GET_REQ; id: number; url: string; opts: FetchOptions }
-type GetAnswer = { type: typeof GET_RES; id: number } & (
+interface IdpQuestion { url: string; opts: FetchOptions }
+type IdpAnswer =
   | { ok: true; status: number; body: unknown; cacheControl: string | null; ageMs: number; reused: boolean }
-  | { ok: false; kind: FetchError['kind']; message: string; status?: number; reused: boolean }
-);
+  | { ok: false; kind: FetchError['kind']; message: string; status?: number; reused: boolean };
 
 /**
  * In a worker: discovery and JWKS GETs, and introspection POSTs, go through the primary,
@@ -104,33 +122,13 @@ type GetAnswer = { type: typeof GET_RES; id: number } & (
  * pod instead of one per worker. No answer from the primary in time is a timeout, like a
  * slow IdP.
  */
-export function shareGetsThroughPrimary(): void {
-  let seq = 0;
-  const pending = new Map<number, { resolve(r: JsonResponse): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
-  process.on('message', (m: GetAnswer) => {
-    if (m?.type !== GET_RES) return;
-    const p = pending.get(m.id);
-    if (!p) return;
-    pending.delete(m.id);
-    clearTimeout(p.timer);
-    if (m.ok) p.resolve({ status: m.status, body: m.body, cacheControl: m.cacheControl, ageMs: m.ageMs, reused: m.reused });
-    else p.reject(Object.assign(new FetchError(m.kind, m.message, m.status), { reused: m.reused }));
+export function shareIdpRequestsThroughPrimary(): void {
+  setIdpTransport(async (url, opts) => {
+    const a = await askPrimary<IdpAnswer>('idp', { url, opts } satisfies IdpQuestion, opts.timeoutMs + 1000);
+    if (!a) throw new FetchError('timeout', `no answer from the primary process within ${opts.timeoutMs + 1000} ms`);
+    if (!a.ok) throw new FetchError(a.kind, a.message, a.status, a.reused);
+    return { status: a.status, body: a.body, cacheControl: a.cacheControl, ageMs: a.ageMs, reused: a.reused };
   });
-  setGetTransport((url, opts) => new Promise((resolve, reject) => {
-    const id = ++seq;
-    const timer = setTimeout(() => {
-      pending.delete(id);
-      reject(new FetchError('timeout', `no answer within ${opts.timeoutMs} ms`));
-    }, opts.timeoutMs + 1000);
-    pending.set(id, { resolve, reject, timer });
-    const q: GetQuestion = { type: GET_REQ, id, url, opts };
-    if (process.connected && process.send) process.send(q);
-    else {
-      pending.delete(id);
-      clearTimeout(timer);
-      reject(new FetchError('network', 'no channel to the primary process'));
-    }
-  }));
 }
 
 /**
@@ -138,10 +136,10 @@ export function shareGetsThroughPrimary(): void {
  * worker sending the same request within `shareForMs` of it. Entries are keyed by a hash
  * (an introspection request carries a token and a client secret) and dropped once expired.
  */
-class SharedGets {
-  private readonly entries = new Map<string, { result: Promise<Omit<GetAnswer, 'type' | 'id'>>; doneAt: number | null; shareForMs: number; failed: boolean; post: boolean }>();
+class SharedIdpRequests {
+  private readonly entries = new Map<string, { result: Promise<IdpAnswer>; doneAt: number | null; shareForMs: number; failed: boolean; post: boolean }>();
 
-  ask(url: string, opts: FetchOptions): Promise<Omit<GetAnswer, 'type' | 'id'>> {
+  ask(url: string, opts: FetchOptions): Promise<IdpAnswer> {
     const { shareForMs = 0, ...rest } = opts;
     const key = createHash('sha256').update(JSON.stringify([url, rest])).digest('base64url');
     const now = Date.now();
@@ -150,7 +148,7 @@ class SharedGets {
     if (e && (e.doneAt === null || (now - e.doneAt < e.shareForMs && !(e.failed && e.post)))) {
       return e.result.then((r) => ({ ...r, reused: true, ...(r.ok ? { ageMs: Date.now() - (e.doneAt ?? Date.now()) } : {}) }));
     }
-    const entry = { result: null as unknown as Promise<Omit<GetAnswer, 'type' | 'id'>>, doneAt: null as number | null, shareForMs, failed: false, post: rest.method === 'POST' };
+    const entry = { result: null as unknown as Promise<IdpAnswer>, doneAt: null as number | null, shareForMs, failed: false, post: rest.method === 'POST' };
     entry.result = fetchJsonDirect(url, rest).then(
       (r) => ({ ok: true as const, status: r.status, body: r.body, cacheControl: r.cacheControl, ageMs: 0, reused: false }),
       (err: unknown) => {
@@ -166,27 +164,6 @@ class SharedGets {
     for (const [k, old] of this.entries) if (old.doneAt !== null && now - old.doneAt >= old.shareForMs) this.entries.delete(k);
     return entry.result;
   }
-}
-
-/** In the primary: answers the workers' GETs. */
-function serveSharedGets(w: Worker, gets: SharedGets): void {
-  w.on('message', (m: GetQuestion) => {
-    if (m?.type !== GET_REQ) return;
-    void gets.ask(String(m.url), m.opts).then((a) => {
-      if (w.isConnected()) w.send({ type: GET_RES, id: m.id, ...a } as GetAnswer);
-    });
-  });
-}
-
-/** In the primary: answers the workers' replay questions from one in-memory store. */
-function serveReplayStore(w: Worker, store: MemoryReplayStore): void {
-  w.on('message', (m: ReplayQuestion) => {
-    if (m?.type !== REPLAY_REQ) return;
-    const answer = (a: Omit<ReplayAnswer, 'type' | 'id'>) => {
-      if (w.isConnected()) w.send({ type: REPLAY_RES, id: m.id, ...a } satisfies ReplayAnswer);
-    };
-    store.remember(String(m.key), Number(m.ttlMs)).then((fresh) => answer({ fresh }), () => answer({ full: true }));
-  });
 }
 
 /** Most workers `server.workers: 0` starts: past a few cores, more replicas serve better than more processes per pod. */
@@ -275,8 +252,8 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
   const workers = new Set<Worker>();
   // DPoP proof ids for every worker (used when dpop.replayStore is memory; size fixed at start).
   const replay = new MemoryReplayStore(config.server.dpop.replayCacheSize);
-  // Discovery and JWKS fetches for every worker (one per URL per cooldown).
-  const gets = new SharedGets();
+  // Requests to the IdP for every worker (discovery, JWKS, introspection; answers shared while cacheable).
+  const idp = new SharedIdpRequests();
   let draining = false;
   let seq = 0;
 
@@ -302,8 +279,10 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
   const fork = () => {
     const w = cluster.fork();
     workers.add(w);
-    serveReplayStore(w, replay);
-    serveSharedGets(w, gets);
+    serveQuestions(w, {
+      replay: (q: ReplayQuestion): Promise<ReplayAnswer> => replay.remember(String(q.key), Number(q.ttlMs)).then((fresh) => ({ fresh }), () => ({ full: true })),
+      idp: (q: IdpQuestion): Promise<IdpAnswer> => idp.ask(String(q.url), q.opts),
+    });
     w.on('message', (m: { type?: string }) => {
       if (m?.type !== STARTED || started.has(w)) return;
       started.add(w);

@@ -17,11 +17,14 @@
 export class FetchError extends Error {
   readonly kind: 'timeout' | 'network' | 'status' | 'redirect' | 'too_large' | 'not_json' | 'policy';
   readonly status?: number;
-  constructor(kind: FetchError['kind'], message: string, status?: number) {
+  /** server.workers: another worker's request met this failure and this one joined it (no request of its own). */
+  readonly reused: boolean;
+  constructor(kind: FetchError['kind'], message: string, status?: number, reused = false) {
     super(message);
     this.name = 'FetchError';
     this.kind = kind;
     this.status = status;
+    this.reused = reused;
   }
 }
 
@@ -59,13 +62,13 @@ export interface FetchOptions {
 }
 
 /** Sends a request on behalf of this process (a cluster worker: src/cluster.ts asks the primary). */
-export type GetTransport = (url: string, opts: FetchOptions) => Promise<JsonResponse>;
+export type IdpTransport = (url: string, opts: FetchOptions) => Promise<JsonResponse>;
 
-let getTransport: GetTransport | null = null;
+let idpTransport: IdpTransport | null = null;
 
 /** Routes this process's GETs (discovery, JWKS) and shareable POSTs (introspection) through `transport`; null: fetch directly. */
-export function setGetTransport(transport: GetTransport | null): void {
-  getTransport = transport;
+export function setIdpTransport(transport: IdpTransport | null): void {
+  idpTransport = transport;
 }
 
 /** The default `server.allowInsecureHttpHosts`: loopback only (development, sidecars). */
@@ -123,7 +126,7 @@ export async function fetchJson(url: string, opts: FetchOptions): Promise<JsonRe
   const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
   if (problem) throw new FetchError('policy', `URL ${problem}`);
   // GETs always; a POST only when its caller says its answer may be shared (introspection).
-  if (getTransport !== null && ((opts.method ?? 'GET') === 'GET' || opts.shareForMs !== undefined)) return getTransport(url, opts);
+  if (idpTransport !== null && ((opts.method ?? 'GET') === 'GET' || opts.shareForMs !== undefined)) return idpTransport(url, opts);
   return fetchJsonDirect(url, opts);
 }
 

@@ -102,7 +102,7 @@ export class IntrospectionClient {
       body = res.body;
       if (res.reused || res.ageMs) shared = { reused: res.reused === true, ageMs: res.ageMs ?? 0 };
     } catch (e) {
-      if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message, (e as { reused?: boolean }).reused === true);
+      if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message, e.reused);
       throw new IntrospectionFailure('network', 'request failed');
     }
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {

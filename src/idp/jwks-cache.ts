@@ -13,7 +13,7 @@
  */
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
 import { GatewayError } from '../errors.js';
-import { fetchJson, maxAgeOf } from './http.js';
+import { FetchError, fetchJson, maxAgeOf } from './http.js';
 
 /** The cache policy (the issuer's `jwks` block). */
 export interface JwksPolicy {
@@ -219,7 +219,7 @@ export class JwksCache {
       this.set = { keys: merged, thumbprints: new Set(merged.map((k) => k.thumbprint)), fetchedAt: now, expiresAt: now + ttl * 1000 };
       this.events.onFetch?.('success', undefined, reused);
     } catch (e) {
-      this.events.onFetch?.('failure', (e as Error).message, reused || (e as { reused?: boolean }).reused === true);
+      this.events.onFetch?.('failure', (e as Error).message, reused || (e instanceof FetchError && e.reused));
     }
   }
 }
