@@ -73,7 +73,7 @@ export class IntrospectionClient {
   }
 
   /** Introspects `token`; throws {@link IntrospectionFailure} unless the IdP gave a valid answer. */
-  async introspect(token: string): Promise<IntrospectionAnswer> {
+  async introspect(token: string): Promise<Introspected> {
     let url: string;
     try {
       url = await this.endpoint();
@@ -92,7 +92,8 @@ export class IntrospectionClient {
       form.set('client_secret', this.policy.clientSecret);
     }
     let body: unknown;
-    let shared: SharedAnswer | null = null;
+    let ageMs = 0;
+    let reused = false;
     try {
       const res = await fetchJson(url, {
         method: 'POST', headers, body: form.toString(), timeoutMs: this.policy.timeoutMs, maxBytes: INTROSPECTION_MAX_BYTES,
@@ -100,7 +101,8 @@ export class IntrospectionClient {
         shareForMs: this.shareForMs,
       });
       body = res.body;
-      if (res.reused || res.ageMs) shared = { reused: res.reused === true, ageMs: res.ageMs ?? 0 };
+      ageMs = res.ageMs ?? 0;
+      reused = res.reused === true;
     } catch (e) {
       if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message, e.reused);
       throw new IntrospectionFailure('network', 'request failed');
@@ -112,19 +114,15 @@ export class IntrospectionClient {
     if (typeof (body as { active?: unknown }).active !== 'boolean') {
       throw new IntrospectionFailure('bad_answer', 'answer has no boolean `active`');
     }
-    const answer = Object.freeze(body) as IntrospectionAnswer;
-    if (shared) sharedAnswers.set(answer, shared);
-    return answer;
+    return { answer: Object.freeze(body) as IntrospectionAnswer, ageMs, reused };
   }
 }
 
-/** How an answer that another worker's request obtained (server.workers) came to this one. */
-export interface SharedAnswer {
-  /** No request was sent for this answer (it is not a call to count). */
-  reused: boolean;
-  /** How long before it arrived here it was fetched (cache lifetimes count from then). */
+/** An answer, and how it came (`server.workers`: another worker's request may have obtained it). */
+export interface Introspected {
+  answer: IntrospectionAnswer;
+  /** How long before it arrived here it was fetched, in ms (cache lifetimes count from then); 0: just now. */
   ageMs: number;
+  /** No request was sent for it (another worker's was joined or reused): not a call to count. */
+  reused: boolean;
 }
-
-/** Answers shared between workers, with how they were shared; other answers are absent. */
-export const sharedAnswers = new WeakMap<IntrospectionAnswer, SharedAnswer>();
