@@ -69,11 +69,24 @@ export function issuerYaml(iss: MockIssuer, extra = ''): string {
 `;
 }
 
-/** A minimal config: issuer `a` (mock issuer, audience `api`, 1 s JWKS cooldown) and the given routes YAML. */
-export function oneIssuer(iss: MockIssuer, routes: string, issuerExtra = ''): string {
+/** A minimal config: issuer `a` (mock issuer, audience `api`, 1 s JWKS cooldown unless told) and the given routes YAML. */
+export function oneIssuer(iss: MockIssuer, routes: string, issuerExtra = '', cooldownSec = 1): string {
   return `
-${issuerYaml(iss, `\n    jwks: { cooldownSec: 1 }${issuerExtra}`)}routes:
+${issuerYaml(iss, `\n    jwks: { cooldownSec: ${cooldownSec} }${issuerExtra}`)}routes:
 ${routes}`;
+}
+
+/**
+ * The attack suites' usual gateway: one mock issuer and one route `api` (`/api`, `mode: jwt`).
+ * `issuerExtra` adds YAML lines to the issuer, `server` a `server:` line before it.
+ */
+export function startApiFixture(opts: { issuerExtra?: string; server?: string; cooldownSec?: number; algs?: Array<'RS256' | 'ES256' | 'EdDSA'> } = {}): Promise<Fixture> {
+  return startFixture((iss, up) => (opts.server ?? '') + oneIssuer(iss, `
+  - id: api
+    match: { pathPrefix: /api }
+    upstream: ${up.url}
+    auth: { mode: jwt }
+`, opts.issuerExtra, opts.cooldownSec), { algs: opts.algs });
 }
 
 /** The exact challenge of a 401 invalid_token / 400 invalid_request / 403 insufficient_scope. */

@@ -6,16 +6,11 @@
  */
 import { after, before, test } from 'node:test';
 import { exportSPKI, importJWK, SignJWT } from 'jose';
-import { assertDenied, CHALLENGE, DESC, oneIssuer, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, startApiFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
-`, '\n    algorithms: [RS256]'), { algs: ['RS256', 'ES256'] });
+  f = await startApiFixture({ issuerExtra: '\n    algorithms: [RS256]', algs: ['RS256', 'ES256'] });
 });
 after(() => f?.close());
 

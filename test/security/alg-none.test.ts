@@ -3,16 +3,11 @@
  * before any key lookup. Hand-built, since jose refuses to create them.
  */
 import { after, before, test } from 'node:test';
-import { assertDenied, CHALLENGE, DESC, handJwt, oneIssuer, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, handJwt, startApiFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
-`));
+  f = await startApiFixture();
 });
 after(() => f?.close());
 

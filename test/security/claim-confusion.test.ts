@@ -3,16 +3,11 @@
  * time claims are strings or other non-numbers, or whose `aud`/`iss` have odd shapes.
  */
 import { after, before, test } from 'node:test';
-import { assertDenied, CHALLENGE, DESC, oneIssuer, signRaw, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, signRaw, startApiFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
-`));
+  f = await startApiFixture();
 });
 after(() => f?.close());
 

@@ -3,16 +3,11 @@
  * verify; nor may other degenerate signatures (r = s = n, truncated, DER-encoded).
  */
 import { after, before, test } from 'node:test';
-import { assertDenied, CHALLENGE, DESC, oneIssuer, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, startApiFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
-`, '\n    algorithms: [ES256]'), { algs: ['ES256'] });
+  f = await startApiFixture({ issuerExtra: '\n    algorithms: [ES256]', algs: ['ES256'] });
 });
 after(() => f?.close());
 

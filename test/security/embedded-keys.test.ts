@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { assertDenied, CHALLENGE, DESC, oneIssuer, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, startApiFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 let evil: http.Server;
@@ -17,12 +17,7 @@ let evilHits = 0;
 let attacker: { privateKey: CryptoKey; jwk: Record<string, unknown> };
 
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
-`));
+  f = await startApiFixture();
   const kp = await generateKeyPair('RS256', { extractable: true });
   attacker = { privateKey: kp.privateKey, jwk: { ...(await exportJWK(kp.publicKey)), kid: 'evil', alg: 'RS256', use: 'sig' } };
   evil = http.createServer((_req, res) => {

@@ -5,16 +5,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertDenied, CHALLENGE, DESC, oneIssuer, signRaw, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, signRaw, startApiFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
-`).replace('cooldownSec: 1', 'cooldownSec: 30'));
+  f = await startApiFixture({ cooldownSec: 30 });
 });
 after(() => f?.close());
 

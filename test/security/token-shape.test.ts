@@ -5,16 +5,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertDenied, b64u, CHALLENGE, DESC, oneIssuer, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, b64u, CHALLENGE, DESC, startApiFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 before(async () => {
-  f = await startFixture((iss, up) => `server: { maxTokenBytes: 2048 }\n` + oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
-`));
+  f = await startApiFixture({ server: 'server: { maxTokenBytes: 2048 }\n' });
 });
 after(() => f?.close());
 
