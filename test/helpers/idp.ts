@@ -9,8 +9,8 @@
  * @module
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { listenLoopback } from './ports.js';
 
 /** Resource indicators the test IdP knows, and how it issues tokens for each. */
 export const IDP_RESOURCES = {
@@ -173,14 +173,7 @@ export async function startIdp(opts: { port?: number; extraClaims?: Record<strin
     hits.set(path, (hits.get(path) ?? 0) + 1);
     handler(req, res);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server, opts.port);
   const issuer = `http://127.0.0.1:${port}`;
 
   const resourceAlgs: Record<string, 'RS256' | 'ES256' | 'EdDSA' | undefined> = {

@@ -6,7 +6,7 @@
  * @module
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from './ports.js';
 
 /** One introspection request as received. */
 export interface IntrospectionRequest {
@@ -76,14 +76,7 @@ export async function startMockIntrospection(): Promise<MockIntrospection> {
       }
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
   const url = `http://127.0.0.1:${port}`;
   const mock: MockIntrospection = {
     url,

@@ -6,8 +6,8 @@
  * @module
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTHeaderParameters } from 'jose';
+import { listenLoopback } from './ports.js';
 
 /** Signing algorithms the mock issuer can create keys for. */
 export type MockAlg = 'RS256' | 'ES256' | 'EdDSA' | 'PS256';
@@ -100,14 +100,7 @@ export async function startMockIssuer(opts: { algs?: Array<'RS256' | 'ES256' | '
     res.writeHead(200, headers).end(JSON.stringify(body));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
   const issuer = `http://127.0.0.1:${port}`;
 
   const mock: MockIssuer = {

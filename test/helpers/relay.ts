@@ -6,7 +6,7 @@
  * @module
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from './ports.js';
 
 /** A running relay. */
 export interface Relay {
@@ -72,14 +72,7 @@ export async function startRelay(target: string): Promise<Relay> {
     req.pipe(out);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
 
   const relay: Relay = {
     url: `http://127.0.0.1:${port}`,

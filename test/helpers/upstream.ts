@@ -4,7 +4,7 @@
  * @module
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from './ports.js';
 
 /** One request as the upstream received it. */
 export interface RecordedRequest {
@@ -76,14 +76,7 @@ export async function startUpstream(): Promise<EchoUpstream> {
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
 
   const upstream: EchoUpstream = {
     url: `http://127.0.0.1:${port}`,
