@@ -70,6 +70,12 @@ export interface ScenarioResult {
   /** Verified-token / introspection cache hit ratio during the measured rounds (null: n/a). */
   cacheHitRatio: number | null;
   /**
+   * CPU time the gateway's processes spent per request, in µs (median over rounds): its
+   * cost independent of how much of the machine the load generator and upstream took.
+   * Null for `upstream-direct` and where /proc is not available.
+   */
+  cpuUsPerRequest: number | null;
+  /**
    * Median over rounds of (this rps / the same variant's `none` rps in that round), and of
    * (this rps / the baseline's in that round): robust to the machine's load drifting
    * between rounds. Null when there is nothing to compare with.
@@ -251,6 +257,51 @@ async function cacheCounters(adminUrl: string): Promise<Map<string, number>> {
   return out;
 }
 
+/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ). */
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout?.trim());
+  return Number.isInteger(n) && n > 0 ? n : 100;
+})();
+
+/** Fields of /proc/PID/stat after `comm` (which may hold spaces): index 0 is `state`. */
+function procStat(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The gateway's processes (Linux /proc): its own and, with `server.workers`, the workers it forked. */
+function gatewayPids(gw: GatewayChild): number[] {
+  const root = gw.proc.pid!;
+  const pids = [root];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(procStat(Number(entry))[1]) === root) pids.push(Number(entry));
+    } catch { /* the process ended */ }
+  }
+  return pids;
+}
+
+/**
+ * CPU seconds (user + system, all threads) the gateway's processes have used so far, or
+ * null where /proc is not there. Divided by the requests of a run, it is the gateway's CPU
+ * cost per request: steadier than req/s on a shared machine, where the load generator and
+ * the upstream take the same cores.
+ */
+function cpuSeconds(gw: GatewayChild): number | null {
+  try {
+    let ticks = 0;
+    for (const pid of gatewayPids(gw)) {
+      const f = procStat(pid);
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15 of stat)
+    }
+    return Number.isFinite(ticks) ? ticks / CLK_TCK : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Resident set size of the gateway: its process and, with `server.workers`, the worker
  * processes it forked (/proc on Linux), else the process metrics the admin port reports
@@ -259,17 +310,13 @@ async function cacheCounters(adminUrl: string): Promise<Map<string, number>> {
 async function rssMb(gw: GatewayChild): Promise<number> {
   try {
     const rssKb = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
-    const root = gw.proc.pid!;
-    let total = rssKb(root);
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
+    let total = 0;
+    for (const pid of gatewayPids(gw)) {
       try {
-        // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after the last ')'.
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === root) total += rssKb(Number(entry));
+        total += rssKb(pid);
       } catch { /* the process ended */ }
     }
-    if (Number.isFinite(total)) return total / 1024;
+    if (Number.isFinite(total) && total > 0) return total / 1024;
   } catch { /* not Linux */ }
   const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
   const m = /^tokengate_process_\w*resident_memory_bytes (\S+)$/m.exec(text);
@@ -359,6 +406,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       { name: 'upstream-direct', variant: 'current', url: `${up.url}/none/x`, expectedStatus: 200, cache: null, job: {} } as Plan,
       ...current.flatMap((p, i) => (baseline[i] ? [p, baseline[i]] : [p])),
     ].filter((p) => want(p.name));
+    const gatewayOf = (p: Plan): GatewayChild | null => (p.name === 'upstream-direct' ? null : p.variant === 'baseline' && base ? base.gw : gw);
     const adminOf = (p: Plan) => (p.variant === 'baseline' && base ? base.gw.adminUrl : gw.adminUrl);
     const active = plans.filter((p) => !p.skipped);
 
@@ -370,10 +418,19 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const key = (p: Plan) => `${p.name}/${p.variant}`;
     const perRound = new Map<string, LoadResult[]>();
     const hits = new Map<string, { hit: number; all: number }>();
+    const cpuPerRound = new Map<string, number[]>();
     for (let round = 1; round <= opts.rounds; round++) {
       for (const p of active) {
         const before = p.cache ? await cacheCounters(adminOf(p)) : null;
+        const g = gatewayOf(p);
+        const cpu0 = g ? cpuSeconds(g) : null;
         const r = await run(p, opts.durationSec);
+        const cpu1 = g ? cpuSeconds(g) : null;
+        let cpuUs: number | null = null;
+        if (cpu0 !== null && cpu1 !== null && r.total > 0) {
+          cpuUs = ((cpu1 - cpu0) * 1e6) / r.total;
+          cpuPerRound.set(key(p), [...(cpuPerRound.get(key(p)) ?? []), cpuUs]);
+        }
         if (p.cache && before) {
           const after = await cacheCounters(adminOf(p));
           const d = (key: string) => (after.get(`${p.cache}/${key}`) ?? 0) - (before.get(`${p.cache}/${key}`) ?? 0);
@@ -383,7 +440,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
           hits.set(key(p), h);
         }
         perRound.set(key(p), [...(perRound.get(key(p)) ?? []), r]);
-        log(`round ${round}/${opts.rounds} ${(p.variant === 'baseline' ? `${p.name} (baseline)` : p.name).padEnd(31)} ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms statuses ${JSON.stringify(r.statusCodes)}${r.errors ? ` errors ${r.errors}` : ''}`);
+        log(`round ${round}/${opts.rounds} ${(p.variant === 'baseline' ? `${p.name} (baseline)` : p.name).padEnd(31)} ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms${cpuUs !== null ? ` cpu ${cpuUs.toFixed(1)} µs/req` : ''} statuses ${JSON.stringify(r.statusCodes)}${r.errors ? ` errors ${r.errors}` : ''}`);
       }
     }
     const scenarios: ScenarioResult[] = plans.map((p) => {
@@ -404,6 +461,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
         unexpected: total - (statusCodes[String(p.expectedStatus)] ?? 0) + rs2.reduce((a, r) => a + r.errors, 0),
         statusCodes,
         cacheHitRatio: h && h.all > 0 ? h.hit / h.all : null,
+        cpuUsPerRequest: cpuPerRound.has(key(p)) ? median(cpuPerRound.get(key(p))!) : null,
         vsNone: perRoundRatio(rs2, perRound.get(`none/${p.name === 'upstream-direct' ? 'current' : p.variant}`)),
         vsBaseline: p.variant === 'current' ? perRoundRatio(rs2, perRound.get(`${p.name}/baseline`)) : null,
       };
@@ -479,13 +537,13 @@ export function formatReport(rep: BenchReport): string {
   const find = (name: ScenarioName, variant: ScenarioResult['variant']) => rep.scenarios.find((s) => s.name === name && s.variant === variant && !s.skipped);
   const withBaseline = rep.scenarios.some((s) => s.variant === 'baseline');
   const lines = [
-    `| scenario | req/s | × none | p50 ms | p99 ms | responses | unexpected | cache hits |${withBaseline ? ' × baseline |' : ''}`,
-    `|---|---:|---:|---:|---:|---:|---:|---:|${withBaseline ? '---:|' : ''}`,
+    `| scenario | req/s | × none | CPU µs/req | p50 ms | p99 ms | responses | unexpected | cache hits |${withBaseline ? ' × baseline |' : ''}`,
+    `|---|---:|---:|---:|---:|---:|---:|---:|---:|${withBaseline ? '---:|' : ''}`,
   ];
   for (const s of rep.scenarios) {
     const label = s.variant === 'baseline' ? `${s.name} (baseline)` : s.name;
     if (s.skipped) {
-      lines.push(`| ${label} | ${s.skipped} | | | | | | |${withBaseline ? ' |' : ''}`);
+      lines.push(`| ${label} | ${s.skipped} | | | | | | | |${withBaseline ? ' |' : ''}`);
       continue;
     }
     // upstream-direct is compared with this checkout's none route.
@@ -493,7 +551,8 @@ export function formatReport(rep: BenchReport): string {
     const ratio = s.vsNone !== null ? fmt(s.vsNone, 2) : none && none.rps > 0 ? fmt(s.rps / none.rps, 2) : '-';
     const hit = s.cacheHitRatio === null ? '' : `${fmt(s.cacheHitRatio * 100, 1)} %`;
     const vsBase = withBaseline ? ` ${s.vsBaseline !== null ? fmt(s.vsBaseline, 2) : ''} |` : '';
-    lines.push(`| ${label} | ${fmt(s.rps)} | ${ratio} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${s.total} | ${s.unexpected} | ${hit} |${vsBase}`);
+    const cpu = s.cpuUsPerRequest === null ? '' : fmt(s.cpuUsPerRequest, 1);
+    lines.push(`| ${label} | ${fmt(s.rps)} | ${ratio} | ${cpu} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${s.total} | ${s.unexpected} | ${hit} |${vsBase}`);
   }
   if (rep.flood) {
     const f = rep.flood;

@@ -3,7 +3,8 @@
  * gateway (from src/, through tsx) and the autocannon process, and runs every load
  * scenario for a fraction of a second. Only correctness is asserted, never speed:
  * valid tokens all pass (2xx), the tampered one is always 401, distinct tokens never hit
- * the cache, and a random-`kid` flood costs at most one JWKS fetch.
+ * the cache, a random-`kid` flood costs at most one JWKS fetch, and the gateway's CPU time
+ * per request is measured for every scenario that goes through it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,4 +44,12 @@ test('bench harness, quick: every scenario answers as expected', { timeout: 90_0
   assert.equal(report.flood.unexpected, 0, 'every random kid is refused with 401');
   assert.ok(report.flood.jwksFetches <= 1, `at most one JWKS fetch per cooldown, got ${report.flood.jwksFetches}`);
   assert.equal(report.memory, null);
+  // The gateway's CPU per request is read from /proc: none for the upstream alone.
+  if (process.platform === 'linux') {
+    assert.equal(byName.get('upstream-direct')!.cpuUsPerRequest, null);
+    for (const s of report.scenarios) {
+      if (s.name === 'upstream-direct') continue;
+      assert.ok(s.cpuUsPerRequest! > 0 && s.cpuUsPerRequest! < 100_000, `${s.name}: ${s.cpuUsPerRequest} µs of gateway CPU per request`);
+    }
+  }
 });
