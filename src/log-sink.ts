@@ -25,6 +25,10 @@ export interface LineWriterOptions {
   intervalMs?: number;
 }
 
+/** Longest wait at exit for a full stdout pipe to take the last lines. */
+export const EXIT_WAIT_MS = 2000;
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 /** Writers to flush at exit (one `exit` listener for all of them). */
 const writers = new Set<BatchedLineWriter>();
 
@@ -33,18 +37,35 @@ export class BatchedLineWriter {
   private readonly fd: number;
   private readonly maxBatchBytes: number;
   private readonly intervalMs: number;
-  private lines: string[] = [];
-  private bytes = 0;
+  /** The batch being gathered: `used` bytes of whole lines, UTF-8; reused once written. */
+  private readonly batch: Buffer;
+  private used = 0;
   private timer: NodeJS.Timeout | null = null;
   /** Batches waiting behind an asynchronous write (after EAGAIN), oldest first. */
   private readonly queued: Buffer[] = [];
   private asyncWriting = false;
   private readonly flushBound = (): void => this.flush();
-  /** At exit: whatever is gathered or queued, synchronously (an asynchronous write cannot finish any more). */
+  /**
+   * At exit: whatever is queued or gathered, in order, synchronously (an asynchronous write
+   * cannot finish any more). A full non-blocking pipe is waited for, up to
+   * {@link EXIT_WAIT_MS} in all, so a slow log reader does not lose the last lines.
+   */
   readonly flushAtExit = (): void => {
-    this.flush();
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.used > 0) this.queued.push(Buffer.from(this.batch.subarray(0, this.used)));
+    this.used = 0;
+    const deadline = Date.now() + EXIT_WAIT_MS;
     for (const b of this.queued.splice(0)) {
-      try { writeSync(this.fd, b); } catch { return; }
+      let off = 0;
+      while (off < b.length) {
+        try {
+          off += writeSync(this.fd, b, off);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) return;
+          Atomics.wait(PAUSE, 0, 0, 1); // 1 ms: the reader is behind
+        }
+      }
     }
   };
 
@@ -52,17 +73,27 @@ export class BatchedLineWriter {
     this.fd = opts.fd ?? 1;
     this.maxBatchBytes = opts.maxBatchBytes ?? 16384;
     this.intervalMs = opts.intervalMs ?? 100;
+    this.batch = Buffer.allocUnsafe(this.maxBatchBytes);
     if (writers.size === 0) process.once('exit', () => { for (const w of writers) w.flushAtExit(); });
     writers.add(this);
   }
 
   /** Adds one line (pino passes each line with its newline). */
   write(line: string): boolean {
-    const n = Buffer.byteLength(line);
-    if (this.bytes + n > this.maxBatchBytes && this.bytes > 0) this.flush();
-    this.lines.push(line);
-    this.bytes += n;
-    if (this.bytes >= this.maxBatchBytes) this.flush();
+    // A string of n UTF-16 code units is at most 3n bytes of UTF-8: only a line that might
+    // not fit in what is left of the batch is measured.
+    if (this.used + 3 * line.length > this.maxBatchBytes) {
+      const n = Buffer.byteLength(line);
+      if (this.used + n > this.maxBatchBytes) {
+        this.flush();
+        if (n > this.maxBatchBytes) {
+          this.emit(Buffer.from(line)); // longer than a batch: written alone
+          return true;
+        }
+      }
+    }
+    this.used += this.batch.write(line, this.used);
+    if (this.used >= this.maxBatchBytes) this.flush();
     else if (this.timer === null) {
       this.timer = setTimeout(this.flushBound, this.intervalMs);
       this.timer.unref();
@@ -76,15 +107,16 @@ export class BatchedLineWriter {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.bytes === 0) return;
-    const batch = Buffer.from(this.lines.length === 1 ? this.lines[0] : this.lines.join(''));
-    this.lines = [];
-    this.bytes = 0;
-    if (this.asyncWriting) {
-      this.queued.push(batch);
-      return;
-    }
-    this.writeOut(batch);
+    if (this.used === 0) return;
+    const n = this.used;
+    this.used = 0;
+    this.emit(this.batch.subarray(0, n));
+  }
+
+  /** Writes `bytes` now, or queues a copy of them behind an asynchronous write in progress. */
+  private emit(bytes: Buffer): void {
+    if (this.asyncWriting) this.queued.push(Buffer.from(bytes));
+    else this.writeOut(bytes);
   }
 
   /** Writes a batch synchronously; what the descriptor does not take now goes to the asynchronous queue. */
@@ -95,7 +127,7 @@ export class BatchedLineWriter {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return; // stdout closed: nothing to do
       this.asyncWriting = true;
-      this.queued.unshift(batch.subarray(off));
+      this.queued.unshift(Buffer.from(batch.subarray(off))); // a copy: the batch buffer is reused
       this.drainQueue();
     }
   }

@@ -98,6 +98,74 @@ describe('BatchedLineWriter', () => {
     assert.ok(sizes.every((n) => n <= 4096), `no write above 4096 bytes: ${Math.max(...sizes)}`);
   });
 
+  it('keeps multi-byte lines whole, and writes a line longer than a batch on its own', () => {
+    const { stdout, stderr } = runWriter(`
+      import fs from 'node:fs';
+      import { syncBuiltinESMExports } from 'node:module';
+      const writes = [];
+      const real = fs.writeSync;
+      fs.writeSync = (fd, buf, ...rest) => { if (fd === 1) writes.push(buf.subarray(rest[0] ?? 0).toString('utf8')); return real(fd, buf, ...rest); };
+      syncBuiltinESMExports();
+      const w = new BatchedLineWriter({ maxBatchBytes: 256 });
+      for (let i = 0; i < 400; i++) {
+        w.write(i % 50 === 7 ? 'L'.repeat(600) + i + '\\n' : JSON.stringify({ i, s: 'é😀\\u2028'.repeat(i % 13) }) + '\\n');
+      }
+      w.flush();
+      process.stderr.write(JSON.stringify(writes));
+    `);
+    const lines = stdout.split('\n');
+    assert.equal(lines.pop(), '');
+    assert.equal(lines.length, 400);
+    lines.forEach((l, i) => {
+      if (i % 50 === 7) assert.equal(l, 'L'.repeat(600) + i);
+      else assert.deepEqual(JSON.parse(l), { i, s: 'é😀\u2028'.repeat(i % 13) });
+    });
+    const writes = JSON.parse(stderr) as string[];
+    for (const w of writes) {
+      assert.ok(w.endsWith('\n'), 'every write ends a line');
+      const bytes = Buffer.byteLength(w);
+      if (bytes > 256) assert.equal(w.split('\n').length, 2, `only a single long line is written past the batch size (${bytes} bytes)`);
+    }
+    assert.equal(writes.filter((w) => Buffer.byteLength(w) > 256).length, 8, 'each long line alone');
+  });
+
+  it('keeps lines whole and in order when the pipe is full (asynchronous writes behind EAGAIN)', async () => {
+    const script = `
+      import fs from 'node:fs';
+      import { syncBuiltinESMExports } from 'node:module';
+      import { BatchedLineWriter } from ${JSON.stringify(new URL('../../src/log-sink.ts', import.meta.url).href)};
+      let async = 0;
+      const realWrite = fs.write;
+      fs.write = (...args) => { async++; return realWrite(...args); };
+      syncBuiltinESMExports();
+      process.stdout._handle.setBlocking(false); // as a pipe shared with a parent that made it non-blocking
+      const w = new BatchedLineWriter({ maxBatchBytes: 4096 });
+      for (let i = 0; i < 3000; i++) w.write(JSON.stringify({ i, pad: 'x'.repeat(200 + (i % 17)) }) + '\\n');
+      w.flush();
+      process.stderr.write('written ');
+      process.on('exit', () => process.stderr.write(String(async)));
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    const written = new Promise<void>((r) => child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.startsWith('written')) r();
+    }));
+    // Read only once the child has written everything: the pipe is full by then, and the child
+    // exits (nothing else keeps it alive) with most of its lines still queued.
+    await written;
+    await new Promise((r) => setTimeout(r, 200));
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => chunks.push(d));
+    const code = await new Promise<number | null>((r) => child.once('close', r));
+    assert.equal(code, 0, err);
+    assert.ok(Number(err.slice('written '.length)) > 0, `the writer had to write asynchronously (${err})`);
+    const lines = Buffer.concat(chunks).toString('utf8').split('\n');
+    assert.equal(lines.pop(), '');
+    assert.equal(lines.length, 3000);
+    lines.forEach((l, i) => assert.deepEqual(JSON.parse(l), { i, pad: 'x'.repeat(200 + (i % 17)) }));
+  });
+
   it('writes a quiet line within the interval, without an explicit flush', async () => {
     const script = `
       import { BatchedLineWriter } from ${JSON.stringify(new URL('../../src/log-sink.ts', import.meta.url).href)};
