@@ -78,6 +78,10 @@ export function newContext(trace = false): DecisionContext {
   return { route: null, path: null, search: '', upstreamPath: null, credential: null, principal: null, headers: [], dpopNonce: null, trace: trace ? [] : null };
 }
 
+/**
+ * Records a step when tracing (`explain`). Call sites whose detail is built from values
+ * check `ctx.trace` first: the proxy never traces, and must not build the strings.
+ */
 function note(ctx: DecisionContext, step: string, ok: boolean, detail: string): void {
   ctx.trace?.push({ step, ok, detail });
 }
@@ -91,7 +95,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   }
   ctx.path = target.path;
   ctx.search = target.search;
-  note(ctx, 'path', true, `normalized to ${target.path}`);
+  if (ctx.trace) note(ctx, 'path', true, `normalized to ${target.path}`);
 
   const route = matchRoute(config.routes, facts.method, hostOnly(facts.host), target.path);
   if (!route) {
@@ -100,7 +104,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   }
   ctx.route = route;
   ctx.upstreamPath = upstreamPath(route, target.path);
-  note(ctx, 'route', true, `route ${route.id} (auth.mode ${route.auth.mode}) → ${route.upstreamOrigin}${ctx.upstreamPath}`);
+  if (ctx.trace) note(ctx, 'route', true, `route ${route.id} (auth.mode ${route.auth.mode}) → ${route.upstreamOrigin}${ctx.upstreamPath}`);
 
   const auth = route.auth;
   if (auth.mode === 'none') {
@@ -121,7 +125,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
     throw new GatewayError('missing_token');
   }
   ctx.credential = cred;
-  note(ctx, 'credential', true, `${cred.scheme} token, ${cred.token.length} bytes`);
+  if (ctx.trace) note(ctx, 'credential', true, `${cred.scheme} token, ${cred.token.length} bytes`);
 
   try {
     const useJwt = auth.mode === 'jwt' || (auth.mode === 'jwt_or_introspection' && looksLikeJwt(cred.token));
@@ -129,7 +133,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
     if (!verifier) throw new GatewayError('unsupported_token');
     const principal = await verifier.verify(cred.token, auth);
     ctx.principal = principal;
-    note(ctx, 'verify', true, `${principal.source} from issuer ${principal.issuerId}, sub ${String(principal.claims.sub ?? '-')}`);
+    if (ctx.trace) note(ctx, 'verify', true, `${principal.source} from issuer ${principal.issuerId}, sub ${String(principal.claims.sub ?? '-')}`);
 
     ctx.dpopNonce = await checkBinding(config, auth, principal, cred, {
       method: facts.method,
@@ -139,13 +143,13 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
       path: target.path,
       peer: facts.peer,
     }, verifiers.proofs);
-    note(ctx, 'binding', true, `binding ${auth.binding}, token ${principal.claims.cnf ? 'sender-constrained' : 'unbound'}`);
+    if (ctx.trace) note(ctx, 'binding', true, `binding ${auth.binding}, token ${principal.claims.cnf ? 'sender-constrained' : 'unbound'}`);
 
     authorize(principal, auth);
     note(ctx, 'authorize', true, 'scopes and claims satisfied');
 
     ctx.headers = identityHeaders(route, principal);
-    note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
+    if (ctx.trace) note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
   } catch (e) {
     throw dpopChallenge(config, cred, e);
   }
