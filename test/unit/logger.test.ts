@@ -74,44 +74,45 @@ function runWriter(body: string): { stdout: string; stderr: string } {
   return { stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Runs `body` in a child like {@link runWriter}, recording each write to stdout (fd 1) as text. */
+function runRecorded(body: string): { stdout: string; writes: string[] } {
+  const { stdout, stderr } = runWriter(`
+    import fs from 'node:fs';
+    import { syncBuiltinESMExports } from 'node:module';
+    // strace is not available everywhere: record the writes by wrapping fs.writeSync.
+    const writes = [];
+    const real = fs.writeSync;
+    fs.writeSync = (fd, buf, ...rest) => { if (fd === 1) writes.push(buf.subarray(rest[0] ?? 0).toString('utf8')); return real(fd, buf, ...rest); };
+    syncBuiltinESMExports();
+    ${body}
+    process.stderr.write(JSON.stringify(writes));
+  `);
+  return { stdout, writes: JSON.parse(stderr) as string[] };
+}
+
 describe('BatchedLineWriter', () => {
   it('writes every line whole and in order, in batches no larger than maxBatchBytes', () => {
-    // strace is not available everywhere: count writes by wrapping fs.writeSync in the child.
-    const { stdout, stderr } = runWriter(`
-      import fs from 'node:fs';
-      import { syncBuiltinESMExports } from 'node:module';
-      const sizes = [];
-      const real = fs.writeSync;
-      fs.writeSync = (fd, buf, ...rest) => { if (fd === 1) sizes.push(buf.length - (rest[0] ?? 0)); return real(fd, buf, ...rest); };
-      syncBuiltinESMExports();
+    const { stdout, writes } = runRecorded(`
       const w = new BatchedLineWriter({ maxBatchBytes: 4096 });
       for (let i = 0; i < 2000; i++) w.write(JSON.stringify({ i, pad: 'x'.repeat(i % 97) }) + '\\n');
       w.flush();
-      process.stderr.write(JSON.stringify(sizes));
     `);
     const lines = stdout.split('\n');
     assert.equal(lines.pop(), '');
     assert.equal(lines.length, 2000);
     lines.forEach((l, i) => assert.equal((JSON.parse(l) as { i: number }).i, i));
-    const sizes = JSON.parse(stderr) as number[];
+    const sizes = writes.map((w) => Buffer.byteLength(w));
     assert.ok(sizes.length > 10 && sizes.length < 200, `batched: ${sizes.length} writes for 2000 lines`);
     assert.ok(sizes.every((n) => n <= 4096), `no write above 4096 bytes: ${Math.max(...sizes)}`);
   });
 
   it('keeps multi-byte lines whole, and writes a line longer than a batch on its own', () => {
-    const { stdout, stderr } = runWriter(`
-      import fs from 'node:fs';
-      import { syncBuiltinESMExports } from 'node:module';
-      const writes = [];
-      const real = fs.writeSync;
-      fs.writeSync = (fd, buf, ...rest) => { if (fd === 1) writes.push(buf.subarray(rest[0] ?? 0).toString('utf8')); return real(fd, buf, ...rest); };
-      syncBuiltinESMExports();
+    const { stdout, writes } = runRecorded(`
       const w = new BatchedLineWriter({ maxBatchBytes: 256 });
       for (let i = 0; i < 400; i++) {
         w.write(i % 50 === 7 ? 'L'.repeat(600) + i + '\\n' : JSON.stringify({ i, s: 'é😀\\u2028'.repeat(i % 13) }) + '\\n');
       }
       w.flush();
-      process.stderr.write(JSON.stringify(writes));
     `);
     const lines = stdout.split('\n');
     assert.equal(lines.pop(), '');
@@ -120,7 +121,6 @@ describe('BatchedLineWriter', () => {
       if (i % 50 === 7) assert.equal(l, 'L'.repeat(600) + i);
       else assert.deepEqual(JSON.parse(l), { i, s: 'é😀\u2028'.repeat(i % 13) });
     });
-    const writes = JSON.parse(stderr) as string[];
     for (const w of writes) {
       assert.ok(w.endsWith('\n'), 'every write ends a line');
       const bytes = Buffer.byteLength(w);
