@@ -48,7 +48,9 @@ export class BatchedLineWriter {
   /**
    * At exit: whatever is queued or gathered, in order, synchronously (an asynchronous write
    * cannot finish any more). A full non-blocking pipe is waited for, up to
-   * {@link EXIT_WAIT_MS} in all, so a slow log reader does not lose the last lines.
+   * {@link EXIT_WAIT_MS} in all, so a slow log reader does not lose the last lines. (Only
+   * when `process.exit()` is called while an asynchronous write is in flight can the part of
+   * the first batch it had written appear twice; a natural exit never has one in flight.)
    */
   readonly flushAtExit = (): void => {
     if (this.timer !== null) clearTimeout(this.timer);
