@@ -10,7 +10,7 @@ import { GatewayError, isGatewayError } from '../errors.js';
 import { checkBinding } from './binding.js';
 import type { ProofChecker } from './dpop.js';
 import { authorize } from './authorize.js';
-import { extractCredential, hasAccessTokenParam, type Credential } from './extract.js';
+import { extractCredential, hasAccessTokenParam, type Credential, type CredentialMemo } from './extract.js';
 import { hostOnly, matchRoute, upstreamPath } from './match.js';
 import { identityHeaders } from './mutate.js';
 import { normalizeTarget } from './path.js';
@@ -34,6 +34,8 @@ export interface RequestFacts {
   authority?: string;
   /** Peer address of the connection: the client-certificate header is believed only from `clientCert.trustedProxies`. */
   peer?: string;
+  /** The connection's last parsed `Authorization` value ({@link CredentialMemo}); absent: parse every time. */
+  credentialMemo?: CredentialMemo;
 }
 
 /** Something that turns a token into a verified principal for a route. */
@@ -116,7 +118,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
     return;
   }
 
-  const cred = extractCredential(facts.rawHeaders, target.search, config.server.maxTokenBytes);
+  const cred = extractCredential(facts.rawHeaders, target.search, config.server.maxTokenBytes, facts.credentialMemo);
   if (facts.formBody && hasAccessTokenParam(facts.formBody)) {
     throw new GatewayError(cred ? 'multiple_credentials' : 'token_in_body');
   }

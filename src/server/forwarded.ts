@@ -8,6 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { CompiledConfig } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
+import type { CredentialMemo } from '../pipeline/extract.js';
 import type { RequestFacts } from '../pipeline/run.js';
 
 /** How many times `name` (lower case) occurs in a raw header list. */
@@ -37,7 +38,7 @@ export function clientScheme(trusted: boolean, xfp: string | string[] | undefine
  * The pipeline's view of a client request. RFC 9112 §3.2: an HTTP/1.1 request without
  * Host, or with more than one (a front proxy may have routed on the other), is a 400.
  */
-export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string): RequestFacts {
+export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string, credentialMemo?: CredentialMemo): RequestFacts {
   const hosts = countHeader(req.rawHeaders, 'host');
   if (hosts > 1 || (hosts === 0 && req.httpVersion === '1.1')) throw new GatewayError('bad_request');
   const trust = config.server.trustProxy;
@@ -50,6 +51,7 @@ export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBo
     authority: (trust && firstValue(req.headers['x-forwarded-host'])) || req.headers.host,
     peer: req.socket.remoteAddress,
     formBody,
+    credentialMemo,
   };
 }
 

@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../pipeline/mutate.js';
+import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
@@ -57,6 +58,15 @@ declare module 'fastify' {
 }
 
 const FORM = 'application/x-www-form-urlencoded';
+
+/** Each client connection's last parsed `Authorization` value (src/pipeline/extract.ts). */
+const credentialMemos = new WeakMap<Socket, CredentialMemo>();
+
+function credentialMemoOf(socket: Socket): CredentialMemo {
+  let memo = credentialMemos.get(socket);
+  if (memo === undefined) credentialMemos.set(socket, (memo = newCredentialMemo()));
+  return memo;
+}
 
 /** Fastify `childLoggerFactory` that hands every request the listener's own logger. */
 export function sameLogger(this: unknown, logger: FastifyBaseLogger): FastifyBaseLogger {
@@ -139,7 +149,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     const ct = raw.headers['content-type'];
     try {
       const form = typeof req.body === 'string' && ct !== undefined && ct.toLowerCase().startsWith(FORM) ? req.body : undefined;
-      await decide(config, clientFacts(config, raw, form), core.verifiers, ctx);
+      await decide(config, clientFacts(config, raw, form, credentialMemoOf(raw.socket)), core.verifiers, ctx);
     } catch (e) {
       state.error = toGatewayError(e);
       core.metrics.authDuration.observe((performance.now() - state.start) / 1000);

@@ -1,7 +1,7 @@
 /** Credential extraction (RFC 6750 §2): schemes, case, duplicates, query/form tokens, size. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { extractCredential, hasAccessTokenParam } from '../../../src/pipeline/extract.js';
+import { extractCredential, hasAccessTokenParam, newCredentialMemo } from '../../../src/pipeline/extract.js';
 import { GatewayError } from '../../../src/errors.js';
 
 const ex = (raw: string[], search = '', max = 100) => extractCredential(raw, search, max);
@@ -48,6 +48,28 @@ test('size: longer than maxTokenBytes is 401 token_too_large before the syntax c
   assert.equal(reason(() => ex(['Authorization', `Bearer ${'a'.repeat(101)}`])), 'token_too_large');
   assert.equal(reason(() => ex(['Authorization', `Bearer ${'!'.repeat(101)}`])), 'token_too_large');
   assert.deepEqual(ex(['Authorization', `Bearer ${'a'.repeat(100)}`])?.token.length, 100);
+});
+
+test('a connection memo reuses only the parse of the exact same Authorization value', () => {
+  const memo = newCredentialMemo();
+  // Values as the HTTP parser gives them: a new string for every request.
+  const fresh = (v: string) => Buffer.from(v, 'latin1').toString('latin1');
+  const first = extractCredential(['Authorization', fresh('Bearer abc.def')], '', 100, memo)!;
+  const again = extractCredential(['Authorization', fresh('Bearer abc.def')], '', 100, memo)!;
+  assert.equal(again, first, 'the same credential object');
+  assert.ok(Object.isFrozen(first), 'shared credentials cannot be changed by one request');
+  // Anything else is parsed afresh, and failures are not remembered.
+  assert.deepEqual(extractCredential(['Authorization', 'Bearer abc.deg'], '', 100, memo), { scheme: 'bearer', token: 'abc.deg' });
+  assert.equal(reason(() => extractCredential(['Authorization', 'Bearer abc def'], '', 100, memo)), 'bad_scheme');
+  assert.equal(extractCredential(['Authorization', 'Basic eDp5'], '', 100, memo), null);
+  assert.deepEqual(extractCredential(['Authorization', 'bearer abc.deg'], '', 100, memo), { scheme: 'bearer', token: 'abc.deg' });
+  assert.deepEqual(extractCredential(['Authorization', 'DPoP abc.deg'], '', 100, memo), { scheme: 'dpop', token: 'abc.deg' });
+  // The request around the remembered value is still checked every time.
+  extractCredential(['Authorization', 'Bearer abc.def'], '', 100, memo);
+  assert.equal(reason(() => extractCredential(['Authorization', 'Bearer abc.def', 'authorization', 'Bearer abc.def'], '', 100, memo)), 'multiple_credentials');
+  assert.equal(reason(() => extractCredential(['Authorization', 'Bearer abc.def'], '?access_token=x', 100, memo)), 'multiple_credentials');
+  assert.equal(reason(() => extractCredential(['Authorization', 'Bearer abc.def'], '', 6, memo)), 'token_too_large', 'a lowered limit (reload)');
+  assert.equal(extractCredential(['X-Other', 'Bearer abc.def'], '', 100, memo), null);
 });
 
 test('hasAccessTokenParam on form bodies', () => {
