@@ -23,9 +23,11 @@ export interface LineWriterOptions {
   maxBatchBytes?: number;
   /** Longest time a line waits in a batch. Default 100 ms. */
   intervalMs?: number;
+  /** Longest wait at exit for a full stdout pipe to take the last lines. Default {@link EXIT_WAIT_MS}. */
+  exitWaitMs?: number;
 }
 
-/** Longest wait at exit for a full stdout pipe to take the last lines. */
+/** Default longest wait at exit for a full stdout pipe to take the last lines. */
 export const EXIT_WAIT_MS = 2000;
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
@@ -37,6 +39,7 @@ export class BatchedLineWriter {
   private readonly fd: number;
   private readonly maxBatchBytes: number;
   private readonly intervalMs: number;
+  private readonly exitWaitMs: number;
   /** The batch being gathered: `used` bytes of whole lines, UTF-8; reused once written. */
   private readonly batch: Buffer;
   private used = 0;
@@ -47,8 +50,8 @@ export class BatchedLineWriter {
   private readonly flushBound = (): void => this.flush();
   /**
    * At exit: whatever is queued or gathered, in order, synchronously (an asynchronous write
-   * cannot finish any more). A full non-blocking pipe is waited for, up to
-   * {@link EXIT_WAIT_MS} in all, so a slow log reader does not lose the last lines. (Only
+   * cannot finish any more). A full non-blocking pipe is waited for, up to `exitWaitMs`
+   * in all, so a slow log reader does not lose the last lines. (Only
    * when `process.exit()` is called while an asynchronous write is in flight can the part of
    * the first batch it had written appear twice; a natural exit never has one in flight.)
    */
@@ -57,7 +60,7 @@ export class BatchedLineWriter {
     this.timer = null;
     if (this.used > 0) this.queued.push(Buffer.from(this.batch.subarray(0, this.used)));
     this.used = 0;
-    const deadline = Date.now() + EXIT_WAIT_MS;
+    const deadline = Date.now() + this.exitWaitMs;
     for (const b of this.queued.splice(0)) {
       let off = 0;
       while (off < b.length) {
@@ -75,6 +78,7 @@ export class BatchedLineWriter {
     this.fd = opts.fd ?? 1;
     this.maxBatchBytes = opts.maxBatchBytes ?? 16384;
     this.intervalMs = opts.intervalMs ?? 100;
+    this.exitWaitMs = opts.exitWaitMs ?? EXIT_WAIT_MS;
     this.batch = Buffer.allocUnsafe(this.maxBatchBytes);
     if (writers.size === 0) process.once('exit', () => { for (const w of writers) w.flushAtExit(); });
     writers.add(this);

@@ -139,7 +139,8 @@ describe('BatchedLineWriter', () => {
       fs.write = (...args) => { async++; return realWrite(...args); };
       syncBuiltinESMExports();
       process.stdout._handle.setBlocking(false); // as a pipe shared with a parent that made it non-blocking
-      const w = new BatchedLineWriter({ maxBatchBytes: 4096 });
+      // A generous wait at exit (20 s): the parent reads 200 ms after 'written', later when it is busy.
+      const w = new BatchedLineWriter({ maxBatchBytes: 4096, exitWaitMs: 20_000 });
       for (let i = 0; i < 3000; i++) w.write(JSON.stringify({ i, pad: 'x'.repeat(200 + (i % 17)) }) + '\\n');
       w.flush();
       process.stderr.write('written ');
