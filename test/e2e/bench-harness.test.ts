@@ -47,9 +47,13 @@ test('bench harness, quick: every scenario answers as expected', { timeout: 90_0
   // The gateway's CPU per request is read from /proc: none for the upstream alone.
   if (process.platform === 'linux') {
     assert.equal(byName.get('upstream-direct')!.cpuUsPerRequest, null);
+    let total = 0;
     for (const s of report.scenarios) {
       if (s.name === 'upstream-direct') continue;
-      assert.ok(s.cpuUsPerRequest! > 0 && s.cpuUsPerRequest! < 100_000, `${s.name}: ${s.cpuUsPerRequest} µs of gateway CPU per request`);
+      // A 0.3 s run may fall within one clock tick: each figure is ≥ 0, together they are > 0.
+      assert.ok(s.cpuUsPerRequest !== null && s.cpuUsPerRequest >= 0 && s.cpuUsPerRequest < 100_000, `${s.name}: ${s.cpuUsPerRequest} µs of gateway CPU per request`);
+      total += s.cpuUsPerRequest;
     }
+    assert.ok(total > 0, 'the gateway used CPU');
   }
 });
