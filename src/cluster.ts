@@ -19,6 +19,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
+import { LRUCache } from 'lru-cache';
 import { AggregatorRegistry } from 'prom-client';
 import type { CompiledConfig } from './config/compile.js';
 import type { Gateway } from './gateway.js';
@@ -131,37 +132,48 @@ export function shareIdpRequestsThroughPrimary(): void {
   });
 }
 
+/** Most IdP requests the primary keeps at once (in flight or shareable); the least recently used is forgotten first. */
+export const SHARED_IDP_REQUESTS_MAX = 10_000;
+
+interface SharedRequest { result: Promise<IdpAnswer>; doneAt: number | null }
+
 /**
  * In the primary: one request per URL and options at a time, its answer handed to every
  * worker sending the same request within `shareForMs` of it. Entries are keyed by a hash
- * (an introspection request carries a token and a client secret) and dropped once expired.
+ * (an introspection request carries a token and a client secret), expire with their
+ * `shareForMs` and are at most `max` (a flood of distinct introspected tokens costs a
+ * bounded map, not one entry per token): a forgotten request is simply sent again.
  */
-class SharedIdpRequests {
-  private readonly entries = new Map<string, { result: Promise<IdpAnswer>; doneAt: number | null; shareForMs: number; failed: boolean; post: boolean }>();
+export class SharedIdpRequests {
+  private readonly entries: LRUCache<string, SharedRequest>;
+
+  constructor(max = SHARED_IDP_REQUESTS_MAX) {
+    this.entries = new LRUCache({ max });
+  }
 
   ask(url: string, opts: FetchOptions): Promise<IdpAnswer> {
     const { shareForMs = 0, ...rest } = opts;
     const key = createHash('sha256').update(JSON.stringify([url, rest])).digest('base64url');
-    const now = Date.now();
     const e = this.entries.get(key);
-    // A failed POST (introspection) is never reused after the fact: failures are not cached.
-    if (e && (e.doneAt === null || (now - e.doneAt < e.shareForMs && !(e.failed && e.post)))) {
-      return e.result.then((r) => ({ ...r, reused: true, ...(r.ok ? { ageMs: Date.now() - (e.doneAt ?? Date.now()) } : {}) }));
-    }
-    const entry = { result: null as unknown as Promise<IdpAnswer>, doneAt: null as number | null, shareForMs, failed: false, post: rest.method === 'POST' };
+    if (e) return e.result.then((r) => ({ ...r, reused: true, ...(r.ok ? { ageMs: Date.now() - (e.doneAt ?? Date.now()) } : {}) }));
+    const entry: SharedRequest = { result: null as unknown as Promise<IdpAnswer>, doneAt: null };
+    let failed = false;
     entry.result = fetchJsonDirect(url, rest).then(
-      (r) => ({ ok: true as const, status: r.status, body: r.body, cacheControl: r.cacheControl, ageMs: 0, reused: false }),
-      (err: unknown) => {
-        entry.failed = true;
+      (r): IdpAnswer => ({ ok: true, status: r.status, body: r.body, cacheControl: r.cacheControl, ageMs: 0, reused: false }),
+      (err: unknown): IdpAnswer => {
+        failed = true;
         return err instanceof FetchError
-          ? { ok: false as const, kind: err.kind, message: err.message, status: err.status, reused: false }
-          : { ok: false as const, kind: 'network' as const, message: 'fetch failed', reused: false };
+          ? { ok: false, kind: err.kind, message: err.message, status: err.status, reused: false }
+          : { ok: false, kind: 'network', message: 'fetch failed', reused: false };
       },
     ).finally(() => {
       entry.doneAt = Date.now();
+      if (this.entries.peek(key) !== entry) return; // forgotten meanwhile
+      // Shared from now on for shareForMs; a failed POST (introspection) never after the fact: failures are not cached.
+      if (shareForMs > 0 && !(failed && rest.method === 'POST')) this.entries.set(key, entry, { ttl: shareForMs });
+      else this.entries.delete(key);
     });
-    this.entries.set(key, entry);
-    for (const [k, old] of this.entries) if (old.doneAt !== null && now - old.doneAt >= old.shareForMs) this.entries.delete(k);
+    this.entries.set(key, entry); // in flight: joined until done
     return entry.result;
   }
 }
