@@ -33,55 +33,64 @@ import { BatchedLineWriter } from './log-sink.js';
 const STARTED = 'tokengate:started';
 /** Primary → worker: drain now (sent with SIGTERM). */
 export const DRAIN = 'tokengate:drain';
-const READINESS_REQ = 'tokengate:readiness?';
-const READINESS_RES = 'tokengate:readiness';
 const ASK = 'tokengate:ask';
 const ANSWER = 'tokengate:answer';
 
 interface Question { type: typeof ASK; id: number; kind: string; payload: unknown }
 interface Answer { type: typeof ANSWER; id: number; answer: unknown }
 
-const asked = new Map<number, { resolve(answer: unknown): void; timer: NodeJS.Timeout }>();
+/** One end of the IPC channel between a worker and the primary: `process` in a worker, a `Worker` in the primary. */
+type Channel = NodeJS.Process | Worker;
+/** What both ends offer (their typings differ in overloads, not in these). */
+interface Endpoint { send(message: unknown): unknown; on(event: 'message', listener: (message: never) => void): unknown }
+
+function isOpen(ch: Channel): boolean {
+  return 'isConnected' in ch ? ch.isConnected() : ch.connected && ch.send !== undefined;
+}
+
+/** Questions sent and not yet answered, per channel. */
+const pending = new WeakMap<Channel, Map<number, { resolve(answer: unknown): void; timer: NodeJS.Timeout }>>();
 let askSeq = 0;
-let listening = false;
 
 /**
- * In a worker: asks the primary a question of `kind` (answered by {@link serveQuestions}
- * there). Resolves null when there is no channel or no answer within `timeoutMs`: callers
- * fail closed. A `false` from `process.send` only means "queued behind others".
+ * Asks the other end of `ch` a question of `kind` (answered there by {@link serveQuestions}).
+ * Resolves null when the channel is closed or no answer comes within `timeoutMs`: callers
+ * fail closed. A `false` from `send` only means "queued behind others".
  */
-function askPrimary<A>(kind: string, payload: unknown, timeoutMs: number): Promise<A | null> {
-  if (!listening) {
-    listening = true;
-    process.on('message', (m: Answer) => {
+function ask<A>(ch: Channel, kind: string, payload: unknown, timeoutMs: number): Promise<A | null> {
+  let waiting = pending.get(ch);
+  if (!waiting) {
+    const w = (waiting = new Map());
+    pending.set(ch, w);
+    (ch as unknown as Endpoint).on('message', (m: Answer) => {
       if (m?.type !== ANSWER) return;
-      const p = asked.get(m.id);
+      const p = w.get(m.id);
       if (!p) return;
-      asked.delete(m.id);
+      w.delete(m.id);
       clearTimeout(p.timer);
       p.resolve(m.answer);
     });
   }
   const id = ++askSeq;
   return new Promise((resolve) => {
-    if (!process.connected || !process.send) return resolve(null);
+    if (!isOpen(ch)) return resolve(null);
     const timer = setTimeout(() => {
-      asked.delete(id);
+      waiting.delete(id);
       resolve(null);
     }, timeoutMs);
-    asked.set(id, { resolve: resolve as (a: unknown) => void, timer });
-    process.send({ type: ASK, id, kind, payload } satisfies Question);
+    waiting.set(id, { resolve: resolve as (a: unknown) => void, timer });
+    (ch as unknown as Endpoint).send({ type: ASK, id, kind, payload } satisfies Question);
   });
 }
 
-/** In the primary: answers a worker's questions, one handler per kind, in message order. */
-function serveQuestions(w: Worker, handlers: Record<string, (payload: never) => Promise<unknown>>): void {
-  w.on('message', (m: Question) => {
+/** Answers the questions that come over `ch`, one handler per kind, in message order. */
+function serveQuestions(ch: Channel, handlers: Record<string, (payload: never) => Promise<unknown>>): void {
+  (ch as unknown as Endpoint).on('message', (m: Question) => {
     if (m?.type !== ASK) return;
     const handler = handlers[m.kind];
     if (!handler) return;
     void handler(m.payload as never).then((answer) => {
-      if (w.isConnected()) w.send({ type: ANSWER, id: m.id, answer } satisfies Answer);
+      if (isOpen(ch)) (ch as unknown as Endpoint).send({ type: ANSWER, id: m.id, answer } satisfies Answer);
     });
   });
 }
@@ -103,7 +112,7 @@ export class PrimaryReplayStore implements ReplayStore {
 
   /** See {@link ReplayStore.remember}. */
   async remember(key: string, ttlMs: number): Promise<boolean> {
-    const a = await askPrimary<ReplayAnswer>('replay', { key, ttlMs } satisfies ReplayQuestion, this.timeoutMs);
+    const a = await ask<ReplayAnswer>(process, 'replay', { key, ttlMs } satisfies ReplayQuestion, this.timeoutMs);
     if (!a || a.full || typeof a.fresh !== 'boolean') throw new GatewayError('replay_store_unavailable', { retryAfterSec: 1 });
     return a.fresh;
   }
@@ -125,7 +134,7 @@ type IdpAnswer =
  */
 export function shareIdpRequestsThroughPrimary(): void {
   setIdpTransport(async (url, opts) => {
-    const a = await askPrimary<IdpAnswer>('idp', { url, opts } satisfies IdpQuestion, opts.timeoutMs + 1000);
+    const a = await ask<IdpAnswer>(process, 'idp', { url, opts } satisfies IdpQuestion, opts.timeoutMs + 1000);
     if (!a) throw new FetchError('timeout', `no answer from the primary process within ${opts.timeoutMs + 1000} ms`);
     if (!a.ok) throw new FetchError(a.kind, a.message, a.status, a.reused);
     return { status: a.status, body: a.body, cacheControl: a.cacheControl, ageMs: a.ageMs, reused: a.reused };
@@ -240,10 +249,7 @@ export function serveWorker(gw: Gateway): void {
   // (setRegistries alone does not); the registry aggregated is the gateway's own.
   void new AggregatorRegistry();
   AggregatorRegistry.setRegistries([gw.metrics.registry]);
-  process.on('message', (m: { type?: string; id?: number }) => {
-    if (m?.type !== READINESS_REQ) return;
-    process.send?.({ type: READINESS_RES, id: m.id, ...gw.readiness() });
-  });
+  serveQuestions(process, { readiness: async (): Promise<Readiness> => gw.readiness() });
   process.send?.({ type: STARTED });
 }
 
@@ -267,7 +273,6 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
   // Requests to the IdP for every worker (discovery, JWKS, introspection; answers shared while cacheable).
   const idp = new SharedIdpRequests();
   let draining = false;
-  let seq = 0;
 
   // A worker reports when its listeners are up; the primary opens the admin port only once
   // all have, so `/healthz` 200 means the proxy port accepts, as in a single process.
@@ -329,18 +334,8 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
     return 1;
   }
 
-  const askReadiness = (w: Worker): Promise<Readiness> => new Promise((resolve) => {
-    const id = ++seq;
-    const timer = setTimeout(() => { w.off('message', onMsg); resolve({ ready: false, reason: `worker ${w.process.pid} did not answer` }); }, 1000);
-    const onMsg = (m: { type?: string; id?: number } & Readiness) => {
-      if (m?.type !== READINESS_RES || m.id !== id) return;
-      clearTimeout(timer);
-      w.off('message', onMsg);
-      resolve({ ready: m.ready, reason: m.reason });
-    };
-    w.on('message', onMsg);
-    w.send({ type: READINESS_REQ, id });
-  });
+  const askReadiness = async (w: Worker): Promise<Readiness> =>
+    (await ask<Readiness>(w, 'readiness', null, 1000)) ?? { ready: false, reason: `worker ${w.process.pid} did not answer` };
 
   const admin = Fastify({ loggerInstance: log as unknown as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   admin.setErrorHandler((_err, _req, reply) => reply.code(500).send({ error: 'server_error' }));
