@@ -6,9 +6,10 @@
  * upstream.
  */
 import type { IncomingMessage } from 'node:http';
-import type { CompiledConfig } from '../config/compile.js';
+import type { CompiledConfig, CompiledRoute } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
 import type { CredentialMemo } from '../pipeline/extract.js';
+import { upstreamHeaders } from '../pipeline/mutate.js';
 import type { RequestFacts } from '../pipeline/run.js';
 
 /** How many times `name` (lower case) occurs in a raw header list. */
@@ -59,7 +60,7 @@ export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBo
  * The `X-Forwarded-For/-Proto/-Host` values sent upstream: the peer's own, or (with
  * `server.trustProxy`) the front proxy's, appended to for `-For`.
  */
-export function forwardedValues(config: CompiledConfig, req: IncomingMessage): { for: string; proto: string; host: string | undefined } {
+function forwardedValues(config: CompiledConfig, req: IncomingMessage): { for: string; proto: string; host: string | undefined } {
   const addr = req.socket.remoteAddress ?? '';
   if (!config.server.trustProxy) return { for: addr, proto: 'http', host: req.headers.host };
   const xff = req.headers['x-forwarded-for'];
@@ -70,4 +71,17 @@ export function forwardedValues(config: CompiledConfig, req: IncomingMessage): {
     proto: typeof xfp === 'string' ? xfp : 'http',
     host: typeof xfh === 'string' ? xfh : req.headers.host,
   };
+}
+
+/**
+ * The headers a client request goes upstream with, the same for proxied requests and
+ * WebSocket upgrades: {@link upstreamHeaders} with this request's `X-Forwarded-*` values,
+ * the client-certificate header dropped unless the peer is trusted to set it, and `Host`
+ * the upstream's.
+ */
+export function clientUpstreamHeaders(config: CompiledConfig, route: CompiledRoute, req: IncomingMessage, own: ReadonlyArray<[string, string]>): Record<string, string | string[]> {
+  const certHeader = config.clientCert.trusted(req.socket.remoteAddress) ? undefined : config.clientCert.header;
+  const headers = upstreamHeaders(config, route, req.headers, own, forwardedValues(config, req), req.headers.connection, certHeader);
+  headers.host = route.upstreamHost;
+  return headers;
 }

@@ -10,14 +10,13 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
-import { upstreamHeaders } from '../pipeline/mutate.js';
 import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
 import type { Metrics } from '../metrics.js';
 import { sendError, toGatewayError, writeRawError } from './error-response.js';
-import { clientFacts, forwardedValues } from './forwarded.js';
+import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { UpstreamPool, type ForwardObserver } from './forward.js';
 
 /** Per-request state, declared up front so the request object keeps one shape. */
@@ -157,9 +156,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     }
     core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
     const route = ctx.route!;
-    const certHeader = config.clientCert.trusted(raw.socket.remoteAddress) ? undefined : config.clientCert.header;
-    const headers = upstreamHeaders(config, route, raw.headers, ctx.headers, forwardedValues(config, raw), raw.headers.connection, certHeader);
-    headers.host = route.upstreamHost;
+    const headers = clientUpstreamHeaders(config, route, raw, ctx.headers);
     // Node has already answered `Expect: 100-continue` (RFC 9110 §10.1.1); it is not forwarded.
     if (headers.expect !== undefined) delete headers.expect;
     let body: string | IncomingMessage | null = null;

@@ -9,8 +9,7 @@
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
-import { upstreamHeaders } from '../pipeline/mutate.js';
-import { clientFacts, forwardedValues } from './forwarded.js';
+import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { decide, newContext } from '../pipeline/run.js';
 import type { GatewayCore } from '../gateway.js';
 import type { RequestState } from './proxy.js';
@@ -72,10 +71,7 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
       if (!route.websocket || String(req.headers.upgrade).toLowerCase() !== 'websocket' || req.method !== 'GET') {
         throw new GatewayError('upgrade_refused');
       }
-      // Headers exactly as the proxy sends them.
-      const certHeader = config.clientCert.trusted(req.socket.remoteAddress) ? undefined : config.clientCert.header;
-      const headers = upstreamHeaders(config, route, req.headers, ctx.headers, forwardedValues(config, req), req.headers.connection, certHeader);
-      headers.host = route.upstreamHost;
+      const headers = clientUpstreamHeaders(config, route, req, ctx.headers); // exactly as the proxy sends them
       // RFC 9110 §7.8: hop-by-hop Upgrade/Connection were stripped; set them for this hop.
       headers.connection = 'Upgrade';
       headers.upgrade = 'websocket';
