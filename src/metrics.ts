@@ -208,11 +208,6 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'tokengate_process_' });
   }
 
-  /** The upstream-duration histogram cell of a route (bound once per route id, then reused). */
-  upstreamDurationOf(route: string): HistogramCell {
-    return this.upstreamDuration.labels(route);
-  }
-
   /** Counts one finished request (a plain increment; see {@link CounterCells}). */
   countRequest(route: string, outcome: 'allowed' | 'denied' | 'error', reason: string): void {
     this.requestCells.cell(route, outcome, reason).inc();

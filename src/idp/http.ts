@@ -123,11 +123,12 @@ export function checkDiscoveredUrl(
 
 /** Fetches `url` and parses its JSON body under the policy and limits of `opts`. */
 export async function fetchJson(url: string, opts: FetchOptions): Promise<JsonResponse> {
+  // Through the transport: GETs always; a POST only when its caller says its answer may be shared (introspection).
+  if (idpTransport === null || ((opts.method ?? 'GET') !== 'GET' && opts.shareForMs === undefined)) return fetchJsonDirect(url, opts);
+  // Refused here already, not only where the transport sends it (src/cluster.ts: fetchJsonDirect again).
   const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
   if (problem) throw new FetchError('policy', `URL ${problem}`);
-  // GETs always; a POST only when its caller says its answer may be shared (introspection).
-  if (idpTransport !== null && ((opts.method ?? 'GET') === 'GET' || opts.shareForMs !== undefined)) return idpTransport(url, opts);
-  return fetchJsonDirect(url, opts);
+  return idpTransport(url, opts);
 }
 
 /** {@link fetchJson} from this process, whatever the transport (the policy check included). */

@@ -56,21 +56,20 @@ export class IntrospectionClient {
   private readonly endpoint: () => Promise<string>;
   private readonly basic: string | null;
   private readonly allowInsecureHttpHosts?: readonly string[];
+  /** server.workers: an answer may serve other workers as long as any of them could have cached it. */
+  private readonly shareForMs: number | undefined;
 
   constructor(opts: IntrospectionClientOptions) {
     this.policy = opts.policy;
     this.allowInsecureHttpHosts = opts.allowInsecureHttpHosts;
     this.endpoint = opts.endpoint;
+    const { cacheTtlSec, negativeCacheTtlSec } = opts.policy;
+    this.shareForMs = cacheTtlSec === undefined || negativeCacheTtlSec === undefined ? undefined : Math.min(cacheTtlSec, negativeCacheTtlSec) * 1000;
     this.basic = opts.policy.authMethod === 'client_secret_basic'
       ? basicAuthorization(opts.policy.clientId, opts.policy.clientSecret)
       : null;
   }
 
-  /** server.workers: an answer may serve other workers as long as any of them could have cached it. */
-  private get shareForMs(): number | undefined {
-    const { cacheTtlSec, negativeCacheTtlSec } = this.policy;
-    return cacheTtlSec === undefined || negativeCacheTtlSec === undefined ? undefined : Math.min(cacheTtlSec, negativeCacheTtlSec) * 1000;
-  }
 
   /** Introspects `token`; throws {@link IntrospectionFailure} unless the IdP gave a valid answer. */
   async introspect(token: string): Promise<Introspected> {

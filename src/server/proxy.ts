@@ -41,7 +41,7 @@ class ProxyRequestState implements RequestState, ForwardObserver {
 
   /** Upstream response headers arrived. */
   onUpstreamResponse(): void {
-    this.metrics.upstreamDurationOf(this.ctx.route!.id).observe((performance.now() - this.upstreamStart) / 1000);
+    this.metrics.upstreamDuration.labels(this.ctx.route!.id).observe((performance.now() - this.upstreamStart) / 1000);
   }
 
   /** The upstream failed before answering (the error response is written by the forwarder). */
