@@ -179,8 +179,8 @@ function dedupe(errors: ErrorObject[]): ErrorObject[] {
   return out;
 }
 
-/** Keys whose values are never echoed in a config error. */
-const SECRET_KEY = /secret|password|passwd|token|^url$/i;
+/** Keys whose values are never echoed in a config error: secrets, and URLs (they can carry a password). */
+const SECRET_KEY = /secret|password|passwd|^(url|endpoint|jwksUri|issuer|upstream)$/i;
 
 function describeAjvError(
   err: ErrorObject,

@@ -167,12 +167,13 @@ routes:
 });
 
 test('a config error never echoes a secret or a URL that may carry a password', () => {
-  const out = errors(`server:\n  redis: { url: 424242 }\n  dpop: { nonceSecret: 31337 }\nissuers:\n  - id: a\n    issuer: https://a.test\n    jwksUri: https://a.test/j\n    introspection: { endpoint: https://a.test/i, clientId: gw, clientSecret: 987654321 }\n${ROUTE}`);
-  assert.equal(out.length, 3, out.join('\n'));
+  const out = errors(`server:\n  redis: { url: 424242 }\n  dpop: { nonceSecret: 31337 }\nissuers:\n  - id: a\n    issuer: https://a.test\n    jwksUri: 55555\n    introspection: { endpoint: 666666, clientId: gw, clientSecret: 987654321 }\n${ROUTE}`);
+  assert.equal(out.length, 5, out.join('\n'));
   for (const line of out) {
     assert.match(line, /must be string/);
-    assert.doesNotMatch(line, /424242|31337|987654321/, line);
+    assert.doesNotMatch(line, /424242|31337|987654321|55555|666666/, line);
   }
-  // Ordinary values are still echoed, which is what makes most errors quick to fix.
+  // Ordinary values are still echoed, which is what makes most errors quick to fix — token sizes included.
   assert.match(errors(`server: { port: "x" }\n${ROUTE}`)[0], /\(got "x"\)/);
+  assert.match(errors(`server: { maxTokenBytes: "x" }\n${ROUTE}`)[0], /\(got "x"\)/);
 });
