@@ -278,7 +278,6 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
   // all have, so `/healthz` 200 means the proxy port accepts, as in a single process.
   const started = new WeakSet<Worker>();
   let startedCount = 0;
-  let startupDone = false;
   let onStarted = (): void => undefined;
   let onStartFailed = (_e: Error): void => undefined;
   const startup = new Promise<void>((resolve, reject) => {
@@ -308,7 +307,7 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
     w.on('exit', (code, signal) => {
       workers.delete(w);
       if (draining) return;
-      if (!started.has(w) && !startupDone) {
+      if (!started.has(w) && startedCount < n) { // still starting up
         // A worker that cannot start (port in use, ...) will not start on a retry either: stop, as one process would.
         onStartFailed(new Error(`worker ${w.process.pid} exited before it started (code ${code}, signal ${signal})`));
         return;
@@ -322,7 +321,6 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
   for (let i = 0; i < n; i++) fork();
   try {
     await startup;
-    startupDone = true;
   } catch (e) {
     draining = true;
     log.error({ err: (e as Error).message }, 'tokengate did not start');
