@@ -23,7 +23,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { formatReport, runBench, SCENARIOS, type ScenarioName } from './harness.js';
-import { AUTO_MAX_WORKERS, usableCpus } from '../src/cluster.js';
+import { workersFor } from '../src/cluster.js';
 
 const quick = process.argv.includes('--quick');
 const env = process.env;
@@ -59,10 +59,8 @@ const opts = {
   baselineServerExtra: env.BENCH_BASELINE_SERVER !== undefined ? serverKeys(env.BENCH_BASELINE_SERVER) : undefined,
   log: (l: string) => console.error(l),
 };
-// The measured gateway's process count: `server.workers` from BENCH_SERVER, else the default (0: the usable CPUs, at most 4).
-const workers = typeof serverExtra.workers === 'number' && serverExtra.workers > 0
-  ? serverExtra.workers
-  : Math.min(usableCpus(), AUTO_MAX_WORKERS);
+// The measured gateway's process count: `server.workers` from BENCH_SERVER, else the default (0).
+const workers = workersFor(typeof serverExtra.workers === 'number' ? serverExtra.workers : 0);
 console.error(`tokengate bench: ${opts.connections} connections, ${opts.durationSec} s × ${opts.rounds} round(s) per scenario, ` +
   `node ${process.version}, ${cpus().length} CPU(s); gateway from ${opts.gatewayFrom}, ${workers} worker process(es), log level ${opts.logLevel}`);
 const report = await runBench(opts);

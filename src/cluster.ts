@@ -192,8 +192,12 @@ export const AUTO_MAX_WORKERS = 4;
 
 /** How many workers `server.workers` asks for (0: one per CPU the process may use, see {@link usableCpus}, at most {@link AUTO_MAX_WORKERS}). */
 export function workerCount(config: CompiledConfig): number {
-  const n = config.server.workers;
-  return n === 0 ? Math.min(usableCpus(), AUTO_MAX_WORKERS) : n;
+  return workersFor(config.server.workers);
+}
+
+/** The process count a `server.workers` value means. */
+export function workersFor(setting: number): number {
+  return setting === 0 ? Math.min(usableCpus(), AUTO_MAX_WORKERS) : setting;
 }
 
 /**
