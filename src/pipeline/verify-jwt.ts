@@ -77,7 +77,11 @@ export class JwtVerifier {
       if (issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
         this.onCache?.('hit'); // counted before the checks: every lookup is a hit or a miss
         const tol = issuer.clockToleranceSec;
-        if (hit.exp + tol <= nowSec) throw new GatewayError('expired');
+        if (hit.exp + tol <= nowSec) {
+          // The entry's life ends with the token's: it leaves the cache, and the token is refused.
+          this.cache?.delete(token);
+          throw new GatewayError('expired');
+        }
         if (hit.nbf !== undefined && hit.nbf - tol > nowSec) throw new GatewayError('not_yet_valid');
         checkAudience(hit.principal.claims, auth, issuer);
         return hit.principal;
@@ -105,6 +109,11 @@ export class JwtVerifier {
     // RFC 7515 §4.1.11: we implement no JWS extension (jose would honour `b64`), so any `crit` fails.
     if (header.crit !== undefined) throw new GatewayError('malformed');
     if (issuer.requireTyp !== undefined && !typMatches(header.typ, issuer.requireTyp)) throw new GatewayError('token_type');
+
+    // An `exp` already past is refused before the key lookup and the signature check: the
+    // answer is a refusal whoever signed it, and an expired token (or a flood of them with
+    // made-up `kid`s) costs neither a signature check nor a JWKS refresh.
+    if (typeof unverified.exp === 'number' && unverified.exp + issuer.clockToleranceSec <= nowSec) throw new GatewayError('expired');
 
     const selected = await this.keys.getKey(issuer.id, header.kid, alg);
     let payload: JWTPayload;

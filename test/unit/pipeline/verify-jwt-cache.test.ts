@@ -72,6 +72,26 @@ test('expiry is re-checked on every hit, with the issuer clock tolerance (exp + 
   assert.equal(await outcome(s.verifier.verify(t, auth)), 'expired', 'exactly exp + tolerance: expired');
   assert.deepEqual(s.events, ['miss', 'hit', 'hit'], 'the expired lookup still counts as a hit');
   assert.equal(s.lookups(), 1, 'hits never touch the key source');
+  // The entry left the cache with its token's expiry: the next lookup is a miss, refused as
+  // expired before any key lookup.
+  assert.equal(await outcome(s.verifier.verify(t, auth)), 'expired');
+  assert.deepEqual(s.events, ['miss', 'hit', 'hit', 'miss']);
+  assert.equal(s.lookups(), 1, 'an expired token is refused without a key lookup');
+});
+
+test('an expired token is refused before the key lookup: no signature check, no JWKS refresh for its kid', async () => {
+  const s = await setup();
+  const exp = Math.floor(T0 / 1000) - 11; // past exp + the 10 s tolerance
+  const expired = await s.sign({ iat: exp - 60, exp });
+  const tampered = `${expired.slice(0, -4)}${expired.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+  const [, payload] = expired.split('.');
+  const unknownKid = `${Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'made-up' })).toString('base64url')}.${payload}.${expired.split('.')[2]}`;
+  for (const t of [expired, tampered, unknownKid]) assert.equal(await outcome(s.verifier.verify(t, auth)), 'expired');
+  assert.equal(s.lookups(), 0, 'the key source was never asked');
+  // Within the tolerance it is still verified (and its key looked up).
+  const inTolerance = await s.sign({ iat: exp - 60, exp: exp + 2 });
+  assert.equal(await outcome(s.verifier.verify(inTolerance, auth)), 'ok');
+  assert.equal(s.lookups(), 1);
 });
 
 test('a key that leaves the JWKS evicts the entry: the token is verified afresh, and fails', async () => {
