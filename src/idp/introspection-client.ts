@@ -70,7 +70,6 @@ export class IntrospectionClient {
       : null;
   }
 
-
   /** Introspects `token`; throws {@link IntrospectionFailure} unless the IdP gave a valid answer. */
   async introspect(token: string): Promise<Introspected> {
     let url: string;

@@ -77,7 +77,7 @@ export class JwtVerifier {
       if (issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
         this.onCache?.('hit'); // counted before the checks: every lookup is a hit or a miss
         const tol = issuer.clockToleranceSec;
-        if (hit.exp + tol <= nowSec) {
+        if (pastExp(hit.exp, tol, nowSec)) {
           // The entry's life ends with the token's: it leaves the cache, and the token is refused.
           this.cache?.delete(token);
           throw new GatewayError('expired');
@@ -113,7 +113,7 @@ export class JwtVerifier {
     // An `exp` already past is refused before the key lookup and the signature check: the
     // answer is a refusal whoever signed it, and an expired token (or a flood of them with
     // made-up `kid`s) costs neither a signature check nor a JWKS refresh.
-    if (typeof unverified.exp === 'number' && unverified.exp + issuer.clockToleranceSec <= nowSec) throw new GatewayError('expired');
+    if (typeof unverified.exp === 'number' && pastExp(unverified.exp, issuer.clockToleranceSec, nowSec)) throw new GatewayError('expired');
 
     const selected = await this.keys.getKey(issuer.id, header.kid, alg);
     let payload: JWTPayload;
@@ -146,6 +146,11 @@ export class JwtVerifier {
     checkAudience(principal.claims, auth, issuer);
     return principal;
   }
+}
+
+/** Whether a token with this `exp` is expired at `nowSec`, tolerance included (jose's rule: expired at exp + tolerance). */
+function pastExp(exp: number, toleranceSec: number, nowSec: number): boolean {
+  return exp + toleranceSec <= nowSec;
 }
 
 /**
