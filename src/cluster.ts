@@ -195,9 +195,9 @@ export function workerCount(config: CompiledConfig): number {
   return workersFor(config.server.workers);
 }
 
-/** The process count a `server.workers` value means. */
-export function workersFor(setting: number): number {
-  return setting === 0 ? Math.min(usableCpus(), AUTO_MAX_WORKERS) : setting;
+/** The process count a `server.workers` value means, given the CPUs this process may use. */
+export function workersFor(setting: number, cpus = usableCpus()): number {
+  return setting === 0 ? Math.min(cpus, AUTO_MAX_WORKERS) : setting;
 }
 
 /**

@@ -44,12 +44,16 @@ test('no cgroup files, or unreadable values: the CPUs seen', () => {
   assert.equal(usableCpus(root({ 'cpu.max': '0 100000' }), 4), 4);
 });
 
-test('workers: 0 (the default) is the usable CPUs, at most AUTO_MAX_WORKERS; a number is taken as is', async () => {
-  const { workerCount, AUTO_MAX_WORKERS } = await import('../../src/cluster.js');
+test('workers: 0 (the default) is the usable CPUs, at least 1 and at most AUTO_MAX_WORKERS; a number is taken as is', async () => {
+  const { workerCount, workersFor, AUTO_MAX_WORKERS } = await import('../../src/cluster.js');
+  assert.equal(AUTO_MAX_WORKERS, 4);
+  assert.equal(workersFor(0, 1), 1);
+  assert.equal(workersFor(0, 3), 3);
+  assert.equal(workersFor(0, 16), 4, 'capped: more replicas, not more processes per pod');
+  assert.equal(workersFor(1, 16), 1);
+  assert.equal(workersFor(7, 2), 7, 'an explicit count is not capped');
+  // From a config, with this machine's CPUs.
   const cfg = (workers: number) => ({ server: { workers } }) as unknown as Parameters<typeof workerCount>[0];
-  const auto = workerCount(cfg(0));
-  assert.equal(auto, Math.min(usableCpus(), AUTO_MAX_WORKERS));
-  assert.ok(auto >= 1 && auto <= AUTO_MAX_WORKERS);
-  assert.equal(workerCount(cfg(1)), 1);
+  assert.equal(workerCount(cfg(0)), Math.min(usableCpus(), AUTO_MAX_WORKERS));
   assert.equal(workerCount(cfg(7)), 7);
 });
