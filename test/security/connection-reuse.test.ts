@@ -10,12 +10,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { oneIssuer, startFixture, type Fixture } from '../helpers/fixture.js';
+import { oneIssuer, startFixture, testClock, type Fixture } from '../helpers/fixture.js';
 import { parseResponses, type RawResponse } from '../helpers/raw-http.js';
 
 let f: Fixture;
 let token: string;
-let clock = Date.now();
+const clock = testClock();
 
 before(async () => {
   f = await startFixture((iss, up) => oneIssuer(iss, `
@@ -27,7 +27,7 @@ before(async () => {
     match: { pathPrefix: /admin }
     upstream: ${up.url}
     auth: { mode: jwt, scopes: { allOf: [admin] } }
-`), { now: () => clock });
+`), { now: clock.now });
   token = await f.iss.sign();
 });
 after(() => f?.close());
@@ -95,9 +95,9 @@ test('the token expiring while the connection stays open: the next request is 40
   const bearer = `Authorization: Bearer ${token}`;
   const answers = await oneConnection([
     { head: get('/api/a', bearer) },
-    { head: get('/api/b', bearer), before: () => { clock += 600_000; } }, // exp (+300 s) and tolerance (30 s) passed
+    { head: get('/api/b', bearer), before: () => clock.advance(600_000) }, // exp (+300 s) and tolerance (30 s) passed
   ]);
-  clock = Date.now();
+  clock.advance(-600_000);
   assert.deepEqual(answers.map((a) => a.status), [200, 401]);
   assert.match(answers[1].headers['www-authenticate'], /The access token expired/);
   assert.deepEqual(f.up.requests.map((r) => r.url), ['/api/a']);
