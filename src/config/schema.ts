@@ -142,7 +142,7 @@ const Forward = obj({
 }, 'What the upstream is told about the caller');
 
 const Match = Type.Object({
-  host: Type.Optional(Type.String({ minLength: 1, description: 'Exact Host (case-insensitive, port ignored)' })),
+  host: Type.Optional(Type.String({ minLength: 1, description: 'Exact Host (case-insensitive, port and trailing dots ignored: `Host: api.example.com.` is `api.example.com`)' })),
   pathPrefix: Type.Optional(AbsPath('Matches the prefix itself and anything below it at a segment boundary (/orders, /orders/..., never /ordersX)')),
   path: Type.Optional(AbsPath('Exact path')),
   methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$', hint: 'an upper-case method name' }), { minItems: 1, description: 'Allowed methods (default all)' })),

@@ -3,7 +3,11 @@
  */
 import type { CompiledRoute } from '../config/compile.js';
 
-/** Lower-cased host without port (`[v6]` kept in brackets); '' when absent. */
+/**
+ * Lower-cased host without port (`[v6]` kept in brackets) and without the trailing dots of a
+ * fully-qualified spelling (`admin.test.` names `admin.test`, RFC 1034 §3.1, and upstreams'
+ * virtual hosts read it so: it must meet the same route); '' when absent.
+ */
 export function hostOnly(hostHeader: string | undefined): string {
   if (!hostHeader) return '';
   const h = hostHeader.toLowerCase();
@@ -12,7 +16,9 @@ export function hostOnly(hostHeader: string | undefined): string {
     return end === -1 ? h : h.slice(0, end + 1);
   }
   const colon = h.indexOf(':');
-  return colon === -1 ? h : h.slice(0, colon);
+  let end = colon === -1 ? h.length : colon;
+  while (end > 0 && h.charCodeAt(end - 1) === 0x2e /* . */) end--;
+  return h.slice(0, end);
 }
 
 /** Whether `path` (normalized) falls under `route`'s path rule, at a segment boundary. */

@@ -18,8 +18,11 @@ routes:
 `);
 const m = (method: string, host: string | undefined, path: string) => matchRoute(config.routes, method, hostOnly(host), path)?.id ?? null;
 
-test('hostOnly: lower case, port dropped, IPv6 brackets kept', () => {
+test('hostOnly: lower case, port dropped, trailing dots dropped, IPv6 brackets kept', () => {
   assert.equal(hostOnly('API.Example.TEST:8080'), 'api.example.test');
+  assert.equal(hostOnly('api.example.test.'), 'api.example.test');
+  assert.equal(hostOnly('api.example.test..:8080'), 'api.example.test');
+  assert.equal(hostOnly('.'), '');
   assert.equal(hostOnly('[::1]:8080'), '[::1]');
   assert.equal(hostOnly('[::1]'), '[::1]');
   assert.equal(hostOnly(undefined), '');
