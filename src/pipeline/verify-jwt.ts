@@ -22,6 +22,8 @@ export interface KeySource {
 
 interface CachedToken {
   issuerId: string;
+  /** The issuer settings it was verified under (compared by identity: a reload makes new ones). */
+  issuer: IssuerConfig;
   keyId: string;
   exp: number;
   nbf: number | undefined;
@@ -70,11 +72,13 @@ export class JwtVerifier {
     const nowSec = this.now() / 1000;
     const hit = this.cache?.get(token);
     if (hit) {
-      // A hit counts only for the issuer id it was verified under: another route may accept
-      // the same `iss` through another issuer entry (other algorithms, typ, audiences), so
-      // anything else is verified afresh below.
+      // A hit counts only under the very issuer settings it was verified with: another route
+      // may accept the same `iss` through another issuer entry (other algorithms, typ,
+      // audiences), and a reload compiles new issuer objects, so that a reload that tightens
+      // an issuer holds for tokens seen before it. Anything else is verified afresh below
+      // (after any reload, every cached token once).
       const issuer = auth.issuersById.get(hit.issuerId);
-      if (issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
+      if (issuer === hit.issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
         this.onCache?.('hit'); // counted before the checks: every lookup is a hit or a miss
         const tol = issuer.clockToleranceSec;
         if (pastExp(hit.exp, tol, nowSec)) {
@@ -142,7 +146,7 @@ export class JwtVerifier {
       scopes: Object.freeze(scopesOf(payload as Record<string, unknown>)),
       source: 'jwt' as const,
     });
-    this.cache?.set(token, { issuerId: issuer.id, keyId: selected.id, exp: payload.exp as number, nbf: payload.nbf, principal });
+    this.cache?.set(token, { issuerId: issuer.id, issuer, keyId: selected.id, exp: payload.exp as number, nbf: payload.nbf, principal });
     checkAudience(principal.claims, auth, issuer);
     return principal;
   }
