@@ -5,10 +5,10 @@
  * `X-Original-Method` / `X-Original-URI`) with its `Authorization` header, by the same
  * {@link decide} the proxy runs: same routes, same path rules, same policies. The answer
  * is 200 with the identity headers the proxy would have forwarded, or the error the proxy
- * would have sent. The forwarded headers are believed only from `decision.trustedProxies`.
- *
- *   location = /_tokengate { internal; proxy_pass http://127.0.0.1:8081;
- *     proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method; }
+ * would have sent. The forwarded headers are believed only from `decision.trustedProxies`,
+ * and the trusted peer must set or drop every one of them itself: nginx passes the client's
+ * own headers on to the auth subrequest (README, "Decision endpoint", has the setups, and
+ * test/e2e/decision-nginx.test.ts sends forgeries through them).
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';

@@ -1,8 +1,12 @@
 /**
  * The decision listener behind a REAL nginx (`auth_request`) in front of the echo
- * upstream, wired exactly as the README's Deploy section shows. nginx runs as a child
- * process on loopback with a generated config in a temp dir. Skipped, with a message,
- * only when no nginx binary is installed (`.ci/run` installs Debian's nginx-light).
+ * upstream, wired with the README's own nginx block and ingress-nginx ConfigMap (read from
+ * README.md, so the documentation is what is tested). nginx passes every client header on
+ * to the auth subrequest, so the setups must replace each header the listener reads: a
+ * client's forged `X-Forwarded-*` / `X-Original-*` must not change what is judged.
+ * nginx runs as a child process on loopback with a generated config in a temp dir.
+ * Skipped, with a message, only when no nginx binary is installed (`.ci/run` installs
+ * Debian's nginx-light).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,16 +20,37 @@ import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/ports.js';
 import { issuerYaml } from '../helpers/fixture.js';
+import { parse as parseYaml } from 'yaml';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find((p) => existsSync(p))
   ?? (spawnSync('sh', ['-c', 'command -v nginx'], { encoding: 'utf8' }).stdout.trim() || null);
 const skip = NGINX ? false : 'nginx is not installed (apt-get install nginx-light); skipping the auth_request end-to-end test';
 
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;
-let nginx: ChildProcess | null = null; let dir = ''; let base = '';
+let nginx: ChildProcess | null = null; let dir = ''; let base = ''; let ingressBase = '';
 
-/** The nginx.conf of the README, with test paths and ports. */
-function nginxConf(port: number, decision: string, upstream: string): string {
+/** The first fenced block of language `lang` after `marker` in README.md. */
+function readmeBlock(marker: string, lang: string): string {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const at = readme.indexOf(marker);
+  const m = new RegExp('```' + lang + '\\n([\\s\\S]*?)```').exec(readme.slice(at));
+  assert.ok(at !== -1 && m, `README has a ${lang} block after ${marker}`);
+  return m[1];
+}
+
+/**
+ * nginx.conf with two servers: the README's `auth_request` block as written, and the auth
+ * location ingress-nginx's template renders (its fixed headers, then the README's ConfigMap
+ * as `proxy_set_header 'Name' 'value';` lines), each in front of the decision listener.
+ */
+function nginxConf(port: number, ingressPort: number, decision: string, upstream: string): string {
+  const block = readmeBlock('**nginx** `auth_request`', 'nginx')
+    .replace('proxy_pass http://orders;', `proxy_pass ${upstream};`)
+    .replace(/proxy_pass http:\/\/tokengate[^;]*:8081\/;/, `proxy_pass ${decision}/;`)
+    .replace('server {', `server {\n  listen 127.0.0.1:${port};`);
+  assert.ok(block.includes(`proxy_pass ${upstream};`) && block.includes(`proxy_pass ${decision}/;`), 'README block adapted');
+  const configMap = parseYaml(readmeBlock('**ingress-nginx**', 'yaml')) as { data: Record<string, string> };
+  const configMapLines = Object.entries(configMap.data).map(([k, v]) => `proxy_set_header '${k}' '${v}';`).sort().join('\n      ');
   return `
 worker_processes 1;
 error_log ${dir}/error.log info;
@@ -37,30 +62,31 @@ http {
   fastcgi_temp_path ${dir}/tmp/fastcgi;
   uwsgi_temp_path ${dir}/tmp/uwsgi;
   scgi_temp_path ${dir}/tmp/scgi;
-  # auth_request copies WWW-Authenticate itself on 401; on 403 it must be added
-  map $status $tg_403_challenge { 403 $tg_challenge; default ""; }
+${block}
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${ingressPort};
     location / {
-      auth_request /_tokengate;
-      # identity headers from the decision answer; they replace anything the client sent
-      auth_request_set $tg_sub $upstream_http_x_auth_subject;
-      auth_request_set $tg_scopes $upstream_http_x_auth_scopes;
-      auth_request_set $tg_challenge $upstream_http_www_authenticate;
-      proxy_set_header X-Auth-Subject $tg_sub;
-      proxy_set_header X-Auth-Scopes $tg_scopes;
-      proxy_set_header Authorization "";
-      add_header WWW-Authenticate $tg_403_challenge always;
+      auth_request /_external-auth;
+      auth_request_set $authHeader0 $upstream_http_x_auth_subject;
+      proxy_set_header 'X-Auth-Subject' $authHeader0;
+      auth_request_set $authHeader1 $upstream_http_x_auth_scopes;
+      proxy_set_header 'X-Auth-Scopes' $authHeader1;
       proxy_pass ${upstream};
     }
-    location = /_tokengate {
+    location = /_external-auth {
       internal;
-      proxy_pass ${decision}/;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Forwarded-Proto "";
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
       proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Sent-From "nginx-ingress-controller";
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Auth-Request-Redirect $request_uri;
+      proxy_pass_request_headers on;
+      ${configMapLines}
+      proxy_pass ${decision}/;
     }
   }
 }
@@ -74,6 +100,10 @@ before(async () => {
   gw = await startGateway(`
 decision: { trustedProxies: [127.0.0.1/32] }
 ${issuerYaml(iss)}routes:
+  - id: public-host
+    match: { host: public.test, pathPrefix: / }
+    upstream: ${up.url}
+    auth: { mode: none }
   - id: pub
     match: { pathPrefix: /pub }
     upstream: ${up.url}
@@ -88,8 +118,10 @@ ${issuerYaml(iss)}routes:
   dir = mkdtempSync(join(tmpdir(), 'tokengate-nginx-'));
   mkdirSync(join(dir, 'tmp'));
   const port = await freePort();
+  const ingressPort = await freePort();
   base = `http://127.0.0.1:${port}`;
-  writeFileSync(join(dir, 'nginx.conf'), nginxConf(port, gw.decisionUrl!, up.url));
+  ingressBase = `http://127.0.0.1:${ingressPort}`;
+  writeFileSync(join(dir, 'nginx.conf'), nginxConf(port, ingressPort, gw.decisionUrl!, up.url));
   // As root, nginx's workers switch to `nobody`; they only need the listening socket.
   nginx = spawn(NGINX!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', `daemon off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -98,7 +130,7 @@ ${issuerYaml(iss)}routes:
   for (;;) {
     if (nginx.exitCode !== null) throw new Error(`nginx exited: ${stderr} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
     const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+      const s = net.connect(ingressPort, '127.0.0.1', () => { s.destroy(); r(true); });
       s.on('error', () => r(false));
     });
     if (ok) break;
@@ -156,3 +188,36 @@ test('nginx auth_request → decision listener → echo upstream', { skip }, asy
   assert.equal(r.status, 200);
   assert.equal(up.requests.at(-1)!.headers['x-auth-subject'], undefined, 'an empty decided value drops the client\'s header');
 });
+
+/** A client's attempts to choose what the decision listener judges, on a request for /orders/1 without a token. */
+const FORGERIES: Array<[string, Record<string, string>]> = [
+  ['X-Forwarded-Uri and -Method naming an open path', { 'x-forwarded-uri': '/pub/x', 'x-forwarded-method': 'GET' }],
+  ['X-Forwarded-Uri alone', { 'x-forwarded-uri': '/pub/x' }],
+  ['X-Original-URI and -Method naming an open path', { 'x-original-uri': '/pub/x', 'x-original-method': 'GET' }],
+  ['X-Forwarded-Host naming an open host route', { 'x-forwarded-host': 'public.test' }],
+];
+
+test('control: each forgery, sent straight to the listener by a trusted peer, would be judged as the open request', { skip }, async () => {
+  for (const [what, headers] of FORGERIES) {
+    const r = await fetch(gw.decisionUrl + '/', { headers: { 'x-original-uri': '/orders/1', 'x-original-method': 'GET', ...headers } });
+    assert.equal(r.status, 200, `${what}: the listener believes its trusted peer`);
+  }
+});
+
+for (const [setup, url] of [['the README nginx block', () => base], ['the README ingress-nginx ConfigMap', () => ingressBase]] as const) {
+  test(`${setup}: a client's forged forwarded headers change nothing`, { skip }, async () => {
+    up.reset();
+    for (const [what, headers] of FORGERIES) {
+      const r = await fetch(url() + '/orders/1', { headers });
+      await r.text();
+      assert.equal(r.status, 401, `${what}: /orders/1 without a token is refused`);
+    }
+    assert.equal(up.requests.length, 0, `a forged request reached the upstream: ${JSON.stringify(up.requests.map((q) => q.url))}`);
+    // The honest request still passes, judged as what it is.
+    const r = await fetch(url() + '/orders/1?q=a', { headers: { authorization: `Bearer ${await iss.sign({})}`, 'x-forwarded-uri': '/pub/x' } });
+    assert.equal(r.status, 200, await r.text());
+    assert.equal(up.requests.length, 1);
+    assert.equal(up.requests[0].url, '/orders/1?q=a');
+    assert.equal(up.requests[0].headers['x-auth-subject'], 'user-1');
+  });
+}
