@@ -111,6 +111,7 @@ export class IssuerRuntime {
     };
     return new Introspector({
       issuerId: id,
+      issuer: this.config.issuer,
       policy,
       now,
       store: policy.cacheStore === 'redis' ? new RedisIntrospectionStore(redis) : undefined,

@@ -34,12 +34,14 @@ export type CachePolicy = Pick<IntrospectionConfig, 'cacheTtlSec' | 'negativeCac
 const INACTIVE: IntrospectionAnswer = Object.freeze({ active: false });
 
 /**
- * The cache key of `token` at `issuerId`: base64url SHA-256 of `issuerId NUL token`.
- * Issuer ids cannot contain NUL, so two (issuer, token) pairs never share a key, and a
- * decision cached for one issuer is never found for another.
+ * The cache key of `token` at `issuerId`: base64url SHA-256 of `issuerId NUL scope NUL token`.
+ * Issuer ids cannot contain NUL, nor can `scope` (JSON text) or a token, so two (issuer,
+ * token) pairs never share a key, and a decision cached for one issuer is never found for
+ * another. `scope` names who answered (issuer, endpoint, client): an issuer id is only a
+ * local name, and a shared store (Redis) outlives reloads and may serve other deployments.
  */
-export function introspectionCacheKey(issuerId: string, token: string): string {
-  return createHash('sha256').update(issuerId).update('\u0000').update(token).digest('base64url');
+export function introspectionCacheKey(issuerId: string, token: string, scope = ''): string {
+  return createHash('sha256').update(issuerId).update('\u0000').update(scope).update('\u0000').update(token).digest('base64url');
 }
 
 /**

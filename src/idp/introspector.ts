@@ -22,6 +22,8 @@ export interface IntrospectorEvents {
 /** Options of an {@link Introspector}. */
 export interface IntrospectorOptions {
   issuerId: string;
+  /** The issuer's exact identifier (`issuers[].issuer`): part of the cache key's scope. */
+  issuer: string;
   policy: IntrospectionConfig;
   /** The endpoint: `policy.endpoint`, else discovery's `introspection_endpoint`. */
   endpoint: () => Promise<string>;
@@ -40,6 +42,8 @@ export class Introspector {
   private readonly client: IntrospectionClient;
   private readonly cache: IntrospectionCache;
   private readonly events: IntrospectorEvents;
+  /** Who answers (issuer, endpoint, client): cached answers are found only under the same. */
+  private readonly keyScope: string;
 
   constructor(opts: IntrospectorOptions) {
     const now = opts.now ?? Date.now;
@@ -49,6 +53,7 @@ export class Introspector {
     }
     this.issuerId = opts.issuerId;
     this.events = opts.events ?? {};
+    this.keyScope = JSON.stringify([opts.issuer, opts.policy.endpoint ?? null, opts.policy.clientId]);
     this.client = new IntrospectionClient({ policy: opts.policy, endpoint: opts.endpoint, allowInsecureHttpHosts: opts.allowInsecureHttpHosts });
     this.cache = new IntrospectionCache({
       store: opts.store ?? new MemoryIntrospectionStore(opts.policy.cacheSize, now),
@@ -63,7 +68,7 @@ export class Introspector {
    * again (RFC 7662 §4: an unverifiable token must not be accepted).
    */
   async introspect(token: string): Promise<IntrospectionAnswer> {
-    const key = introspectionCacheKey(this.issuerId, token);
+    const key = introspectionCacheKey(this.issuerId, token, this.keyScope);
     try {
       const { answer, result } = await this.cache.resolve(key, () => this.call(token));
       this.events.onCache?.(result);
