@@ -73,6 +73,24 @@ function whyNot(routes: readonly CompiledRoute[], method: string, host: string, 
   });
 }
 
+/**
+ * `target` with the value of every `access_token` query parameter replaced by
+ * `[redacted]`: the name is compared as the gateway reads it (URLSearchParams, so
+ * `%61ccess_token` counts), in any case.
+ */
+export function redactQueryToken(target: string): string {
+  const q = target.indexOf('?');
+  if (q === -1) return target;
+  const h = target.indexOf('#', q);
+  const query = h === -1 ? target.slice(q + 1) : target.slice(q + 1, h);
+  const parts = query.split('&').map((part) => {
+    const eq = part.indexOf('=');
+    const name = [...new URLSearchParams(eq === -1 ? part : part.slice(0, eq)).keys()][0] ?? '';
+    return name.toLowerCase() === 'access_token' ? `${eq === -1 ? part : part.slice(0, eq)}=[redacted]` : part;
+  });
+  return target.slice(0, q + 1) + parts.join('&') + (h === -1 ? '' : target.slice(h));
+}
+
 /** Runs the decision for `req` against `config` and explains it. */
 export async function explain(config: CompiledConfig, req: ExplainRequest): Promise<Explanation> {
   const method = req.method.toUpperCase();
@@ -102,7 +120,7 @@ export async function explain(config: CompiledConfig, req: ExplainRequest): Prom
   }
 
   // A token put in the query string (refused: token_in_query) is not echoed either.
-  const shown = target.replace(/([?&]access_token=)[^&#]*/gi, '$1[redacted]');
+  const shown = redactQueryToken(target);
   const lines = [`request: ${method} ${shown}${host ? ` (host ${host})` : ''}${req.token !== undefined ? ` with a bearer token of ${req.token.length} bytes` : ''}`];
   for (const s of ctx.trace ?? []) lines.push(`  ${s.ok ? 'ok    ' : 'FAILED'} ${s.step}: ${s.detail}`);
   if (err) {
