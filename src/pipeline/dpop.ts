@@ -30,7 +30,8 @@ const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = { EC: ['crv', 'kty
  * key the imported-key cache before any import.
  */
 export function jwkThumbprint(jwk: JWK): string | null {
-  const members = typeof jwk.kty === 'string' ? THUMBPRINT_MEMBERS[jwk.kty] : undefined;
+  // Own members only: `__proto__`, `constructor`, ... are not key types.
+  const members = typeof jwk.kty === 'string' && Object.hasOwn(THUMBPRINT_MEMBERS, jwk.kty) ? THUMBPRINT_MEMBERS[jwk.kty] : undefined;
   if (!members) return null;
   const parts: string[] = [];
   for (const m of members) {
