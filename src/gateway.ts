@@ -270,7 +270,10 @@ export class Gateway implements GatewayCore {
       this.replayStore = new RedisReplayStore(this.redis);
     } else if (this.sharedMemoryStore) {
       this.replayStore = this.sharedMemoryStore;
-    } else if (!(this.replayStore instanceof MemoryReplayStore) || this.replayStore.max !== s.dpop.replayCacheSize) {
+    } else if (this.replayStore instanceof MemoryReplayStore) {
+      // A new size keeps the ids seen so far: a fresh store would let every recent proof pass once more.
+      this.replayStore.max = s.dpop.replayCacheSize;
+    } else {
       this.replayStore = new MemoryReplayStore(s.dpop.replayCacheSize, this.now);
     }
   }

@@ -36,6 +36,38 @@ export function restartOnlyChanges(prev: CompiledConfig, next: CompiledConfig): 
   return out;
 }
 
+/**
+ * RFC 9449 §11.1 across a reload: a proof's `jti` is known only to the store that saw it,
+ * for the window in force when it was seen. A reload that switched the store (memory ↔
+ * redis, or another Redis while Redis holds the ids) or lengthened `proofMaxAgeSec` would
+ * let a proof used just before it pass once more. Those settings keep their running values
+ * until a restart (the returned keys are warned about like the listeners' ones); a shorter
+ * window and everything else apply. (A restart forgets what a memory store held, as it
+ * always has: run Redis where that matters.)
+ */
+export function keepReplayProtection(prev: CompiledConfig, next: CompiledConfig): { config: CompiledConfig; kept: string[] } {
+  const p = prev.server;
+  const n = next.server;
+  const kept: string[] = [];
+  let dpop = n.dpop;
+  let redis = n.redis;
+  if (n.dpop.replayStore !== p.dpop.replayStore) {
+    dpop = { ...dpop, replayStore: p.dpop.replayStore };
+    kept.push('server.dpop.replayStore');
+  }
+  if (n.dpop.proofMaxAgeSec > p.dpop.proofMaxAgeSec) {
+    dpop = { ...dpop, proofMaxAgeSec: p.dpop.proofMaxAgeSec };
+    kept.push('server.dpop.proofMaxAgeSec (longer)');
+  }
+  if (dpop.replayStore === 'redis' && n.redis.url !== p.redis.url) {
+    redis = p.redis;
+    kept.push('server.redis.url (it holds the DPoP replay ids)');
+  }
+  if (kept.length === 0) return { config: next, kept };
+  const source = next.source;
+  return { config: compileConfig({ ...source, server: { ...source.server, dpop, redis } }), kept };
+}
+
 function hashOf(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
@@ -83,8 +115,11 @@ export class Reloader {
     }
     this.lastHash = hash;
     const ignored = restartOnlyChanges(gw.config, next);
+    const replay = keepReplayProtection(gw.config, next);
+    next = replay.config;
+    ignored.push(...replay.kept);
     if (ignored.length) {
-      gw.logger.warn({ keys: ignored }, 'config reload: these settings take effect only after a restart; the running listeners keep their old values');
+      gw.logger.warn({ keys: ignored }, 'config reload: these settings take effect only after a restart; the running gateway keeps their old values');
     }
     gw.swap(next);
     gw.metrics.configReloads.labels('success').inc();

@@ -28,8 +28,8 @@ export interface ReplayStore {
 export class MemoryReplayStore implements ReplayStore {
   readonly kind = 'memory' as const;
   private readonly seen = new Map<string, number>();
-  /** Most ids held at once. */
-  readonly max: number;
+  /** Most ids held at once (a reload may change it; the ids already held stay). */
+  max: number;
   private readonly now: () => number;
 
   constructor(max: number, now: () => number = Date.now) {
