@@ -2,7 +2,7 @@
  * `${VAR}` and `${VAR:-default}` substitution on the YAML document, in place, so that
  * every value keeps its source position for error messages.
  */
-import { parse as parseYaml, visit, type Document, type Scalar } from 'yaml';
+import { parseDocument, visit, type Document, type Scalar } from 'yaml';
 
 const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const WHOLE_REF = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/;
@@ -40,7 +40,12 @@ export function substituteEnv(doc: Document, env: NodeJS.ProcessEnv): EnvProblem
         return;
       }
       if (node.type === 'PLAIN' && WHOLE_REF.test(raw)) {
-        const reread: unknown = parseYaml(replaced === '' ? '""' : replaced);
+        const reread = rereadScalar(replaced);
+        if (reread === INVALID) {
+          // Never YAML's own error: its message quotes the value (often a secret) with a caret.
+          problems.push({ node, message: `environment variable ${WHOLE_REF.exec(raw)?.[1]} does not read as a YAML value here; quote the reference ("\${...}") to take it as a string` });
+          return;
+        }
         node.value = isScalarValue(reread) ? reread : replaced;
       } else {
         node.value = replaced;
@@ -48,6 +53,22 @@ export function substituteEnv(doc: Document, env: NodeJS.ProcessEnv): EnvProblem
     },
   });
   return problems;
+}
+
+const INVALID = Symbol('invalid');
+
+/**
+ * `text` read as a YAML value, or {@link INVALID} when it does not parse. Errors and warnings
+ * are kept from the caller and the process: their messages quote `text`.
+ */
+function rereadScalar(text: string): unknown {
+  try {
+    const doc = parseDocument(text === '' ? '""' : text, { prettyErrors: false, logLevel: 'silent' });
+    if (doc.errors.length || doc.warnings.length) return INVALID;
+    return doc.toJS();
+  } catch {
+    return INVALID; // e.g. an unresolved alias (`*x`)
+  }
 }
 
 function isScalarValue(v: unknown): v is string | number | boolean {
