@@ -9,6 +9,7 @@
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
+import { HOP_BY_HOP } from '../pipeline/mutate.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { decide, newContext } from '../pipeline/run.js';
 import type { GatewayCore } from '../gateway.js';
@@ -39,6 +40,17 @@ export class UpgradeTracker {
       s.once('close', () => clearTimeout(t));
     }
   }
+}
+
+/** Lower-case names listed in a `Connection` header (Node joins repeated ones with `, `). */
+function connectionList(value: string | string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  if (value === undefined) return out;
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t) out.add(t);
+  }
+  return out;
 }
 
 /** Serializes raw header pairs into header lines (the upstream's 101 answer, verbatim). */
@@ -91,10 +103,13 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
         // The upstream refused the upgrade: relay its answer and close.
         clearTimeout(timer);
         core.metrics.upstreamDuration.labels(route.id).observe((performance.now() - upstart) / 1000);
+        // Name/value pairs as the upstream sent them, minus hop-by-hop ones, those its
+        // Connection lists (RFC 9110 §7.6.1) and Content-Length (the gateway frames the body).
+        const listed = connectionList(res.headers.connection);
         const raw: string[] = [];
         for (let i = 0; i < res.rawHeaders.length; i += 2) {
           const n = res.rawHeaders[i].toLowerCase();
-          if (n === 'connection' || n === 'keep-alive' || n === 'transfer-encoding' || n === 'upgrade') continue;
+          if (HOP_BY_HOP.has(n) || listed.has(n) || n === 'content-length') continue;
           raw.push(res.rawHeaders[i], res.rawHeaders[i + 1]);
         }
         const chunks: Buffer[] = [];
@@ -102,7 +117,7 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const body = Buffer.concat(chunks);
-          const lines = headerLines(raw.filter((_, i) => i % 2 === 1 || raw[i].toLowerCase() !== 'content-length'));
+          const lines = headerLines(raw);
           socket.end(Buffer.concat([
             Buffer.from(`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n${lines}content-length: ${body.length}\r\nconnection: close\r\n\r\n`, 'latin1'),
             body,
