@@ -45,7 +45,9 @@ export interface ForwardRequest {
 
 /** Response headers minus hop-by-hop ones and those the upstream's `Connection` lists. */
 export function responseHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  const conn = headers.connection;
+  // Repeated Connection headers are one list (RFC 9110 §5.3): undici hands them over as an array.
+  const c = headers.connection;
+  const conn = Array.isArray(c) ? c.join(',') : c;
   const listed = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close'
     ? conn.toLowerCase().split(',').map((s) => s.trim())
     : null;
@@ -87,6 +89,8 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // An interim answer (103 Early Hints, 102): not the response; the final one follows (RFC 9110 §15.2).
+    if (statusCode < 200) return;
     this.started = true;
     this.observer.onUpstreamResponse();
     const out = responseHeaders(headers);
