@@ -16,6 +16,7 @@
  *   caller's token crosses the network in clear.
  */
 import { isLoopbackHost } from '../idp/http.js';
+import { hostOnly } from '../pipeline/match.js';
 import type { CrossProblem } from './cross-check.js';
 import type { Config, RouteConfig } from './schema.js';
 
@@ -41,7 +42,8 @@ function pathCovers(a: Match, b: Match): boolean {
   return rb.exact !== null ? under(rb.exact, pa) : under(rb.prefix as string, pa);
 }
 
-const hostOf = (m: Match) => (m.host ? m.host.toLowerCase() : null);
+// Compared as the matcher compares them (compile.ts, match.ts): case, port and trailing dots ignored.
+const hostOf = (m: Match) => (m.host ? hostOnly(m.host) : null);
 
 /** Whether `a` takes every request `b` would (host, methods and path). */
 function covers(a: Match, b: Match): boolean {
