@@ -25,6 +25,17 @@ export const OVERRIDE_HEADERS = new Set([
   'x-forwarded-uri', 'x-forwarded-method', 'x-forwarded-prefix', 'x-forwarded-path',
 ]);
 
+/**
+ * Headers in which front proxies and CDNs report the client's address (nginx `X-Real-IP`,
+ * Akamai/Cloudflare `True-Client-IP`, `CF-Connecting-IP`, Fastly, ...). An upstream that
+ * trusts them for logging, rate limits or IP allow-lists would believe whatever a client
+ * wrote: like `X-Forwarded-*` beyond the ones the gateway sets, they pass only with
+ * `server.trustProxy` (a trusted front proxy set them).
+ */
+export const CLIENT_IP_HEADERS = new Set([
+  'x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip',
+]);
+
 // Control characters (C0, DEL, C1) would split or corrupt a header (RFC 9110 §5.5).
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -109,9 +120,9 @@ export function upstreamHeaders(
     if (config.identityHeaders.has(canon) || (prefix !== '' && canon.startsWith(prefix))) continue;
     if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon.startsWith('x-forwarded-'))) continue;
     if (OVERRIDE_HEADERS.has(canon)) continue;
-    // Other X-Forwarded-* (port, server, ...) describe the client's request only when a trusted front proxy set
-    // them; the client-certificate header (XFCC) was vetted above, per peer.
-    if (!config.server.trustProxy && canon.startsWith('x-forwarded-') && canon !== config.clientCert.header) continue;
+    // Other X-Forwarded-* (port, server, ...) and the client-address headers describe the client's request only
+    // when a trusted front proxy set them; the client-certificate header (XFCC) was vetted above, per peer.
+    if (!config.server.trustProxy && ((canon.startsWith('x-forwarded-') && canon !== config.clientCert.header) || CLIENT_IP_HEADERS.has(canon))) continue;
     if (Object.prototype.hasOwnProperty.call(out, name)) continue; // never replace a header the gateway set
     out[name] = v;
   }

@@ -3,8 +3,8 @@
  * `X-Rewrite-URL`, `X-HTTP-Method-Override` or `X-Forwarded-Prefix` would route a request
  * the gateway authorized for one path or method to another (the Symfony/IIS
  * `X-Original-URL` bypass). None of them reaches the upstream, in any spelling, on public
- * and protected routes; X-Forwarded-* that the gateway does not set is dropped unless
- * `server.trustProxy` is on.
+ * and protected routes; X-Forwarded-* that the gateway does not set, and the client-address
+ * headers (X-Real-IP, True-Client-IP, ...), are dropped unless `server.trustProxy` is on.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,6 +33,9 @@ const OVERRIDES = [
   'X-HTTP-Method-Override: DELETE', 'X-HTTP-Method: DELETE', 'X-Method-Override: DELETE', 'X-Original-Method: DELETE',
   'X-Forwarded-Uri: /admin', 'X-Forwarded-Prefix: /admin', 'X-Forwarded-Path: /admin', 'X-Forwarded-Method: DELETE',
   'X-Forwarded-Port: 443', 'X-Forwarded-Server: evil',
+  // client-address headers an upstream may trust for allow-lists or rate limits
+  'X-Real-IP: 10.0.0.1', 'True-Client-IP: 10.0.0.1', 'X-Client-IP: 10.0.0.1', 'CF-Connecting-IP: 10.0.0.1',
+  'Fastly-Client-IP: 10.0.0.1', 'X-Cluster-Client-IP: 10.0.0.1', 'X_Real_IP: 10.0.0.1',
 ];
 
 for (const path of ['/api/orders', '/open/x']) {

@@ -93,3 +93,16 @@ test('compiled identity header set is canonical (lower case, _ as -) and include
   assert.deepEqual([...config.identityHeaders].sort(), ['x-claims', 'x-empty', 'x-groups', 'x-missing', 'x-n', 'x-org', 'x-scopes', 'x-subject']);
   assert.equal(config.identityPrefix, 'x-auth-');
 });
+
+test('client-address headers (X-Real-IP, True-Client-IP, ...) and foreign X-Forwarded-* pass only with trustProxy', () => {
+  const incoming = { 'x-real-ip': '10.9.9.9', 'true-client-ip': '10.9.9.9', 'x-forwarded-port': '443', 'x-kept': 'yes' };
+  const off = upstreamHeaders(config, route('open'), incoming, [], fwd, undefined);
+  assert.deepEqual([off['x-real-ip'], off['true-client-ip'], off['x-forwarded-port'], off['x-kept']], [undefined, undefined, undefined, 'yes']);
+  const trusting = compileYaml(`
+server: { trustProxy: true }
+routes:
+  - { id: open, match: { pathPrefix: / }, upstream: http://u, auth: { mode: none } }
+`);
+  const on = upstreamHeaders(trusting, trusting.routes[0]!, incoming, [], fwd, undefined);
+  assert.deepEqual([on['x-real-ip'], on['true-client-ip'], on['x-forwarded-port'], on['x-kept']], ['10.9.9.9', '10.9.9.9', '443', 'yes']);
+});
