@@ -75,9 +75,10 @@ export function writeErrorRaw(res: ServerResponse, err: GatewayError): void {
 export function toGatewayError(e: unknown): GatewayError {
   if (e instanceof GatewayError) return e;
   const status = (e as { statusCode?: number })?.statusCode;
-  // Fastify's body errors: a form body beyond bodyLimit (413), bad framing or content-length (400).
+  // Fastify's body errors: a form body beyond bodyLimit (413); bad framing or content-length (400),
+  // a Content-Type it cannot parse (415), or any other client error: 400, never a 500.
   if (status === 413) return new GatewayError('body_too_large');
-  if (status === 400) return new GatewayError('bad_request');
+  if (status !== undefined && status >= 400 && status < 500) return new GatewayError('bad_request');
   return new GatewayError('internal');
 }
 

@@ -66,6 +66,12 @@ test('access_token in a form body: 400 token_in_body (also with a header); a for
   f.up.reset();
 });
 
+test('a Content-Type the gateway cannot parse is 400 bad_request (not a 500), and the body never reaches the upstream', async () => {
+  for (const ct of ['application/x-www-form-urlencoded, text/plain', 'application/x-www-form-urlencoded(comment)', 'text/plain, application/json']) {
+    await assertDenied(await f.get('/open/x', { method: 'POST', headers: { 'content-type': ct }, body: `access_token=${token}` }), f.up, 400, null, 'bad_request', ct);
+  }
+});
+
 test('the scheme is case-insensitive; other schemes count as no token; bad syntax is 400', async () => {
   for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
     const r = await f.get('/api/x', { headers: { authorization: `${scheme} ${token}` } });
