@@ -56,14 +56,19 @@ async function gateway(dpop: string): Promise<TestGateway> {
   return g;
 }
 
-async function reloadTo(g: TestGateway, dpop: string): Promise<void> {
-  writeFileSync(g.file, yaml(dpop));
-  assert.equal(reloadOnce(g.gw, g.file), true, 'reload taken');
+/** Waits (bounded) until the gateway's Redis connection, if it has one, is ready. */
+async function redisReady(g: TestGateway): Promise<void> {
   const until = Date.now() + 5000;
   while (g.gw.redis && g.gw.redis.status !== 'ready') {
     if (Date.now() > until) throw new Error('redis not ready');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+async function reloadTo(g: TestGateway, dpop: string): Promise<void> {
+  writeFileSync(g.file, yaml(dpop));
+  assert.equal(reloadOnce(g.gw, g.file), true, 'reload taken');
+  await redisReady(g);
 }
 
 /** Sends the same captured token + proof; returns status and error description. */
@@ -88,28 +93,17 @@ test('changing replayCacheSize by a reload does not forget the proofs already se
 });
 
 describe('switching the replay store by a reload', { skip: redisAvailable() ? false : 'redis-server is not installed' }, () => {
-  test('memory → redis: a proof seen by the memory store is still refused', async () => {
-    const g = await gateway('replayStore: memory');
-    const token = await iss.sign({ claims: { cnf: { jkt: client.jkt }, sub: 'm2r' } });
-    const proof = await client.proof({ htm: 'GET', htu: `${g.url}/api/x`, token });
-    assert.equal((await replay(g, token, proof)).status, 200);
-    await reloadTo(g, 'replayStore: redis');
-    assert.deepEqual(await replay(g, token, proof), REPLAY);
-  });
-
-  test('redis → memory: a proof seen by Redis is still refused', async () => {
-    const g = await gateway('replayStore: redis');
-    const until = Date.now() + 5000;
-    while (g.gw.redis?.status !== 'ready') {
-      if (Date.now() > until) throw new Error('redis not ready');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const token = await iss.sign({ claims: { cnf: { jkt: client.jkt }, sub: 'r2m' } });
-    const proof = await client.proof({ htm: 'GET', htu: `${g.url}/api/x`, token });
-    assert.equal((await replay(g, token, proof)).status, 200);
-    await reloadTo(g, 'replayStore: memory');
-    assert.deepEqual(await replay(g, token, proof), REPLAY);
-  });
+  for (const [from, to] of [['memory', 'redis'], ['redis', 'memory']]) {
+    test(`${from} → ${to}: a proof seen by the ${from} store is still refused`, async () => {
+      const g = await gateway(`replayStore: ${from}`);
+      await redisReady(g);
+      const token = await iss.sign({ claims: { cnf: { jkt: client.jkt }, sub: `${from}-${to}` } });
+      const proof = await client.proof({ htm: 'GET', htu: `${g.url}/api/x`, token });
+      assert.equal((await replay(g, token, proof)).status, 200);
+      await reloadTo(g, `replayStore: ${to}`);
+      assert.deepEqual(await replay(g, token, proof), REPLAY);
+    });
+  }
 });
 
 test('a longer proofMaxAgeSec waits for a restart: a proof whose id has expired under the old window stays refused', async () => {

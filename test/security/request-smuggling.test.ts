@@ -48,3 +48,15 @@ test('HTTP/1.0 without Host is served by host-less routes only', async () => {
   assert.equal(f.up.requests.length, 1);
   f.up.reset();
 });
+
+// RFC 1034 §3.1: `admin.test.` is the host admin.test, and upstream virtual hosts (nginx
+// server_name, Django's get_host) read it so: it must not skip the admin.test route.
+test('Host: admin.test. (trailing dots, with or without port) is judged by the admin.test route', async () => {
+  for (const host of ['admin.test.', 'ADMIN.test.', 'admin.test.:8080', 'admin.test..', 'admin.test..:8080']) {
+    f.up.reset();
+    const r = await rawRequest(f.gw.url, `GET /settings HTTP/1.1\nHost: ${host}\nConnection: close`);
+    assert.equal(f.up.requests.length, 0,
+      `Host ${host}: forwarded without a token by route "open", upstream saw X-Forwarded-Host ${String(f.up.requests[0]?.headers['x-forwarded-host'])}`);
+    assert.equal(r.status, 401, `Host ${host}: ${r.text.slice(0, 120)}`);
+  }
+});

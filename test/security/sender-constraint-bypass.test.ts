@@ -94,3 +94,16 @@ test('a token presented with a proof whose jwk is symmetric or an unknown key ty
     assert.deepEqual(await send('/api/x', { authorization: `DPoP ${token}`, dpop: proof }), { status: 401, reason: 'The DPoP proof jwk must be a public key' }, JSON.stringify(jwk));
   }
 });
+
+// The thumbprint table is a plain object: `THUMBPRINT_MEMBERS[kty]` once found Object.prototype's members (a 500).
+test('a proof jwk with kty __proto__ / constructor / toString is 401 invalid_dpop_proof, never 5xx', async () => {
+  up.reset();
+  const token = await iss.sign({ claims: { cnf: { jkt: client.jkt } } });
+  for (const kty of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+    const proof = await client.proof({ htm: 'GET', htu: `${gw.url}/api/x`, token, jwk: { ...client.publicJwk, kty } as never });
+    const r = await fetch(gw.url + '/api/x', { headers: { authorization: `DPoP ${token}`, dpop: proof } });
+    const body = await r.json() as { error: string };
+    assert.deepEqual([r.status, body.error], [401, 'invalid_dpop_proof'], `kty ${kty}`);
+  }
+  assert.equal(up.requests.length, 0);
+});
