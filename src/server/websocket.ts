@@ -103,6 +103,12 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
         // The upstream refused the upgrade: relay its answer and close.
         clearTimeout(timer);
         core.metrics.upstreamDuration.labels(route.id).observe((performance.now() - upstart) / 1000);
+        if ((res.statusCode ?? 0) < 200) {
+          // A 101 without `Upgrade` (or another 1xx) is neither a switch nor a refusal: 502, no tunnel.
+          res.resume();
+          fail(new GatewayError('upstream_unavailable'));
+          return;
+        }
         // Name/value pairs as the upstream sent them, minus hop-by-hop ones, those its
         // Connection lists (RFC 9110 §7.6.1) and Content-Length (the gateway frames the body).
         const listed = connectionList(res.headers.connection);

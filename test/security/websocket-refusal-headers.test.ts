@@ -32,10 +32,13 @@ const REFUSAL = 'HTTP/1.1 401 Unauthorized\r\n' +
   'Trailer: X-T\r\n' +
   '\r\nno';
 
+// A 101 without the Upgrade header: Node's client sees a response, not an upgrade.
+const BARE_101 = 'HTTP/1.1 101 Switching Protocols\r\nConnection: close\r\n\r\n';
+
 before(async () => {
   raw = net.createServer((s) => {
     s.on('error', () => undefined);
-    s.once('data', () => s.end(REFUSAL));
+    s.once('data', (d: Buffer) => s.end(d.toString('latin1').startsWith('GET /raw/bare101') ? BARE_101 : REFUSAL));
   });
   await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
   wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
@@ -101,4 +104,11 @@ test('a real `ws` upstream refusing an unsupported version: the client gets a we
   assert.equal(res.statusCode, 400);
   assert.equal(res.headers['sec-websocket-version'], '13, 8');
   res.resume();
+});
+
+test('an upstream 101 without Upgrade is a 502, not relayed as a switch with no tunnel behind it', async () => {
+  const ex = await rawExchange(Number(new URL(gw.url).port), [
+    'GET /raw/bare101 HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+  ], 5000);
+  assert.match(ex.raw, /^HTTP\/1\.1 502 /, ex.raw);
 });
