@@ -20,7 +20,12 @@ export interface Principal {
  * that disagree are a doubt, and doubt denies).
  */
 export function scopesOf(claims: Readonly<Record<string, unknown>>): string[] {
-  const s = Object.prototype.hasOwnProperty.call(claims, 'scope') ? claims.scope : claims.scp;
+  if (Object.prototype.hasOwnProperty.call(claims, 'scope')) {
+    // RFC 8693 §4.2 / RFC 7662 §2.2: `scope` is a space-separated string; any other shape (an array
+    // included) grants nothing, as the README says.
+    return typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : [];
+  }
+  const s = claims.scp;
   if (typeof s === 'string') return s.split(' ').filter(Boolean);
   if (Array.isArray(s)) return s.filter((x): x is string => typeof x === 'string');
   return [];
