@@ -131,7 +131,7 @@ const Auth = Type.Object({
   issuers: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Issuer ids accepted on this route (default: every issuer)' })),
   audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: "Accepted `aud` values; overrides the issuers' lists" })),
   scopes: Scopes,
-  claims: Type.Record(Type.String({ minLength: 1 }), ClaimValue, { default: {}, description: 'Dotted claim path -> required value (equality; membership when the claim is an array)' }),
+  claims: Type.Record(Type.String({ minLength: 1 }), ClaimValue, { default: {}, description: 'Dotted claim path -> required value (equality; membership when the claim is an array). A claim named with dots (`https://example.com/roles`) is read by that name when the token has no nested path of the same spelling; a token with both fails the rule' }),
   binding: Type.Union(['allow', 'require-dpop', 'require-mtls', 'require-any'].map((m) => Type.Literal(m)), { default: 'allow', description: 'allow | require-dpop | require-mtls | require-any: refuse tokens not bound to a DPoP key / client certificate (bound tokens always need their proof)' }),
 }, { ...closed, description: 'Who may pass' });
 

@@ -7,15 +7,21 @@ import type { ClaimPath, CompiledAuth } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from './principal.js';
 
-/** Reads a claim by dotted path; a literal key containing dots wins over the path. */
+/**
+ * Reads a claim by dotted path, or by a literal member name containing dots (namespaced
+ * claims such as `https://x/roles`). A token that has both, the literal member and the
+ * nested path, is ambiguous: nothing is read (a doubt denies).
+ */
 export function readClaim(claims: Readonly<Record<string, unknown>>, path: ClaimPath): unknown {
-  if (Object.prototype.hasOwnProperty.call(claims, path.raw)) return claims[path.raw];
+  const literal = Object.prototype.hasOwnProperty.call(claims, path.raw);
   let v: unknown = claims;
   for (const seg of path.segs) {
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, seg)) return undefined;
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, seg)) {
+      return literal ? claims[path.raw] : undefined;
+    }
     v = (v as Record<string, unknown>)[seg];
   }
-  return v;
+  return literal && path.segs.length > 1 ? undefined : v;
 }
 
 /** Throws 403 unless `principal` satisfies the route's scopes and claims. */

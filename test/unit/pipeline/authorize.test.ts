@@ -66,10 +66,11 @@ test('claims: equality, membership in arrays, dotted paths, literal dotted keys,
   assert.equal(check('claims', { ...good, 'https://x.test/org': undefined, https: { '//x': 1 } }), 'claim:');
 });
 
-test('readClaim: dotted path, literal key first, no prototype or array walking', () => {
+test('readClaim: dotted path, literal key when no nested path, no prototype or array walking', () => {
   const path = (raw: string) => ({ raw, segs: raw.split('.') });
   assert.equal(readClaim({ a: { b: { c: 1 } } }, path('a.b.c')), 1);
-  assert.equal(readClaim({ 'a.b': 2, a: { b: 3 } }, path('a.b')), 2);
+  assert.equal(readClaim({ 'a.b': 2 }, path('a.b')), 2);
+  assert.equal(readClaim({ 'a.b': 2, a: { b: 3 } }, path('a.b')), undefined, 'literal and nested both present: ambiguous');
   assert.equal(readClaim({ a: [{ b: 1 }] }, path('a.0.b')), undefined);
   assert.equal(readClaim({}, path('constructor')), undefined);
   assert.equal(readClaim({ a: {} }, path('a.__proto__')), undefined);
