@@ -11,6 +11,7 @@
  *   const cache = new JwksCache({ issuerId: 'corp', resolveUri: async () => url, policy, now: Date.now });
  *   const { key, id } = await cache.getKey(header.kid, header.alg);
  */
+import { createHash } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
 import { GatewayError } from '../errors.js';
 import { FetchError, fetchJson, maxAgeOf } from './http.js';
@@ -30,22 +31,27 @@ export interface JwksEvents {
   onFetch?(result: 'success' | 'failure', reason?: string, reused?: boolean): void;
 }
 
-/** A usable public key, identified by its RFC 7638 thumbprint. */
+/** A usable public key and its identity as published. */
 export interface SelectedKey {
   key: CryptoKey | Uint8Array;
-  /** Thumbprint: stable identity of the key across refreshes. */
+  /** RFC 7638 thumbprint plus a hash of the JWK: stable across refreshes while the key is republished unchanged. */
   id: string;
 }
 
 interface KeyEntry {
   jwk: JWK;
-  thumbprint: string;
+  /**
+   * The key as published: its thumbprint and a hash of the whole JWK, so that a key
+   * republished with another `kid`, `alg`, `use` or `key_ops` is another key (its cached
+   * verifications end, its imports are redone).
+   */
+  id: string;
   imported: Map<string, Promise<CryptoKey | Uint8Array>>;
 }
 
 interface KeySet {
   keys: KeyEntry[];
-  thumbprints: Set<string>;
+  ids: Set<string>;
   fetchedAt: number;
   expiresAt: number;
 }
@@ -105,14 +111,14 @@ export class JwksCache {
   }
 
   /**
-   * Whether the key with this thumbprint is published in a fresh key set (used by the
+   * Whether the key with this id is published, unchanged, in a fresh key set (used by the
    * token cache). Once the set has expired the answer is false, so a cached verification
    * goes back through {@link getKey}, which refreshes (or serves stale keys within
    * `maxStaleSec`): a removed key cannot outlive one refresh through the cache.
    */
   hasKey(id: string): boolean {
     const s = this.set;
-    return s !== null && s.thumbprints.has(id) && this.now() < s.expiresAt;
+    return s !== null && s.ids.has(id) && this.now() < s.expiresAt;
   }
 
   /** Starts the first fetch and keeps the keys fresh in the background (timer is unref'd). */
@@ -167,7 +173,7 @@ export class JwksCache {
       entry.imported.set(alg, imported);
     }
     try {
-      return { key: await imported, id: entry.thumbprint };
+      return { key: await imported, id: entry.id };
     } catch {
       throw new GatewayError('unknown_kid'); // a published key that cannot be used for this alg
     }
@@ -213,10 +219,12 @@ export class JwksCache {
       const now = this.now() - (res.ageMs ?? 0);
       const maxAge = maxAgeOf(cacheControl);
       const ttl = maxAge === null ? this.policy.cacheTtlSec : Math.min(maxAge, this.policy.cacheTtlSec);
-      const previous = new Map((this.set?.keys ?? []).map((k) => [k.thumbprint, k]));
-      // Keep imported CryptoKeys of keys that are still published.
-      const merged = keys.map((k) => previous.get(k.thumbprint) ?? k);
-      this.set = { keys: merged, thumbprints: new Set(merged.map((k) => k.thumbprint)), fetchedAt: now, expiresAt: now + ttl * 1000 };
+      // Keep imported CryptoKeys of keys still published exactly as before (same id): a
+      // republished `kid`, `alg`, `use` or `key_ops` is read as published now, as a cold
+      // cache would read it.
+      const previous = new Map((this.set?.keys ?? []).map((k) => [k.id, k]));
+      const merged = keys.map((k) => previous.get(k.id) ?? k);
+      this.set = { keys: merged, ids: new Set(merged.map((k) => k.id)), fetchedAt: now, expiresAt: now + ttl * 1000 };
       this.events.onFetch?.('success', undefined, reused);
     } catch (e) {
       this.events.onFetch?.('failure', (e as Error).message, reused || (e instanceof FetchError && e.reused));
@@ -234,8 +242,13 @@ async function parseJwks(body: unknown): Promise<KeyEntry[]> {
     const jwk = raw as JWK;
     if (jwk.kty !== 'RSA' && jwk.kty !== 'EC' && jwk.kty !== 'OKP') continue; // never `oct` (RFC 8725 §3.1)
     if (jwk.d !== undefined) continue; // a private key published by mistake is not used
+    // RFC 7517 §4.2-4.3: not a signature key (or unreadable metadata): neither selectable nor vouched for.
+    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+    if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) continue;
     try {
-      out.push({ jwk, thumbprint: await calculateJwkThumbprint(jwk, 'sha256'), imported: new Map() });
+      const thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
+      const id = `${thumbprint}.${createHash('sha256').update(JSON.stringify(jwk)).digest('base64url')}`;
+      out.push({ jwk, id, imported: new Map() });
     } catch {
       // malformed key: skip it, keep the others
     }
