@@ -17,7 +17,8 @@ export interface Principal {
  * Scopes of a claim set: `scope` (RFC 8693 §4.2, space-separated) or, only when there is no
  * `scope` member at all, `scp` (array or string). A `scope` that is present but not a
  * string — `null` included — grants nothing: it does not fall back to `scp` (two claims
- * that disagree are a doubt, and doubt denies).
+ * that disagree are a doubt, and doubt denies). `scp` array members that are not scope
+ * tokens (not strings, empty, or with a space) are left out.
  */
 export function scopesOf(claims: Readonly<Record<string, unknown>>): string[] {
   if (Object.prototype.hasOwnProperty.call(claims, 'scope')) {
@@ -27,6 +28,8 @@ export function scopesOf(claims: Readonly<Record<string, unknown>>): string[] {
   }
   const s = claims.scp;
   if (typeof s === 'string') return s.split(' ').filter(Boolean);
-  if (Array.isArray(s)) return s.filter((x): x is string => typeof x === 'string');
+  // RFC 6749 §3.3: a scope token has no space. An element with one is dropped, not split: it
+  // would grant nothing here, but joined into the forwarded scope header it would read as several.
+  if (Array.isArray(s)) return s.filter((x): x is string => typeof x === 'string' && x !== '' && !x.includes(' '));
   return [];
 }

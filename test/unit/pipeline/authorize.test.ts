@@ -32,6 +32,8 @@ const check = (id: string, claims: Record<string, unknown>) => {
 test('scopesOf: scope string (spaces), scp array or string; scope wins', () => {
   assert.deepEqual(scopesOf({ scope: 'a  b c' }), ['a', 'b', 'c']);
   assert.deepEqual(scopesOf({ scp: ['a', 'b', 1] }), ['a', 'b']);
+  // not scope tokens: dropped, never split (joined into x-auth-scopes, 'x admin' would read as two)
+  assert.deepEqual(scopesOf({ scp: ['x admin', '', 'c'] }), ['c']);
   assert.deepEqual(scopesOf({ scp: 'a b' }), ['a', 'b']);
   assert.deepEqual(scopesOf({ scope: 'a', scp: ['b'] }), ['a']);
   assert.deepEqual(scopesOf({ scope: 5 }), []);
