@@ -131,7 +131,8 @@ export function crossCheck(config: Config): CrossProblem[] {
 /** Parses `addr` or `addr/bits`; null when invalid. */
 export function parseCidr(s: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | null {
   const [address, bits, extra] = s.split('/');
-  if (extra !== undefined) return null;
+  // A zone id (`fe80::1%eth0`) passes isIP, but peers' addresses carry none and BlockList ignores it.
+  if (extra !== undefined || address.includes('%')) return null;
   const v = isIP(address);
   if (!v) return null;
   const max = v === 4 ? 32 : 128;
