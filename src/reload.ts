@@ -39,11 +39,12 @@ export function restartOnlyChanges(prev: CompiledConfig, next: CompiledConfig): 
 /**
  * RFC 9449 §11.1 across a reload: a proof's `jti` is known only to the store that saw it,
  * for the window in force when it was seen. A reload that switched the store (memory ↔
- * redis, or another Redis while Redis holds the ids) or lengthened `proofMaxAgeSec` would
- * let a proof used just before it pass once more. Those settings keep their running values
- * until a restart (the returned keys are warned about like the listeners' ones); a shorter
- * window and everything else apply. (A restart forgets what a memory store held, as it
- * always has: run Redis where that matters.)
+ * redis, or another Redis while Redis holds the ids), lengthened `proofMaxAgeSec` or raised
+ * an issuer's `clockToleranceSec` (for its `iss`) would let a proof used just before it
+ * pass once more. Those settings keep their running values until a restart (the returned
+ * keys are warned about like the listeners' ones); a shorter window and everything else
+ * apply. (A restart forgets what a memory store held, as it always has: run Redis where
+ * that matters.)
  */
 export function keepReplayProtection(prev: CompiledConfig, next: CompiledConfig): { config: CompiledConfig; kept: string[] } {
   const p = prev.server;
@@ -63,9 +64,21 @@ export function keepReplayProtection(prev: CompiledConfig, next: CompiledConfig)
     redis = p.redis;
     kept.push('server.redis.url (it holds the DPoP replay ids)');
   }
+  // The proof window is proofMaxAgeSec plus the clock tolerance of the issuer that accepted
+  // the token: a larger tolerance widens it as a longer proofMaxAgeSec would. Keyed by `iss`
+  // (a token is accepted by any issuer entry naming its `iss`): the smallest tolerance that
+  // `iss` had stays until a restart.
+  const smallest = new Map<string, number>();
+  for (const i of prev.source.issuers) smallest.set(i.issuer, Math.min(smallest.get(i.issuer) ?? Infinity, i.clockToleranceSec));
+  const issuers = next.source.issuers.map((i) => {
+    const cap = smallest.get(i.issuer);
+    if (cap === undefined || i.clockToleranceSec <= cap) return i;
+    kept.push(`issuers.${i.id}.clockToleranceSec (longer)`);
+    return { ...i, clockToleranceSec: cap };
+  });
   if (kept.length === 0) return { config: next, kept };
   const source = next.source;
-  return { config: compileConfig({ ...source, server: { ...source.server, dpop, redis } }), kept };
+  return { config: compileConfig({ ...source, issuers, server: { ...source.server, dpop, redis } }), kept };
 }
 
 function hashOf(text: string): string {
