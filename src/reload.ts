@@ -96,8 +96,12 @@ export class Reloader {
     this.gw = gw;
     this.file = file;
     this.env = env;
+    // The hash of what runs. The file may have changed since the running config was loaded
+    // from it (no watcher was there to see it): its hash counts as applied only when it
+    // describes the running config, else the first check reloads it.
     try {
-      this.lastHash = hashOf(readFileSync(file, 'utf8'));
+      const text = readFileSync(file, 'utf8');
+      this.lastHash = JSON.stringify(parseConfig(text, file, env)) === JSON.stringify(gw.config.source) ? hashOf(text) : null;
     } catch {
       this.lastHash = null;
     }
@@ -158,6 +162,8 @@ export interface ReloadOptions {
   watch?: boolean;
   /** Quiet time after the last file event before reloading (default 250 ms). */
   debounceMs?: number;
+  /** Longest a burst of events may postpone the reload (default 4 × debounceMs). */
+  maxWaitMs?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -173,17 +179,24 @@ export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {
   let timer: NodeJS.Timeout | null = null;
   if (opts.watch ?? true) {
     const debounceMs = opts.debounceMs ?? 250;
+    const maxWaitMs = opts.maxWaitMs ?? debounceMs * 4;
+    let firstEventAt = 0;
     try {
       // Any entry may matter (`..data` of a ConfigMap, a temp file renamed over ours, ours):
-      // every event restarts the debounce, and the content hash decides.
+      // every event restarts the debounce, and the content hash decides. Another file that
+      // keeps changing must not postpone a reload for ever: at most maxWaitMs after the first event.
       watcher = watch(dirname(file), { persistent: false }, () => {
+        const now = Date.now();
         if (timer) clearTimeout(timer);
+        else firstEventAt = now;
         timer = setTimeout(() => {
           timer = null;
           reloader.reload(true);
-        }, debounceMs);
+        }, Math.max(0, Math.min(debounceMs, firstEventAt + maxWaitMs - now)));
       });
       watcher.on('error', (e) => gw.logger.warn({ err: { message: e.message } }, 'config watcher failed; SIGHUP still reloads'));
+      // A change made before the watcher was there (while the listeners started) has sent no event.
+      reloader.reload(true);
     } catch (e) {
       gw.logger.warn({ err: { message: (e as Error).message } }, 'cannot watch the config directory; SIGHUP still reloads');
     }
