@@ -2,7 +2,7 @@
 # tokengate container image.
 #
 #   docker build -t tokengate .
-#   docker run --read-only -p 8080:8080 -p 9090:9090 \
+#   docker run --read-only -p 8080:8080 -p 127.0.0.1:9090:9090 \
 #     -v "$PWD/gateway.yaml:/etc/tokengate/gateway.yaml:ro" tokengate
 #
 # The config is read from /etc/tokengate/gateway.yaml (TOKENGATE_CONFIG); mount it there
