@@ -46,6 +46,12 @@ export function substituteEnv(doc: Document, env: NodeJS.ProcessEnv): EnvProblem
           problems.push({ node, message: `environment variable ${WHOLE_REF.exec(raw)?.[1]} does not read as a YAML value here; quote the reference ("\${...}") to take it as a string` });
           return;
         }
+        if (typeof reread === 'string' && reread !== replaced) {
+          // A `#` comment, quotes or surrounding spaces in the value: read unquoted it would be
+          // other text than the variable holds (a secret silently cut at ` #`).
+          problems.push({ node, message: `environment variable ${WHOLE_REF.exec(raw)?.[1]} does not read as the same text unquoted (a " #", quotes or surrounding spaces); quote the reference ("\${...}") to take it verbatim` });
+          return;
+        }
         node.value = isScalarValue(reread) ? reread : replaced;
       } else {
         node.value = replaced;

@@ -25,7 +25,6 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-const DEPLOY = join(ROOT, 'deploy');
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type K8s = Record<string, any>;

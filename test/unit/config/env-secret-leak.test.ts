@@ -26,7 +26,9 @@ routes:
     auth: { mode: introspection }
 `;
 
-const SECRETS = ['@Xq9sEcReT', '[Xq9sEcReT', '{Xq9sEcReT', '"Xq9sEcReT', "'Xq9sEcReT", '`Xq9sEcReT', '*Xq9sEcReT', '%Xq9sEcReT', 'Xq9: sEc: ReT'];
+const SECRETS = ['@Xq9sEcReT', '[Xq9sEcReT', '{Xq9sEcReT', '"Xq9sEcReT', "'Xq9sEcReT", '`Xq9sEcReT', '*Xq9sEcReT', '%Xq9sEcReT', 'Xq9: sEc: ReT',
+  // YAML would read these as other text: cut at the comment, unquoted, trimmed (a secret silently changed)
+  'Xq9sEcReT #tail', "'Xq9sEcReT'", 'Xq9sEcReT '];
 
 for (const secret of SECRETS) {
   test(`an env secret that is not a YAML scalar (${JSON.stringify(secret[0])}...) is a located config error that never quotes it`, () => {
