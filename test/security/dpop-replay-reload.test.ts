@@ -107,19 +107,24 @@ describe('switching the replay store by a reload', { skip: redisAvailable() ? fa
 });
 
 test('a longer proofMaxAgeSec waits for a restart: a proof whose id has expired under the old window stays refused', async () => {
-  const g = await gateway('proofMaxAgeSec: 1');
+  // The gateway's clock: real time plus an offset the test advances (no sleeping).
+  let offsetMs = 0;
+  const g = await startGateway(yaml('proofMaxAgeSec: 5'), { now: () => Date.now() + offsetMs });
+  gws.push(g);
+  await g.ready();
   const token = await iss.sign({ claims: { cnf: { jkt: client.jkt }, sub: 'window' } });
   const proof = await client.proof({ htm: 'GET', htu: `${g.url}/api/x`, token });
   assert.equal((await replay(g, token, proof)).status, 200);
-  // Its id is kept for 1 s + 2 × 0 s tolerance + 1 s; after that only the iat check stands.
-  await new Promise((r) => setTimeout(r, 2300));
+  // Its id is kept for 5 s + 2 × 0 s tolerance + 1 s; 8 s later only the iat check stands.
+  offsetMs = 8000;
   await reloadTo(g, 'proofMaxAgeSec: 600');
   up.reset();
   const r = await replay(g, token, proof);
   assert.equal(r.status, 401, `the proof passed again under the longer window: ${JSON.stringify(r)}`);
   assert.equal(up.requests.length, 0);
   // A fresh proof still passes: the rest of the reload applied.
-  assert.equal((await replay(g, token, await client.proof({ htm: 'GET', htu: `${g.url}/api/x`, token }))).status, 200);
+  const fresh = await client.proof({ htm: 'GET', htu: `${g.url}/api/x`, token, iat: Math.floor((Date.now() + offsetMs) / 1000) });
+  assert.equal((await replay(g, token, fresh)).status, 200);
 });
 
 test('keepReplayProtection keeps the store, a longer window and the Redis holding the ids; a shorter window applies', () => {
