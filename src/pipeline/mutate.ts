@@ -38,6 +38,16 @@ export const CLIENT_IP_HEADERS = new Set([
 
 // Control characters (C0, DEL, C1) would split or corrupt a header (RFC 9110 §5.5).
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f]/;
+const EDGE_SPACE = /^ | $/;
+
+/**
+ * JSON.stringify replacer: an integer beyond 2^53 was rounded when the token was parsed
+ * (9007199254740993 reads as …992), so its text is not the claim: refuse it.
+ */
+function exactNumbers(_key: string, x: unknown): unknown {
+  if (typeof x === 'number' && Number.isInteger(x) && !Number.isSafeInteger(x)) throw new GatewayError('unsafe_claim');
+  return x;
+}
 
 /**
  * The header value for a claim: strings as they are (non-ASCII sent as UTF-8 bytes),
@@ -47,10 +57,17 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f]/;
 export function headerValue(v: unknown, joiner = ','): string | undefined {
   let s: string;
   if (v === undefined || v === null) return undefined;
-  if (typeof v === 'string') s = v;
-  else if (typeof v === 'number' || typeof v === 'boolean') s = JSON.stringify(v);
-  else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) s = v.join(joiner);
-  else s = JSON.stringify(v);
+  if (typeof v === 'string') {
+    // A field value has no leading/trailing whitespace (RFC 9110 §5.5): " admin" would read as "admin".
+    if (EDGE_SPACE.test(v)) throw new GatewayError('unsafe_claim');
+    s = v;
+  } else if (typeof v === 'boolean') s = JSON.stringify(v);
+  else if (typeof v === 'number') s = JSON.stringify(v, exactNumbers);
+  else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) {
+    // An element holding the joiner, or spaces a list parser trims, would read as other elements.
+    if (v.some((x) => x.includes(joiner) || EDGE_SPACE.test(x))) throw new GatewayError('unsafe_claim');
+    s = v.join(joiner);
+  } else s = JSON.stringify(v, exactNumbers);
   if (UNSAFE.test(s)) throw new GatewayError('unsafe_claim');
   // Node writes header strings as latin1: send UTF-8 bytes for non-ASCII text.
   // eslint-disable-next-line no-control-regex
