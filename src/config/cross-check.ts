@@ -70,6 +70,8 @@ export function crossCheck(config: Config): CrossProblem[] {
     try {
       const u = new URL(route.upstream);
       if (u.search || u.hash || u.username || u.password) out.push({ path: at('upstream'), message: 'must not carry a query, fragment or credentials' });
+      // An empty segment in the base path (`http://u//`) would send `//host/...` upstream: a protocol-relative reference.
+      if (u.pathname.includes('//')) out.push({ path: at('upstream'), message: `must not have an empty path segment (//) in its base path (got "${route.upstream}")` });
     } catch {
       out.push({ path: at('upstream'), message: `is not a valid URL (got "${route.upstream}")` });
     }
