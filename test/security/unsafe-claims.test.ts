@@ -2,10 +2,19 @@
  * Header injection through claims: a forwarded claim whose value holds CR, LF, NUL, DEL,
  * C1 or other control characters refuses the request (401 invalid_token, reason
  * unsafe_claim); it is never forwarded. Only forwarded claims matter.
+ *
+ * Also refused: values an HTTP recipient would read as another value, so that two different
+ * claims never read as the same identity upstream:
+ * - leading/trailing whitespace: a field value has none (RFC 9110 §5.5), so every parser
+ *   strips it and `" admin"` reads as `admin`;
+ * - an array element that contains the joiner (`,`): `["users,admin"]` is sent as
+ *   `users,admin` and reads as the two groups `users` and `admin`;
+ * - an integer beyond 2^53: JSON parsing rounds it (`9007199254740993` → `…992`), so two
+ *   different numeric ids would be forwarded as one.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertDenied, CHALLENGE, DESC, oneIssuer, startFixture, type Fixture } from '../helpers/fixture.js';
+import { assertDenied, CHALLENGE, DESC, oneIssuer, signRaw, startFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
 before(async () => {
@@ -15,7 +24,7 @@ before(async () => {
     upstream: ${up.url}
     auth: { mode: jwt }
     forward:
-      headers: { x-auth-subject: sub, x-auth-groups: groups, x-auth-scopes: scope, x-auth-org: org.name }
+      headers: { x-auth-subject: sub, x-auth-groups: groups, x-auth-scopes: scope, x-auth-org: org.name, x-auth-uid: uid }
 `));
 });
 after(() => f?.close());
@@ -44,5 +53,40 @@ test('non-ASCII claim values are forwarded as UTF-8 bytes, intact', async () => 
   const raw = f.up.requests[0].rawHeaders;
   const v = raw[raw.findIndex((n) => n.toLowerCase() === 'x-auth-subject') + 1];
   assert.equal(Buffer.from(v, 'latin1').toString('utf8'), 'Zoë 李');
+  f.up.reset();
+});
+
+const refused = (claims: Record<string, unknown>, what: string) => async () => {
+  const t = await f.iss.sign({ claims });
+  await assertDenied(await f.bearer('/api/x', t), f.up, 401, CHALLENGE.invalid(DESC.unsafe_claim), 'invalid_token', what);
+};
+
+test('a string claim with leading or trailing spaces is refused: upstream would read "admin" for " admin"', async () => {
+  for (const sub of [' admin', 'admin ', ' admin ']) await refused({ sub }, JSON.stringify(sub))();
+  for (const groups of [['users', ' admin'], ['admin ']]) await refused({ groups }, JSON.stringify(groups))();
+});
+
+test('an array element containing the joiner "," is refused: ["users,admin"] would read as two groups', async () => {
+  await refused({ groups: ['users,admin'] }, 'groups with a comma')();
+});
+
+test('an integer claim beyond 2^53 is refused: it was rounded when parsed, upstream would get another id', async () => {
+  const k = f.iss.keys[0]!;
+  const now = Math.floor(Date.now() / 1000);
+  const payload = `{"iss":"${f.iss.issuer}","aud":"api","sub":"u","uid":9007199254740993,"iat":${now},"exp":${now + 300},"scope":"orders:read"}`;
+  const t = await signRaw(k, { alg: k.alg, kid: k.kid }, payload);
+  await assertDenied(await f.bearer('/api/x', t), f.up, 401, CHALLENGE.invalid(DESC.unsafe_claim), 'invalid_token', 'uid 2^53+1');
+});
+
+test('still forwarded intact: inner spaces, a comma in a plain string, safe integers, non-ASCII', async () => {
+  f.up.reset();
+  const t = await f.iss.sign({ claims: { sub: 'Zoë de Vries, PhD', groups: ['a b', 'c'], uid: 9007199254740991 } });
+  const r = await f.bearer('/api/x', t);
+  assert.equal(r.status, 200);
+  await r.text();
+  const h = f.up.requests[0]!.headers;
+  assert.equal(Buffer.from(h['x-auth-subject'] as string, 'latin1').toString('utf8'), 'Zoë de Vries, PhD');
+  assert.equal(h['x-auth-groups'], 'a b,c');
+  assert.equal(h['x-auth-uid'], '9007199254740991');
   f.up.reset();
 });
