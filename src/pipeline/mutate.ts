@@ -49,6 +49,29 @@ function exactNumbers(_key: string, x: unknown): unknown {
   return x;
 }
 
+/** Objects and arrays nested in a forwarded claim, at most (a header value, not a document). */
+const MAX_CLAIM_DEPTH = 32;
+
+function deeperThan(v: unknown, depth: number): boolean {
+  if (v === null || typeof v !== 'object') return false;
+  if (depth === 0) return true;
+  for (const x of Object.values(v)) if (deeperThan(x, depth - 1)) return true;
+  return false;
+}
+
+/**
+ * A claim as JSON text. One nested deeper than {@link MAX_CLAIM_DEPTH} (JSON.stringify with
+ * a replacer would run out of stack: a 500) or holding a rounded integer is unsafe.
+ */
+function claimJson(v: unknown): string {
+  if (deeperThan(v, MAX_CLAIM_DEPTH)) throw new GatewayError('unsafe_claim');
+  try {
+    return JSON.stringify(v, exactNumbers);
+  } catch {
+    throw new GatewayError('unsafe_claim');
+  }
+}
+
 /**
  * The header value for a claim: strings as they are (non-ASCII sent as UTF-8 bytes),
  * numbers and booleans as JSON text, arrays of strings joined with `,`, anything else as
@@ -67,7 +90,7 @@ export function headerValue(v: unknown, joiner = ','): string | undefined {
     // An element holding the joiner, or spaces a list parser trims, would read as other elements.
     if (v.some((x) => x.includes(joiner) || EDGE_SPACE.test(x))) throw new GatewayError('unsafe_claim');
     s = v.join(joiner);
-  } else s = JSON.stringify(v, exactNumbers);
+  } else s = claimJson(v);
   if (UNSAFE.test(s)) throw new GatewayError('unsafe_claim');
   // Node writes header strings as latin1: send UTF-8 bytes for non-ASCII text.
   // eslint-disable-next-line no-control-regex

@@ -90,3 +90,19 @@ test('still forwarded intact: inner spaces, a comma in a plain string, safe inte
   assert.equal(h['x-auth-uid'], '9007199254740991');
   f.up.reset();
 });
+
+test('a forwarded claim nested past 32 levels is refused (401 unsafe_claim), never a 500; 32 levels pass', async () => {
+  const k = f.iss.keys[0]!;
+  const now = Math.floor(Date.now() / 1000);
+  const nested = (d: number) => '['.repeat(d) + '"x"' + ']'.repeat(d);
+  const token = (d: number) => signRaw(k, { alg: k.alg, kid: k.kid },
+    `{"iss":"${f.iss.issuer}","aud":"api","sub":${nested(d)},"iat":${now},"exp":${now + 300},"scope":"orders:read"}`);
+  // 2700 levels once ran JSON.stringify (with its replacer) out of stack: a 500.
+  for (const d of [33, 2700]) {
+    await assertDenied(await f.bearer('/api/x', await token(d)), f.up, 401, CHALLENGE.invalid(DESC.unsafe_claim), 'invalid_token', `sub nested ${d} deep`);
+  }
+  const r = await f.bearer('/api/x', await token(32));
+  assert.equal(r.status, 200);
+  await r.text();
+  f.up.reset();
+});
