@@ -111,8 +111,11 @@ export function identityHeaders(route: CompiledRoute, principal: Principal | nul
   return out;
 }
 
-/** Lower-case names listed in `Connection` (RFC 9110 §7.6.1). */
-function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+/**
+ * Lower-case names listed in `Connection` (RFC 9110 §7.6.1; repeated headers are one list,
+ * RFC 9110 §5.3), for requests and responses alike; null when nothing is listed.
+ */
+export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   // `keep-alive` alone (what most clients send) lists only a header that is hop-by-hop anyway.
   if (!value || value === 'keep-alive') return null;
   const set = new Set<string>();

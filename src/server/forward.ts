@@ -11,7 +11,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
-import { HOP_BY_HOP } from '../pipeline/mutate.js';
+import { connectionTokens, HOP_BY_HOP } from '../pipeline/mutate.js';
 import { writeErrorRaw } from './error-response.js';
 
 /** Pool settings (from `server`). */
@@ -45,16 +45,12 @@ export interface ForwardRequest {
 
 /** Response headers minus hop-by-hop ones and those the upstream's `Connection` lists. */
 export function responseHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  // Repeated Connection headers are one list (RFC 9110 §5.3): undici hands them over as an array.
-  const c = headers.connection;
-  const conn = Array.isArray(c) ? c.join(',') : c;
-  const listed = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close'
-    ? conn.toLowerCase().split(',').map((s) => s.trim())
-    : null;
+  // undici hands repeated Connection headers over as an array: connectionTokens reads them as one list.
+  const listed = connectionTokens(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const v = headers[name];
-    if (v === undefined || HOP_BY_HOP.has(name) || (listed !== null && listed.includes(name))) continue;
+    if (v === undefined || HOP_BY_HOP.has(name) || (listed !== null && listed.has(name))) continue;
     out[name] = v;
   }
   return out;

@@ -9,7 +9,7 @@
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
-import { HOP_BY_HOP } from '../pipeline/mutate.js';
+import { connectionTokens, HOP_BY_HOP } from '../pipeline/mutate.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { decide, newContext } from '../pipeline/run.js';
 import type { GatewayCore } from '../gateway.js';
@@ -40,17 +40,6 @@ export class UpgradeTracker {
       s.once('close', () => clearTimeout(t));
     }
   }
-}
-
-/** Lower-case names listed in a `Connection` header (Node joins repeated ones with `, `). */
-function connectionList(value: string | string[] | undefined): Set<string> {
-  const out = new Set<string>();
-  if (value === undefined) return out;
-  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
-    const t = part.trim().toLowerCase();
-    if (t) out.add(t);
-  }
-  return out;
 }
 
 /** Serializes raw header pairs into header lines (the upstream's 101 answer, verbatim). */
@@ -111,11 +100,11 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
         }
         // Name/value pairs as the upstream sent them, minus hop-by-hop ones, those its
         // Connection lists (RFC 9110 §7.6.1) and Content-Length (the gateway frames the body).
-        const listed = connectionList(res.headers.connection);
+        const listed = connectionTokens(res.headers.connection);
         const raw: string[] = [];
         for (let i = 0; i < res.rawHeaders.length; i += 2) {
           const n = res.rawHeaders[i].toLowerCase();
-          if (HOP_BY_HOP.has(n) || listed.has(n) || n === 'content-length') continue;
+          if (HOP_BY_HOP.has(n) || listed?.has(n) || n === 'content-length') continue;
           raw.push(res.rawHeaders[i], res.rawHeaders[i + 1]);
         }
         const chunks: Buffer[] = [];
