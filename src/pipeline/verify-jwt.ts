@@ -21,7 +21,6 @@ export interface KeySource {
 }
 
 interface CachedToken {
-  issuerId: string;
   /** The issuer settings it was verified under (compared by identity: a reload makes new ones). */
   issuer: IssuerConfig;
   keyId: string;
@@ -77,8 +76,8 @@ export class JwtVerifier {
       // audiences), and a reload compiles new issuer objects, so that a reload that tightens
       // an issuer holds for tokens seen before it. Anything else is verified afresh below
       // (after any reload, every cached token once).
-      const issuer = auth.issuersById.get(hit.issuerId);
-      if (issuer === hit.issuer && this.keys.hasKey(hit.issuerId, hit.keyId)) {
+      const issuer = hit.issuer;
+      if (auth.issuersById.get(issuer.id) === issuer && this.keys.hasKey(issuer.id, hit.keyId)) {
         this.onCache?.('hit'); // counted before the checks: every lookup is a hit or a miss
         const tol = issuer.clockToleranceSec;
         if (pastExp(hit.exp, tol, nowSec)) {
@@ -146,7 +145,7 @@ export class JwtVerifier {
       scopes: Object.freeze(scopesOf(payload as Record<string, unknown>)),
       source: 'jwt' as const,
     });
-    this.cache?.set(token, { issuerId: issuer.id, issuer, keyId: selected.id, exp: payload.exp as number, nbf: payload.nbf, principal });
+    this.cache?.set(token, { issuer, keyId: selected.id, exp: payload.exp as number, nbf: payload.nbf, principal });
     checkAudience(principal.claims, auth, issuer);
     return principal;
   }
