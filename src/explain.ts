@@ -14,6 +14,7 @@ import type { CompiledConfig, CompiledRoute } from './config/compile.js';
 import { GatewayError, type Reason } from './errors.js';
 import { Gateway } from './gateway.js';
 import { loggerOptions } from './logger.js';
+import { hasAccessTokenParam } from './pipeline/extract.js';
 import { hostOnly, pathMatches } from './pipeline/match.js';
 import { decide, newContext, type RequestFacts } from './pipeline/run.js';
 import { bodyFor, challengeFor, toGatewayError } from './server/error-response.js';
@@ -75,18 +76,17 @@ function whyNot(routes: readonly CompiledRoute[], method: string, host: string, 
 
 /**
  * `target` with the value of every `access_token` query parameter replaced by
- * `[redacted]`: the name is compared as the gateway reads it (URLSearchParams, so
+ * `[redacted]`. Each name is read as the gateway reads it ({@link hasAccessTokenParam}:
  * `%61ccess_token` counts), in any case.
  */
 export function redactQueryToken(target: string): string {
   const q = target.indexOf('?');
   if (q === -1) return target;
   const h = target.indexOf('#', q);
-  const query = h === -1 ? target.slice(q + 1) : target.slice(q + 1, h);
+  const query = target.slice(q + 1, h === -1 ? undefined : h);
   const parts = query.split('&').map((part) => {
-    const eq = part.indexOf('=');
-    const name = [...new URLSearchParams(eq === -1 ? part : part.slice(0, eq)).keys()][0] ?? '';
-    return name.toLowerCase() === 'access_token' ? `${eq === -1 ? part : part.slice(0, eq)}=[redacted]` : part;
+    const name = part.split('=', 1)[0];
+    return hasAccessTokenParam(name.toLowerCase()) ? `${name}=[redacted]` : part;
   });
   return target.slice(0, q + 1) + parts.join('&') + (h === -1 ? '' : target.slice(h));
 }
