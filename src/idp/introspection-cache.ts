@@ -40,7 +40,7 @@ const INACTIVE: IntrospectionAnswer = Object.freeze({ active: false });
  * another. `scope` names who answered (issuer, endpoint, client): an issuer id is only a
  * local name, and a shared store (Redis) outlives reloads and may serve other deployments.
  */
-export function introspectionCacheKey(issuerId: string, token: string, scope = ''): string {
+export function introspectionCacheKey(issuerId: string, token: string, scope: string): string {
   return createHash('sha256').update(issuerId).update('\u0000').update(scope).update('\u0000').update(token).digest('base64url');
 }
 

@@ -32,14 +32,16 @@ test('TTL math: inactive answers live negativeCacheTtlSec, whatever their exp', 
   assert.equal(cacheTtlMs(inactive, { ...policy, negativeCacheTtlSec: 0 }, T0), 0);
 });
 
-test('keys: a hash of issuer and token, never the token; distinct per issuer', () => {
+test('keys: a hash of issuer, who answers and token, never the token; distinct per issuer and per answerer', () => {
   const token = 'opaque-token-value-1234567890';
-  const a = introspectionCacheKey('a', token);
+  const idp = '["https://a.test/",null,"gw"]';
+  const a = introspectionCacheKey('a', token, idp);
   assert.doesNotMatch(a, /opaque/);
   assert.match(a, /^[A-Za-z0-9_-]{43}$/);
-  assert.notEqual(a, introspectionCacheKey('b', token));
-  assert.notEqual(introspectionCacheKey('a', 'bX'), introspectionCacheKey('ab', 'X'), 'the separator keeps (issuer, token) pairs apart');
-  assert.equal(a, introspectionCacheKey('a', token));
+  assert.notEqual(a, introspectionCacheKey('b', token, idp));
+  assert.notEqual(a, introspectionCacheKey('a', token, '["https://b.test/",null,"gw"]'), 'another IdP or client: another key');
+  assert.notEqual(introspectionCacheKey('a', 'bX', idp), introspectionCacheKey('ab', 'X', idp), 'the separator keeps (issuer, token) pairs apart');
+  assert.equal(a, introspectionCacheKey('a', token, idp));
 });
 
 test('memory store: entries expire on the injected clock; size bounded', async () => {
