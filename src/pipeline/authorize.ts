@@ -7,21 +7,25 @@ import type { ClaimPath, CompiledAuth } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from './principal.js';
 
-/**
- * Reads a claim by dotted path, or by a literal member name containing dots (namespaced
- * claims such as `https://x/roles`). A token that has both, the literal member and the
- * nested path, is ambiguous: nothing is read (a doubt denies).
- */
-export function readClaim(claims: Readonly<Record<string, unknown>>, path: ClaimPath): unknown {
-  const literal = Object.prototype.hasOwnProperty.call(claims, path.raw);
+/** The value at `segs` below `claims` (own members only, never through arrays); undefined when absent. */
+function walk(claims: Readonly<Record<string, unknown>>, segs: readonly string[]): unknown {
   let v: unknown = claims;
-  for (const seg of path.segs) {
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, seg)) {
-      return literal ? claims[path.raw] : undefined;
-    }
+  for (const seg of segs) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, seg)) return undefined;
     v = (v as Record<string, unknown>)[seg];
   }
-  return literal && path.segs.length > 1 ? undefined : v;
+  return v;
+}
+
+/**
+ * Reads a claim by dotted path, or by a literal member name containing dots (namespaced
+ * claims such as `https://x/roles`) when the token has no nested path of that spelling. A
+ * token that has both is ambiguous: nothing is read (a doubt denies).
+ */
+export function readClaim(claims: Readonly<Record<string, unknown>>, path: ClaimPath): unknown {
+  const nested = walk(claims, path.segs);
+  if (path.segs.length === 1 || !Object.prototype.hasOwnProperty.call(claims, path.raw)) return nested;
+  return nested === undefined ? claims[path.raw] : undefined;
 }
 
 /** Throws 403 unless `principal` satisfies the route's scopes and claims. */
