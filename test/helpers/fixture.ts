@@ -78,15 +78,19 @@ ${routes}`;
 
 /**
  * The attack suites' usual gateway: one mock issuer and one route `api` (`/api`, `mode: jwt`).
- * `issuerExtra` adds YAML lines to the issuer, `server` a `server:` line before it.
+ * `issuerExtra` adds YAML lines to the issuer, `server` a `server:` line before it, `routes`
+ * more routes after `api` (`UPSTREAM` stands for the echo upstream's URL), `now` the
+ * gateway's clock.
  */
-export function startApiFixture(opts: { issuerExtra?: string; server?: string; cooldownSec?: number; algs?: Array<'RS256' | 'ES256' | 'EdDSA'> } = {}): Promise<Fixture> {
+export function startApiFixture(opts: {
+  issuerExtra?: string; server?: string; cooldownSec?: number; algs?: Array<'RS256' | 'ES256' | 'EdDSA'>; routes?: string; now?: () => number;
+} = {}): Promise<Fixture> {
   return startFixture((iss, up) => (opts.server ?? '') + oneIssuer(iss, `
   - id: api
     match: { pathPrefix: /api }
     upstream: ${up.url}
     auth: { mode: jwt }
-`, opts.issuerExtra, opts.cooldownSec), { algs: opts.algs });
+${(opts.routes ?? '').replaceAll('UPSTREAM', up.url)}`, opts.issuerExtra, opts.cooldownSec), { algs: opts.algs, now: opts.now });
 }
 
 /** The exact challenge of a 401 invalid_token / 400 invalid_request / 403 insufficient_scope. */

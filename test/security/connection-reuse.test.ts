@@ -10,7 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { oneIssuer, startFixture, testClock, type Fixture } from '../helpers/fixture.js';
+import { startApiFixture, testClock, type Fixture } from '../helpers/fixture.js';
 import { parseResponses, type RawResponse } from '../helpers/raw-http.js';
 
 let f: Fixture;
@@ -18,16 +18,12 @@ let token: string;
 const clock = testClock();
 
 before(async () => {
-  f = await startFixture((iss, up) => oneIssuer(iss, `
-  - id: api
-    match: { pathPrefix: /api }
-    upstream: ${up.url}
-    auth: { mode: jwt }
+  f = await startApiFixture({ now: clock.now, routes: `
   - id: admin
     match: { pathPrefix: /admin }
-    upstream: ${up.url}
+    upstream: UPSTREAM
     auth: { mode: jwt, scopes: { allOf: [admin] } }
-`), { now: clock.now });
+` });
   token = await f.iss.sign();
 });
 after(() => f?.close());
