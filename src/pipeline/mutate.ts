@@ -105,10 +105,25 @@ export function identityHeaders(route: CompiledRoute, principal: Principal | nul
     const v = rule.claim === 'scope' ? headerValue(principal.scopes, ' ') : headerValue(readClaim(principal.claims, rule.claim));
     if (v !== undefined && v !== '') out.push([rule.name, v]);
   }
-  if (route.claimsHeader) {
-    out.push([route.claimsHeader, Buffer.from(JSON.stringify(principal.claims)).toString('base64url')]);
-  }
+  if (route.claimsHeader) out.push([route.claimsHeader, claimsHeaderValue(principal.claims)]);
   return out;
+}
+
+/** claimsHeader values of verified claim sets (frozen, shared by every request of a cached token). */
+const claimsHeaderValues = new WeakMap<object, string>();
+
+/**
+ * Every verified claim as base64url JSON, under the same rules as one forwarded claim: an
+ * integer beyond 2^53 anywhere, or nesting past {@link MAX_CLAIM_DEPTH}, is `unsafe_claim`
+ * (refusals are not remembered: they are recomputed, and cost no upstream request).
+ */
+function claimsHeaderValue(claims: Readonly<Record<string, unknown>>): string {
+  let v = claimsHeaderValues.get(claims);
+  if (v === undefined) {
+    v = Buffer.from(claimJson(claims)).toString('base64url');
+    if (Object.isFrozen(claims)) claimsHeaderValues.set(claims, v);
+  }
+  return v;
 }
 
 /**

@@ -11,6 +11,9 @@
  *   `users,admin` and reads as the two groups `users` and `admin`;
  * - an integer beyond 2^53: JSON parsing rounds it (`9007199254740993` → `…992`), so two
  *   different numeric ids would be forwarded as one.
+ *
+ * `claimsHeader` forwards every claim as JSON, so the same holds there for every claim: an
+ * integer beyond 2^53 anywhere, or nesting past 32 levels, refuses the request.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +28,11 @@ before(async () => {
     auth: { mode: jwt }
     forward:
       headers: { x-auth-subject: sub, x-auth-groups: groups, x-auth-scopes: scope, x-auth-org: org.name, x-auth-uid: uid }
+  - id: all-claims
+    match: { pathPrefix: /claims }
+    upstream: ${up.url}
+    auth: { mode: jwt }
+    forward: { claimsHeader: x-auth-claims }
 `));
 });
 after(() => f?.close());
@@ -104,5 +112,44 @@ test('a forwarded claim nested past 32 levels is refused (401 unsafe_claim), nev
   const r = await f.bearer('/api/x', await token(32));
   assert.equal(r.status, 200);
   await r.text();
+  f.up.reset();
+});
+
+const rawToken = (claimsJson: string) => {
+  const k = f.iss.keys[0]!;
+  const now = Math.floor(Date.now() / 1000);
+  return signRaw(k, { alg: k.alg, kid: k.kid },
+    `{"iss":"${f.iss.issuer}","aud":"api","sub":"u","iat":${now},"exp":${now + 300},"scope":"orders:read",${claimsJson}}`);
+};
+
+test('claimsHeader: an integer beyond 2^53 in any claim is refused (the JSON would carry another number)', async () => {
+  for (const c of ['"uid":9007199254740993', '"ids":[1,-9007199254740993]', '"meta":{"account":{"id":12345678901234567890}}']) {
+    await assertDenied(await f.bearer('/claims/x', await rawToken(c)), f.up, 401, CHALLENGE.invalid(DESC.unsafe_claim), 'invalid_token', c);
+  }
+});
+
+test('claimsHeader: claims nested past 32 levels are refused (401 unsafe_claim), never a 500', async () => {
+  const nested = (d: number) => '['.repeat(d) + '"x"' + ']'.repeat(d);
+  for (const d of [33, 2700]) {
+    await assertDenied(await f.bearer('/claims/x', await rawToken(`"meta":${nested(d)}`)), f.up, 401, CHALLENGE.invalid(DESC.unsafe_claim), 'invalid_token', `meta nested ${d} deep`);
+  }
+});
+
+test('claimsHeader: safe claims arrive exactly as verified, on every request of a cached token', async () => {
+  f.up.reset();
+  const t = await rawToken(`"uid":9007199254740991,"meta":${'['.repeat(31)}"x"${']'.repeat(31)},"name":"Zoë"`);
+  for (let i = 0; i < 2; i++) {
+    const r = await f.bearer('/claims/x', t);
+    assert.equal(r.status, 200);
+    await r.text();
+  }
+  assert.equal(f.up.requests.length, 2);
+  for (const req of f.up.requests) {
+    const claims = JSON.parse(Buffer.from(req.headers['x-auth-claims'] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+    assert.equal(claims.uid, 9007199254740991);
+    assert.equal(claims.name, 'Zoë');
+    assert.equal(claims.sub, 'u');
+    assert.equal(JSON.stringify(claims.meta), '['.repeat(31) + '"x"' + ']'.repeat(31));
+  }
   f.up.reset();
 });
