@@ -7,7 +7,9 @@
  * parsed, so extensions and subprotocols pass through and backpressure is TCP's).
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
+import { urlToHttpOptions } from 'node:url';
 import { GatewayError } from '../errors.js';
 import { connectionTokens, HOP_BY_HOP } from '../pipeline/mutate.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
@@ -77,7 +79,11 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
       headers.connection = 'Upgrade';
       headers.upgrade = 'websocket';
       const upstart = performance.now();
-      const upReq = http.request(route.upstreamOrigin + ctx.upstreamPath + ctx.search, { method: 'GET', headers, agent: false });
+      // The origin from config, the path and query as the proxy forwards them: a URL string
+      // would be re-encoded by WHATWG URL parsing (`'` in a query becomes `%27`).
+      const { protocol, hostname, port } = urlToHttpOptions(new URL(route.upstreamOrigin));
+      // An https upstream is verified against the trust store, like every forwarded request.
+      const upReq = (protocol === 'https:' ? https : http).request({ protocol, hostname, port, path: ctx.upstreamPath + ctx.search, method: 'GET', headers, agent: false });
       const timer = setTimeout(() => upReq.destroy(new GatewayError('upstream_timeout')), config.server.upstreamTimeoutMs);
       let upgraded = false;
       socket.once('close', () => {

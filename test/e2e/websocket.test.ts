@@ -147,3 +147,27 @@ test('upgrades are counted per route', async () => {
   assert.match(text, /tokengate_requests_total\{route="chat",outcome="allowed",reason="ok"\} [1-9]/);
   assert.match(text, /tokengate_requests_total\{route="plain",outcome="denied",reason="upgrade_refused"\} 1/);
 });
+
+test('the upstream upgrade request carries the path and query exactly as the client sent them', async () => {
+  upgrades.length = 0;
+  const target = "/open/x?q='a'&r=%27&s=~!*()";
+  const { connect } = await import('node:net');
+  const sock = connect(Number(new URL(gw.url).port), '127.0.0.1');
+  try {
+    sock.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    let got = '';
+    await new Promise<void>((resolve, reject) => {
+      sock.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if (got.includes('\r\n\r\n')) resolve();
+      });
+      sock.once('error', reject);
+    });
+    assert.match(got, /^HTTP\/1\.1 101 /);
+    assert.equal(upgrades.length, 1);
+    assert.equal(upgrades[0].url, target); // not re-encoded: ' stays ', %27 stays %27
+  } finally {
+    sock.destroy();
+  }
+});

@@ -1,5 +1,6 @@
 /**
- * Client certificates for mTLS-bound token tests, generated at test time with the
+ * Certificates for tests — client certificates for mTLS-bound tokens, server certificates
+ * for TLS upstreams — generated at test time with the
  * `openssl` CLI (Node 20's crypto cannot create X.509 certificates) into a temp dir that
  * is removed at once: no .pem/.key file is ever committed.
  */
@@ -45,4 +46,25 @@ export function xfcc(cert: TestCert, parts: { hash?: boolean; cert?: boolean } =
   if (parts.cert) out.push(`Cert="${encodeURIComponent(cert.pem)}"`);
   out.push('Subject="CN=tokengate-test-client"');
   return out.join(';');
+}
+
+/** A generated self-signed server certificate and its key. */
+export interface TestServerCert {
+  cert: string;
+  key: string;
+}
+
+/** Generates a P-256 self-signed server certificate for `ip` (subjectAltName IP). */
+export function generateServerCert(ip = '127.0.0.1'): TestServerCert {
+  const dir = mkdtempSync(join(tmpdir(), 'tokengate-cert-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', join(dir, 'key'), '-out', join(dir, 'cert'), '-days', '1', '-subj', `/CN=${ip}`,
+      '-addext', `subjectAltName=IP:${ip}`,
+    ], { stdio: 'ignore', timeout: 10_000 });
+    return { cert: readFileSync(join(dir, 'cert'), 'utf8'), key: readFileSync(join(dir, 'key'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

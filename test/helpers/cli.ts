@@ -16,13 +16,13 @@ export interface Replica {
   adminUrl: string;
 }
 
-/** Runs `tokengate --config` (src/cli.ts) as a child process on fixed free ports; resolves once /readyz is 200. */
-export async function startCliReplica(yaml: string): Promise<Replica & { stop(): Promise<void> }> {
+/** Runs `tokengate --config` (src/cli.ts) as a child process on fixed free ports, with `env` added; resolves once /readyz is 200. */
+export async function startCliReplica(yaml: string, env?: NodeJS.ProcessEnv): Promise<Replica & { stop(): Promise<void> }> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const dir = mkdtempSync(join(tmpdir(), 'tokengate-replica-'));
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, `${yaml}\nadmin: { host: 127.0.0.1, port: ${adminPort} }\n`.replace('server:\n', `server:\n  host: 127.0.0.1\n  port: ${port}\n  logLevel: warn\n`));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
   let output = '';
   child.stdout!.on('data', (c) => (output += c));
   child.stderr!.on('data', (c) => (output += c));
