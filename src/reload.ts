@@ -45,8 +45,14 @@ export function restartOnlyChanges(prev: CompiledConfig, next: CompiledConfig): 
  * keys are warned about like the listeners' ones); a shorter window and everything else
  * apply. (A restart forgets what a memory store held, as it always has: run Redis where
  * that matters.)
+ *
+ * `tolerances` is the smallest `clockToleranceSec` each `iss` has had since the start; it
+ * is read and updated, so an `iss` that one reload removed and a later one brings back is
+ * still bounded by what it had before (pass the same map for every reload of a gateway).
  */
-export function keepReplayProtection(prev: CompiledConfig, next: CompiledConfig): { config: CompiledConfig; kept: string[] } {
+export function keepReplayProtection(
+  prev: CompiledConfig, next: CompiledConfig, tolerances: Map<string, number> = new Map(),
+): { config: CompiledConfig; kept: string[] } {
   const p = prev.server;
   const n = next.server;
   const kept: string[] = [];
@@ -68,7 +74,7 @@ export function keepReplayProtection(prev: CompiledConfig, next: CompiledConfig)
   // the token: a larger tolerance widens it as a longer proofMaxAgeSec would. Keyed by `iss`
   // (a token is accepted by any issuer entry naming its `iss`): the smallest tolerance that
   // `iss` had stays until a restart.
-  const smallest = new Map<string, number>();
+  const smallest = tolerances;
   for (const i of prev.source.issuers) smallest.set(i.issuer, Math.min(smallest.get(i.issuer) ?? Infinity, i.clockToleranceSec));
   const issuers = next.source.issuers.map((i) => {
     const cap = smallest.get(i.issuer);
@@ -83,6 +89,15 @@ export function keepReplayProtection(prev: CompiledConfig, next: CompiledConfig)
 
 function hashOf(text: string): string {
   return createHash('sha256').update(text).digest('hex');
+}
+
+/** Per gateway: the smallest clock tolerance each `iss` has had since it started ({@link keepReplayProtection}). */
+const toleranceFloors = new WeakMap<Gateway, Map<string, number>>();
+
+function toleranceFloorsOf(gw: Gateway): Map<string, number> {
+  let m = toleranceFloors.get(gw);
+  if (m === undefined) toleranceFloors.set(gw, (m = new Map()));
+  return m;
 }
 
 /** Reloads config from files into one gateway; remembers the content hash last applied. */
@@ -132,7 +147,7 @@ export class Reloader {
     }
     this.lastHash = hash;
     const ignored = restartOnlyChanges(gw.config, next);
-    const replay = keepReplayProtection(gw.config, next);
+    const replay = keepReplayProtection(gw.config, next, toleranceFloorsOf(gw));
     next = replay.config;
     ignored.push(...replay.kept);
     if (ignored.length) {

@@ -6,7 +6,8 @@
  * restart, but a reload that raises the issuer's `clockToleranceSec` widens the same
  * window: once the id stored under the old tolerance has expired, the captured token and
  * proof, replayed byte for byte, pass again. Fail closed: the window a proof was
- * remembered for must not grow by a reload.
+ * remembered for must not grow by a reload — nor by two, the first removing the `iss` and
+ * the second bringing it back.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,13 +23,13 @@ import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 let iss: MockIssuer; let up: EchoUpstream; let client: DpopClient;
 const gws: TestGateway[] = [];
 
-/** `extra`: a second issuer entry (same `iss`) and the route's issuer ids. */
-function yaml(tolerance: number, opts: { secondId?: string; routeIssuer?: string } = {}): string {
+/** `extra`: a second issuer entry (same `iss`) and the route's issuer ids; `iss`: another `iss` for entry `a`. */
+function yaml(tolerance: number, opts: { secondId?: string; routeIssuer?: string; iss?: string } = {}): string {
   return `
 server:
   dpop: { proofMaxAgeSec: 5 }
 issuers:
-  - { id: a, issuer: ${iss.issuer}, jwksUri: ${iss.jwksUri}, audiences: [api], clockToleranceSec: ${opts.secondId ? 0 : tolerance} }
+  - { id: a, issuer: ${opts.iss ?? iss.issuer}, jwksUri: ${iss.jwksUri}, audiences: [api], clockToleranceSec: ${opts.secondId ? 0 : tolerance} }
 ${opts.secondId ? `  - { id: ${opts.secondId}, issuer: ${iss.issuer}, jwksUri: ${iss.jwksUri}, audiences: [api], clockToleranceSec: ${tolerance} }\n` : ''}routes:
   - id: api
     match: { pathPrefix: /api }
@@ -52,9 +53,12 @@ async function replay(g: TestGateway, token: string, proof: string) {
   return { status: r.status, body };
 }
 
-for (const [name, next] of [
-  ['the same issuer raises clockToleranceSec', () => yaml(300)],
-  ['the route moves to another issuer entry for the same iss with a larger clockToleranceSec', () => yaml(300, { secondId: 'b', routeIssuer: 'b' })],
+for (const [name, steps] of [
+  ['the same issuer raises clockToleranceSec', () => [yaml(300)]],
+  ['the route moves to another issuer entry for the same iss with a larger clockToleranceSec', () => [yaml(300, { secondId: 'b', routeIssuer: 'b' })]],
+  // The first reload drops the iss (its entry now names another), the second brings it back
+  // with a larger tolerance: what that iss had before the first must still bound it.
+  ['an earlier reload removed the iss and this one brings it back with a larger clockToleranceSec', () => [yaml(0, { iss: 'https://other.test/' }), yaml(300)]],
 ] as const) {
   test(`a reload where ${name} does not let a proof seen before it pass again`, async () => {
     // The gateway's clock: real time plus an offset the test advances (no sleeping).
@@ -67,8 +71,10 @@ for (const [name, next] of [
     assert.equal((await replay(g, token, proof)).status, 200);
     assert.equal((await replay(g, token, proof)).status, 401, 'control: replay refused before the reload');
 
-    writeFileSync(g.file, next());
-    assert.equal(reloadOnce(g.gw, g.file), true, 'reload taken');
+    for (const step of steps()) {
+      writeFileSync(g.file, step);
+      assert.equal(reloadOnce(g.gw, g.file), true, 'reload taken');
+    }
     // The id was kept for 5 s + 2 × 0 s + 1 s; 8 s later only the iat window stands, and
     // under a 300 s tolerance the proof (5 s max age) would still be in it. (5 s, not 1 s:
     // the first use must pass however the second boundary falls on a loaded machine.)
@@ -100,4 +106,12 @@ routes:
   assert.equal(r.config.issuers.get('a')?.clockToleranceSec, 0, 'a shorter tolerance applies');
   r = keepReplayProtection(cfg(a(10)), cfg(a(10).replace('https://i.test/', 'https://other.test/')));
   assert.deepEqual(r.kept, [], 'a new iss never had a proof accepted: its tolerance applies');
+  // Across reloads: the smallest tolerance an iss has had since the start bounds it, even
+  // after a reload in which it was absent.
+  const seen = new Map<string, number>();
+  r = keepReplayProtection(cfg(a(10)), cfg(a(10).replace('https://i.test/', 'https://other.test/')), seen);
+  assert.deepEqual(r.kept, []);
+  r = keepReplayProtection(r.config, cfg(a(300)), seen);
+  assert.deepEqual(r.kept, ['issuers.a.clockToleranceSec (longer)']);
+  assert.equal(r.config.issuers.get('a')?.clockToleranceSec, 10);
 });
