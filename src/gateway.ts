@@ -197,6 +197,7 @@ export class Gateway implements GatewayCore {
 
   constructor(config: CompiledConfig, opts: GatewayOptions = {}) {
     this.config = config;
+    this.metrics.setConfig(config.hash);
     this.now = opts.now ?? Date.now;
     this.serveAdmin = opts.admin ?? true;
     this.logger = opts.logger ?? createLogger(config.server.logLevel);
@@ -335,6 +336,7 @@ export class Gateway implements GatewayCore {
     this.syncIssuers(config);
     this.syncStores(config);
     this.config = config;
+    this.metrics.setConfig(config.hash);
     for (const id of this.jwtIssuerIds(config)) {
       const jwks = this.issuers.get(id)?.jwks;
       if (jwks && !jwks.ready) jwks.start();

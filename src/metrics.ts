@@ -194,6 +194,11 @@ export class Metrics {
     labelNames: ['result'] as const, registers: [this.registry],
     aggregator: 'max', // server.workers: every worker reloads the same file; the pod reloaded once
   });
+  readonly configInfo = new Gauge({
+    name: 'tokengate_config_info',
+    help: 'The config this process runs: 1, labelled with a hash of it (secrets left out); with server.workers, the number of workers running that config',
+    labelNames: ['hash'] as const, registers: [this.registry],
+  });
   readonly replayStoreDuration = new Histogram({
     name: 'tokengate_dpop_replay_store_duration_seconds', help: 'DPoP replay-store call latency, by store (memory|redis)',
     labelNames: ['store'] as const, buckets: [0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
@@ -206,6 +211,12 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tokengate_process_' });
+  }
+
+  /** Marks `hash` as the running config (the only `tokengate_config_info` series of this process). */
+  setConfig(hash: string): void {
+    this.configInfo.reset();
+    this.configInfo.labels(hash).set(1);
   }
 
   /** Counts one finished request (a plain increment; see {@link CounterCells}). */

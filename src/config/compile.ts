@@ -3,6 +3,7 @@
  * precomputed matchers, claim paths, header names and the set of headers to strip.
  * Nothing on the request path parses or validates config.
  */
+import { createHash } from 'node:crypto';
 import { hostOnly } from '../pipeline/match.js';
 import type { Config, IssuerConfig, RouteConfig } from './schema.js';
 import { addressMatcher, type AddressMatcher } from './address-matcher.js';
@@ -85,6 +86,34 @@ export interface CompiledConfig {
   clientCert: CompiledClientCert;
   /** The `algs` attribute of DPoP challenges (RFC 9449 §7.1): the accepted proof algorithms. */
   dpopAlgs: string;
+  /** {@link configHash} of `source`: which config runs (the `tokengate_config_info` metric). */
+  hash: string;
+}
+
+/** Keys whose values are secrets: left out of {@link configHash}. */
+const SECRET_KEYS = new Set(['clientSecret', 'nonceSecret']);
+
+/**
+ * A short hash of a config as it runs (defaults filled in), for telling which config each
+ * process serves. Secrets are left out — `clientSecret`, `nonceSecret`, a Redis URL's
+ * credentials — so that the hash, which is published as a metric label, says nothing of them.
+ */
+export function configHash(config: Config): string {
+  const text = JSON.stringify(config, (key: string, v: unknown) => {
+    if (SECRET_KEYS.has(key)) return undefined;
+    if (key === 'url' && typeof v === 'string' && /^rediss?:/i.test(v)) {
+      try {
+        const u = new URL(v);
+        u.username = '';
+        u.password = '';
+        return u.href;
+      } catch {
+        return undefined;
+      }
+    }
+    return v;
+  });
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
 /** Lower-case with `_` read as `-`: the one spelling used to compare header names. */
@@ -169,6 +198,7 @@ export function compileConfig(config: Config): CompiledConfig {
       trusted: addressMatcher(config.server.clientCert.trustedProxies),
     }),
     dpopAlgs: config.server.dpop.algorithms.join(' '),
+    hash: configHash(config),
   });
 }
 

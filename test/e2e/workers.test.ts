@@ -85,6 +85,11 @@ test('two workers: shared proxy port, primary admin, reload on SIGHUP, drain on 
   const count = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
   assert.equal(count(/^tokengate_requests_total\{route="api",outcome="allowed",reason="ok"\} (\d+)$/m), n);
   assert.equal(count(/^tokengate_requests_total\{route="api",outcome="denied",reason="missing_token"\} (\d+)$/m), n);
+  // Which config runs: one series, both workers on it.
+  const configInfo = (text: string) => [...text.matchAll(/^tokengate_config_info\{hash="([0-9a-f]{16})"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]);
+  const before = configInfo(metrics);
+  assert.equal(before.length, 1, metrics.split('\n').filter((l) => l.includes('config_info')).join('\n'));
+  assert.equal(before[0][1], 2, 'both workers run the config');
   // The workers' JWKS fetches go through the primary: one request to the IdP for the pod.
   assert.equal(iss.jwksFetches, 1, 'one JWKS fetch for both workers');
   assert.equal(count(/^tokengate_jwks_fetches_total\{issuer="a",result="success"\} (\d+)$/m), 1);
@@ -108,6 +113,16 @@ test('two workers: shared proxy port, primary admin, reload on SIGHUP, drain on 
     await new Promise((r) => setTimeout(r, 200));
   }
   assert.deepEqual(statuses, Array(8).fill(200), 'every worker took the new config');
+  // ... and the metric says so: one series, another hash, both workers on it.
+  let after: Array<[string, number]> = [];
+  while (Date.now() < reloadedBy + 5000) {
+    after = configInfo((await get(`${admin}/metrics`)).body) as Array<[string, number]>;
+    if (after.length === 1 && after[0][1] === 2) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(after.length, 1, JSON.stringify(after));
+  assert.notEqual(after[0][0], before[0][0], 'the hash changed with the config');
+  assert.equal(after[0][1], 2);
 
   // SIGTERM: readiness turns 503, the workers drain, the primary exits 0.
   child.kill('SIGTERM');
