@@ -151,7 +151,7 @@ const Match = Type.Object({
 const Route = Type.Object({
   id: Id('in logs and metric labels'),
   match: Match,
-  upstream: { ...Url, description: 'Upstream origin (scheme://host:port), optionally with a base path' },
+  upstream: { ...Url, description: 'Upstream origin (scheme://host:port), optionally with a base path. `https://` upstreams (requests and WebSocket upgrades) are verified against Node\'s bundled CA list; add a private CA with `NODE_EXTRA_CA_CERTS=/path/ca.pem`. An untrusted certificate is a 502' },
   stripPrefix: Type.Boolean({ default: false, description: 'Remove the matched pathPrefix before forwarding' }),
   websocket: Type.Boolean({ default: false, description: 'Proxy WebSocket upgrades (authenticated like any request)' }),
   auth: Auth,
