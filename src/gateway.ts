@@ -37,6 +37,8 @@ export interface GatewayCore {
   readonly metrics: Metrics;
   recordRequest(state: RequestState, status: number): void;
   readiness(): { ready: boolean; reason?: string };
+  /** Shutdown has begun (the listeners are closing). */
+  readonly draining: boolean;
 }
 
 /** One issuer's runtime state, kept across reloads while its config is unchanged. */
@@ -185,7 +187,7 @@ export class Gateway implements GatewayCore {
   decision: FastifyInstance | null = null;
   /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
   readonly upgrades = new UpgradeTracker();
-  private draining = false;
+  private closing = false;
   private readonly now: () => number;
   private readonly serveAdmin: boolean;
   /** The shared Redis connection, open while some store is `redis`. */
@@ -308,9 +310,14 @@ export class Gateway implements GatewayCore {
     return ids;
   }
 
+  /** Shutdown has begun. */
+  get draining(): boolean {
+    return this.closing;
+  }
+
   /** Ready: config loaded, every needed issuer's keys fetched once, not draining. */
   readiness(): { ready: boolean; reason?: string } {
-    if (this.draining) return { ready: false, reason: 'shutting down' };
+    if (this.closing) return { ready: false, reason: 'shutting down' };
     for (const id of this.jwtIssuerIds(this.config)) {
       if (!this.issuers.get(id)?.jwks?.ready) return { ready: false, reason: `keys of issuer ${id} not fetched yet` };
     }
@@ -366,7 +373,7 @@ export class Gateway implements GatewayCore {
    * connections are closed. The admin listener stays up (answering 503) until the end.
    */
   async close(graceSec = this.config.server.shutdownGraceSec): Promise<void> {
-    this.draining = true;
+    this.closing = true;
     const listeners = [this.proxy, this.decision].filter((l): l is FastifyInstance => l !== null);
     const forced = setTimeout(() => {
       for (const l of listeners) l.server.closeAllConnections();

@@ -28,6 +28,11 @@ export interface ForwardObserver {
   onUpstreamResponse(): void;
   /** The upstream failed before answering; the error response has been written. */
   onUpstreamError(err: GatewayError): void;
+  /**
+   * The response to the client is complete (`status` sent), or was cut short after its
+   * headers; not called when the client left before any response was written.
+   */
+  onResponseDone(status: number): void;
 }
 
 /** One request on its way upstream. */
@@ -113,7 +118,9 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.res.off('close', this.onClientClose);
-    if (!this.failed) this.res.end();
+    if (this.failed) return;
+    this.res.end();
+    this.observer.onResponseDone(this.res.statusCode);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
@@ -122,6 +129,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (this.started || this.res.headersSent) {
       // Mid-body: the client must see a truncated response, not a complete one.
       this.res.destroy();
+      this.observer.onResponseDone(this.res.statusCode);
       return;
     }
     if (this.res.destroyed) return;
@@ -133,6 +141,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     this.observer.onUpstreamError(err);
     if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err);
     else this.res.destroy();
+    this.observer.onResponseDone(this.res.headersSent ? this.res.statusCode : err.status);
   }
 }
 
@@ -172,6 +181,7 @@ export class UpstreamPool {
       const err = new GatewayError('upstream_unavailable');
       observer.onUpstreamError(err);
       writeErrorRaw(res, err);
+      observer.onResponseDone(err.status);
     }
   }
 
