@@ -81,6 +81,17 @@ describe('Metrics.countRequest', () => {
     text = await m.registry.metrics();
     assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok"\} 8\n/, 'a scrape does not add twice');
   });
+
+  it('label sets that share a route, an outcome or a reason are counted apart', async () => {
+    const m = new Metrics();
+    const sets: Array<[string, 'allowed' | 'denied' | 'error', string, number]> = [
+      ['a', 'allowed', 'ok', 3], ['b', 'allowed', 'ok', 1], ['a', 'denied', 'ok', 2], ['a', 'denied', 'missing_token', 4],
+      ['b', 'denied', 'missing_token', 5], ['a', 'error', 'upstream_unavailable', 6], ['(none)', 'denied', 'no_route', 7],
+    ];
+    for (const [route, outcome, reason, n] of sets) for (let i = 0; i < n; i++) m.countRequest(route, outcome, reason);
+    const lines = (await m.registry.metrics()).split('\n').filter((l) => l.startsWith('tokengate_requests_total{')).sort();
+    assert.deepEqual(lines, sets.map(([route, outcome, reason, n]) => `tokengate_requests_total{route="${route}",outcome="${outcome}",reason="${reason}"} ${n}`).sort());
+  });
 });
 
 describe('Metrics.cacheCounter', () => {
