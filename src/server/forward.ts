@@ -80,13 +80,10 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (!this.res.writableFinished) this.controller?.abort(new Error('client closed'));
   };
 
-  private readonly onDrain = (): void => {
-    this.controller?.resume();
-  };
-
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    this.res.once('close', this.onClientClose);
+    // `on`, not `once` (no wrapper per request): it is removed when the response ends or fails.
+    this.res.on('close', this.onClientClose);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -112,7 +109,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (this.failed) return;
     if (!this.res.write(chunk)) {
       controller.pause();
-      this.res.once('drain', this.onDrain);
+      this.res.once('drain', () => controller.resume());
     }
   }
 
