@@ -18,7 +18,7 @@ let upstream: http.Server; let gw: TestGateway;
 const streams: Array<{ written: number; closedEarly: boolean; done: boolean }> = [];
 
 before(async () => {
-  upstream = http.createServer((req, res) => {
+  upstream = http.createServer((_req, res) => {
     const s = { written: 0, closedEarly: false, done: false };
     streams.push(s);
     res.on('close', () => { if (!s.done) s.closedEarly = true; });
