@@ -19,24 +19,29 @@ export interface TestCert {
   hashHex: string;
 }
 
-/** Generates a P-256 self-signed certificate with subject CN=`cn` (about 20 ms). */
-export function generateClientCert(cn = 'tokengate-test-client'): TestCert {
+/** A P-256 self-signed certificate and its key (PEM) with subject CN=`cn`, plus `extra` openssl args (about 20 ms). */
+function selfSigned(cn: string, extra: string[] = []): { cert: string; key: string } {
   const dir = mkdtempSync(join(tmpdir(), 'tokengate-cert-'));
   try {
     execFileSync('openssl', [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', join(dir, 'key'), '-out', join(dir, 'cert'), '-days', '1', '-subj', `/CN=${cn}`,
+      '-keyout', join(dir, 'key'), '-out', join(dir, 'cert'), '-days', '1', '-subj', `/CN=${cn}`, ...extra,
     ], { stdio: 'ignore', timeout: 10_000 });
-    const pem = readFileSync(join(dir, 'cert'), 'utf8');
-    const der = new X509Certificate(pem).raw;
-    return {
-      pem,
-      x5t: createHash('sha256').update(der).digest('base64url'),
-      hashHex: createHash('sha256').update(der).digest('hex'),
-    };
+    return { cert: readFileSync(join(dir, 'cert'), 'utf8'), key: readFileSync(join(dir, 'key'), 'utf8') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Generates a P-256 self-signed client certificate with subject CN=`cn`. */
+export function generateClientCert(cn = 'tokengate-test-client'): TestCert {
+  const pem = selfSigned(cn).cert;
+  const der = new X509Certificate(pem).raw;
+  return {
+    pem,
+    x5t: createHash('sha256').update(der).digest('base64url'),
+    hashHex: createHash('sha256').update(der).digest('hex'),
+  };
 }
 
 /** An Envoy XFCC header value for `cert` (`Hash=` and a URL-encoded `Cert=`). */
@@ -56,15 +61,5 @@ export interface TestServerCert {
 
 /** Generates a P-256 self-signed server certificate for `ip` (subjectAltName IP). */
 export function generateServerCert(ip = '127.0.0.1'): TestServerCert {
-  const dir = mkdtempSync(join(tmpdir(), 'tokengate-cert-'));
-  try {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', join(dir, 'key'), '-out', join(dir, 'cert'), '-days', '1', '-subj', `/CN=${ip}`,
-      '-addext', `subjectAltName=IP:${ip}`,
-    ], { stdio: 'ignore', timeout: 10_000 });
-    return { cert: readFileSync(join(dir, 'cert'), 'utf8'), key: readFileSync(join(dir, 'key'), 'utf8') };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return selfSigned(ip, ['-addext', `subjectAltName=IP:${ip}`]);
 }
