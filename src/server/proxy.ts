@@ -1,9 +1,10 @@
 /**
- * The proxy listener: one catch-all handler runs the decision pipeline, then forwards
- * exactly the matched path over a pooled undici Agent (src/server/forward.ts), writing
- * the upstream's answer straight to the client. Fastify's own routing and body parsing
- * are bypassed: the pipeline decides, bodies stream through (only form-encoded ones are
- * read, to refuse `access_token` in them).
+ * The proxy listener: the decision pipeline runs on every request, then the exact matched
+ * path is forwarded over a pooled undici Agent (src/server/forward.ts), which writes the
+ * upstream's answer straight to the client. Fastify is the server, but its routing does
+ * not decide anything: requests without a body go from Node's `request` event straight
+ * to the pipeline, and those with a body reach it through one Fastify catch-all, which
+ * reads form-encoded bodies (to refuse `access_token` in them) and streams the rest.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
