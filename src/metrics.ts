@@ -5,23 +5,43 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** One label set's count, and how much of it the prom-client counter has been given. */
+interface Cell {
+  child: { inc(n: number): void };
+  n: number;
+  reported: number;
+  inc(): void;
+}
+
+/** Cells of a counter by their labels in order: a map per label, the cell at the last. */
+type CellTree = Map<string, CellTree | Cell>;
+
 /**
  * Counts for one prom-client Counter kept in plain cells, one per label set, and added to
  * the counter when it is collected (prom-client hashes the label set on every `inc`, even
- * on a bound child). For counters incremented on every request.
+ * on a bound child). For counters incremented on every request: a cell is found by its
+ * labels one map at a time, with no key string built per lookup.
  */
 export class CounterCells {
-  private readonly cells = new Map<string, { child: { inc(n: number): void }; n: number; reported: number; inc(): void }>();
+  private readonly tree: CellTree = new Map();
+  private readonly cells: Cell[] = [];
 
   constructor(private readonly counter: Counter<string>) {}
 
   /** The cell of one label set (created once, then the same cell): `inc()` is a plain increment. */
   cell(...labels: string[]): { inc(): void } {
-    const key = labels.join('\u0000');
-    let c = this.cells.get(key);
-    if (!c) {
-      const cell = { child: this.counter.labels(...labels), n: 0, reported: 0, inc: () => { cell.n++; } };
-      this.cells.set(key, cell);
+    let node = this.tree;
+    const last = labels.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = node.get(labels[i]) as CellTree | undefined;
+      if (next === undefined) node.set(labels[i], (next = new Map()));
+      node = next;
+    }
+    let c = node.get(labels[last]) as Cell | undefined;
+    if (c === undefined) {
+      const cell: Cell = { child: this.counter.labels(...labels), n: 0, reported: 0, inc: () => { cell.n++; } };
+      node.set(labels[last], cell);
+      this.cells.push(cell);
       c = cell;
     }
     return c;
@@ -29,7 +49,7 @@ export class CounterCells {
 
   /** Adds what was counted since the last flush to the counter (call from its `collect`). */
   flush(): void {
-    for (const c of this.cells.values()) {
+    for (const c of this.cells) {
       const delta = c.n - c.reported;
       if (delta > 0) {
         c.child.inc(delta);
@@ -219,20 +239,8 @@ export class Metrics {
     this.configInfo.labels(hash).set(1);
   }
 
-  /** Request cells by route, outcome and reason: lookups with strings V8 has already hashed. */
-  private readonly requestCellsByRoute = new Map<string, Map<string, Map<string, { inc(): void }>>>();
-
-  /**
-   * Counts one finished request (a plain increment; see {@link CounterCells}). The cell is
-   * found by route id, outcome and reason in turn, without building a key string per request.
-   */
+  /** Counts one finished request (a plain increment; see {@link CounterCells}). */
   countRequest(route: string, outcome: 'allowed' | 'denied' | 'error', reason: string): void {
-    let byOutcome = this.requestCellsByRoute.get(route);
-    if (byOutcome === undefined) this.requestCellsByRoute.set(route, (byOutcome = new Map()));
-    let byReason = byOutcome.get(outcome);
-    if (byReason === undefined) byOutcome.set(outcome, (byReason = new Map()));
-    let cell = byReason.get(reason);
-    if (cell === undefined) byReason.set(reason, (cell = this.requestCells.cell(route, outcome, reason)));
-    cell.inc();
+    this.requestCells.cell(route, outcome, reason).inc();
   }
 }
