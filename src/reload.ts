@@ -51,7 +51,7 @@ export function restartOnlyChanges(prev: CompiledConfig, next: CompiledConfig): 
  * still bounded by what it had before (pass the same map for every reload of a gateway).
  */
 export function keepReplayProtection(
-  prev: CompiledConfig, next: CompiledConfig, tolerances: Map<string, number> = new Map(),
+  prev: CompiledConfig, next: CompiledConfig, tolerances: Map<string, number>,
 ): { config: CompiledConfig; kept: string[] } {
   const p = prev.server;
   const n = next.server;
@@ -74,10 +74,9 @@ export function keepReplayProtection(
   // the token: a larger tolerance widens it as a longer proofMaxAgeSec would. Keyed by `iss`
   // (a token is accepted by any issuer entry naming its `iss`): the smallest tolerance that
   // `iss` had stays until a restart.
-  const smallest = tolerances;
-  for (const i of prev.source.issuers) smallest.set(i.issuer, Math.min(smallest.get(i.issuer) ?? Infinity, i.clockToleranceSec));
+  for (const i of prev.source.issuers) tolerances.set(i.issuer, Math.min(tolerances.get(i.issuer) ?? Infinity, i.clockToleranceSec));
   const issuers = next.source.issuers.map((i) => {
-    const cap = smallest.get(i.issuer);
+    const cap = tolerances.get(i.issuer);
     if (cap === undefined || i.clockToleranceSec <= cap) return i;
     kept.push(`issuers.${i.id}.clockToleranceSec (longer)`);
     return { ...i, clockToleranceSec: cap };

@@ -137,16 +137,16 @@ issuers:
 routes:
   - { id: api, match: { pathPrefix: /api }, upstream: http://127.0.0.1:1, auth: { mode: jwt } }
 `, 'c.yaml', {}));
-  let r = keepReplayProtection(cfg('replayStore: memory, proofMaxAgeSec: 60'), cfg('replayStore: redis, proofMaxAgeSec: 120'));
+  let r = keepReplayProtection(cfg('replayStore: memory, proofMaxAgeSec: 60'), cfg('replayStore: redis, proofMaxAgeSec: 120'), new Map());
   assert.deepEqual(r.kept, ['server.dpop.replayStore', 'server.dpop.proofMaxAgeSec (longer)']);
   assert.equal(r.config.server.dpop.replayStore, 'memory');
   assert.equal(r.config.server.dpop.proofMaxAgeSec, 60);
-  r = keepReplayProtection(cfg('replayStore: redis', 'redis://a:6379'), cfg('replayStore: redis, proofMaxAgeSec: 30, replayCacheSize: 5', 'redis://b:6379'));
+  r = keepReplayProtection(cfg('replayStore: redis', 'redis://a:6379'), cfg('replayStore: redis, proofMaxAgeSec: 30, replayCacheSize: 5', 'redis://b:6379'), new Map());
   assert.deepEqual(r.kept, ['server.redis.url (it holds the DPoP replay ids)']);
   assert.equal(r.config.server.redis.url, 'redis://a:6379');
   assert.equal(r.config.server.dpop.proofMaxAgeSec, 30, 'a shorter window applies');
   assert.equal(r.config.server.dpop.replayCacheSize, 5);
-  r = keepReplayProtection(cfg('replayStore: memory', 'redis://a:6379'), cfg('replayStore: memory', 'redis://b:6379'));
+  r = keepReplayProtection(cfg('replayStore: memory', 'redis://a:6379'), cfg('replayStore: memory', 'redis://b:6379'), new Map());
   assert.deepEqual(r.kept, [], 'with the memory store, the Redis URL applies');
   assert.equal(r.config.server.redis.url, 'redis://b:6379');
 });

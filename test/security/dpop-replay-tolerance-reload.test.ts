@@ -97,14 +97,14 @@ routes:
   - { id: api, match: { pathPrefix: /api }, upstream: http://127.0.0.1:1, auth: { mode: jwt } }
 `, 'c.yaml', {}));
   const a = (tol: number, id = 'a') => `  - { id: ${id}, issuer: https://i.test/, jwksUri: https://i.test/jwks, audiences: [api], clockToleranceSec: ${tol} }`;
-  let r = keepReplayProtection(cfg(a(10)), cfg(a(120)));
+  let r = keepReplayProtection(cfg(a(10)), cfg(a(120)), new Map());
   assert.deepEqual(r.kept, ['issuers.a.clockToleranceSec (longer)']);
   assert.equal(r.config.issuers.get('a')?.clockToleranceSec, 10);
-  r = keepReplayProtection(cfg(a(10)), cfg(`${a(0)}\n${a(300, 'b')}`));
+  r = keepReplayProtection(cfg(a(10)), cfg(`${a(0)}\n${a(300, 'b')}`), new Map());
   assert.deepEqual(r.kept, ['issuers.b.clockToleranceSec (longer)']);
   assert.equal(r.config.issuers.get('b')?.clockToleranceSec, 10, 'a new id for a known iss keeps the smallest tolerance that iss had');
   assert.equal(r.config.issuers.get('a')?.clockToleranceSec, 0, 'a shorter tolerance applies');
-  r = keepReplayProtection(cfg(a(10)), cfg(a(10).replace('https://i.test/', 'https://other.test/')));
+  r = keepReplayProtection(cfg(a(10)), cfg(a(10).replace('https://i.test/', 'https://other.test/')), new Map());
   assert.deepEqual(r.kept, [], 'a new iss never had a proof accepted: its tolerance applies');
   // Across reloads: the smallest tolerance an iss has had since the start bounds it, even
   // after a reload in which it was absent.
