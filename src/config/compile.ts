@@ -58,6 +58,8 @@ export interface CompiledRoute {
   upstreamOrigin: string;
   /** `host[:port]` sent as the upstream Host header. */
   upstreamHost: string;
+  /** The origin as node:http(s) request options (WebSocket upgrades): IPv6 without brackets. */
+  upstreamTarget: Readonly<{ protocol: string; hostname: string; port: string }>;
   /** Upstream base path without trailing slash ('' for none). */
   upstreamBasePath: string;
   stripPrefix: boolean;
@@ -149,6 +151,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
     methods: m.methods ? new Set(m.methods) : null,
     upstreamOrigin: up.origin,
     upstreamHost: up.host,
+    upstreamTarget: Object.freeze({ protocol: up.protocol, hostname: up.hostname.replace(/^\[(.*)\]$/, '$1'), port: up.port }),
     upstreamBasePath: up.pathname === '/' ? '' : up.pathname.replace(/\/$/, ''),
     stripPrefix: route.stripPrefix,
     websocket: route.websocket,

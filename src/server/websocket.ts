@@ -9,7 +9,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { urlToHttpOptions } from 'node:url';
 import { GatewayError } from '../errors.js';
 import { connectionTokens, HOP_BY_HOP } from '../pipeline/mutate.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
@@ -80,10 +79,10 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
       headers.upgrade = 'websocket';
       const upstart = performance.now();
       // The origin from config, the path and query as the proxy forwards them: a URL string
-      // would be re-encoded by WHATWG URL parsing (`'` in a query becomes `%27`).
-      const { protocol, hostname, port } = urlToHttpOptions(new URL(route.upstreamOrigin));
-      // An https upstream is verified against the trust store, like every forwarded request.
-      const upReq = (protocol === 'https:' ? https : http).request({ protocol, hostname, port, path: ctx.upstreamPath + ctx.search, method: 'GET', headers, agent: false });
+      // would be re-encoded by WHATWG URL parsing (`'` in a query becomes `%27`). An https
+      // upstream is verified against the trust store, like every forwarded request.
+      const target = route.upstreamTarget;
+      const upReq = (target.protocol === 'https:' ? https : http).request({ ...target, path: ctx.upstreamPath + ctx.search, method: 'GET', headers, agent: false });
       const timer = setTimeout(() => upReq.destroy(new GatewayError('upstream_timeout')), config.server.upstreamTimeoutMs);
       let upgraded = false;
       socket.once('close', () => {

@@ -177,3 +177,17 @@ test('a config error never echoes a secret or a URL that may carry a password', 
   assert.match(errors(`server: { port: "x" }\n${ROUTE}`)[0], /\(got "x"\)/);
   assert.match(errors(`server: { maxTokenBytes: "x" }\n${ROUTE}`)[0], /\(got "x"\)/);
 });
+
+test('compiled upstream target: the request options a WebSocket upgrade connects with (IPv6 unbracketed, default port empty)', () => {
+  const targets = compileConfig(parseConfig(`
+routes:
+  - { id: v6, match: { pathPrefix: /a }, upstream: "http://[::1]:8080/base", auth: { mode: none } }
+  - { id: tls, match: { pathPrefix: /b }, upstream: "https://API.example.com", auth: { mode: none } }
+  - { id: v4, match: { pathPrefix: /c }, upstream: "http://127.0.0.1:81", auth: { mode: none } }
+`, 'c.yaml', {})).routes.map((r) => ({ ...r.upstreamTarget }));
+  assert.deepEqual(targets, [
+    { protocol: 'http:', hostname: '::1', port: '8080' },
+    { protocol: 'https:', hostname: 'api.example.com', port: '' },
+    { protocol: 'http:', hostname: '127.0.0.1', port: '81' },
+  ]);
+});
