@@ -147,11 +147,10 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
   app.addContentTypeParser(FORM, { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err, req, reply) => {
-    const gerr = toGatewayError(err);
+    const gerr = failure(logger, err);
     // Errors before the handler ran (body parsing) still get their access line and metric.
     req.tokengate ??= { ctx: newContext(), config: core.config, start: performance.now(), error: null };
     req.tokengate.error = gerr;
-    if (gerr.status >= 500) req.log.error({ err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'request failed');
     return sendError(reply, gerr);
   });
 
@@ -221,16 +220,24 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     decideAndForward(state, raw, res, undefined, noop).then((refused) => {
       if (refused !== null) state.answer(res, refused);
     }, (e: unknown) => {
-      // Not a refusal but a failure (decide's refusals come back as values): log it as the error handler does.
-      const err = toGatewayError(e);
-      if (err.status >= 500) logger.error({ err: { code: (e as { code?: string }).code, message: (e as Error).message } }, 'request failed');
-      state.answer(res, err);
+      // Not a refusal but a failure (decide's refusals come back as values), as Fastify's error handler sees it.
+      state.answer(res, failure(logger, e));
     });
   });
   return app;
 }
 
 function noop(): void {}
+
+/**
+ * What a thrown error answers (error-response.ts), logged when it is the gateway's fault
+ * (5xx), with the error's code and message only.
+ */
+function failure(logger: Logger, e: unknown): GatewayError {
+  const err = toGatewayError(e);
+  if (err.status >= 500) logger.error({ err: { code: (e as { code?: string }).code, message: (e as Error).message } }, 'request failed');
+  return err;
+}
 
 /**
  * Sends every request, whatever its method and path, to `handler` (Fastify's router only
