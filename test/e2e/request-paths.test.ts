@@ -6,24 +6,21 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
-import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { startHandlerUpstream, startUpstream, type EchoUpstream, type HandlerUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
-let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway; let big: http.Server;
+let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway; let big: HandlerUpstream;
 const logs: string[] = [];
 const accessLines = () => logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'access');
 const BIG = 3 * 1024 * 1024;
 
 before(async () => {
   [iss, up] = await Promise.all([startMockIssuer(), startUpstream()]);
-  big = http.createServer((_req, res) => {
+  big = await startHandlerUpstream((_req, res) => {
     res.setHeader('content-type', 'application/octet-stream');
     res.end(Buffer.alloc(BIG, 0x61));
   });
-  await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
   gw = await startGateway(`
 issuers:
   - { id: corp, issuer: ${iss.issuer}, jwksUri: ${iss.jwksUri}, audiences: [api] }
@@ -31,11 +28,11 @@ routes:
   - { id: api, match: { pathPrefix: /api }, upstream: ${up.url}, auth: { mode: jwt } }
   - { id: pub, match: { pathPrefix: /pub }, upstream: ${up.url}, auth: { mode: none } }
   - { id: down, match: { pathPrefix: /down }, upstream: "http://127.0.0.1:1", auth: { mode: none } }
-  - { id: big, match: { pathPrefix: /big }, upstream: "http://127.0.0.1:${(big.address() as AddressInfo).port}", auth: { mode: none } }
+  - { id: big, match: { pathPrefix: /big }, upstream: "${big.url}", auth: { mode: none } }
 `, { logs });
   await gw.ready();
 });
-after(async () => { await gw?.close(); await up?.close(); await iss?.close(); big?.close(); });
+after(async () => { await gw?.close(); await up?.close(); await iss?.close(); await big?.close(); });
 
 async function requestsTotal(): Promise<number> {
   const text = await (await fetch(gw.adminUrl + '/metrics')).text();

@@ -6,19 +6,18 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import * as net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startHandlerUpstream, type HandlerUpstream } from '../helpers/upstream.js';
 
 const CHUNK = 64 * 1024;
 const TOTAL = 512 * 1024 * 1024; // far more than any buffer on the way
-let upstream: http.Server; let gw: TestGateway;
+let upstream: HandlerUpstream; let gw: TestGateway;
 /** Per upstream request: bytes written so far, and whether the request was closed before its end. */
 const streams: Array<{ written: number; closedEarly: boolean; done: boolean }> = [];
 
 before(async () => {
-  upstream = http.createServer((_req, res) => {
+  upstream = await startHandlerUpstream((_req, res) => {
     const s = { written: 0, closedEarly: false, done: false };
     streams.push(s);
     res.on('close', () => { if (!s.done) s.closedEarly = true; });
@@ -37,16 +36,14 @@ before(async () => {
     };
     pump();
   });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   gw = await startGateway(`
 routes:
-  - { id: stream, match: { pathPrefix: /s }, upstream: "http://127.0.0.1:${(upstream.address() as AddressInfo).port}", auth: { mode: none } }
+  - { id: stream, match: { pathPrefix: /s }, upstream: "${upstream.url}", auth: { mode: none } }
 `);
 });
 after(async () => {
   await gw?.close();
-  upstream?.closeAllConnections();
-  await new Promise((r) => upstream?.close(r));
+  await upstream?.close();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

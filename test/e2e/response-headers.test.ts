@@ -5,14 +5,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/raw.js';
+import { startHandlerUpstream, type HandlerUpstream } from '../helpers/upstream.js';
 
-let upstream: http.Server; let gw: TestGateway;
+let upstream: HandlerUpstream; let gw: TestGateway;
 before(async () => {
-  upstream = http.createServer((req, res) => {
+  upstream = await startHandlerUpstream((req, res) => {
     if (req.url === '/reset') {
       req.socket.destroy();
       return;
@@ -29,16 +28,14 @@ before(async () => {
     });
     res.end('payload');
   });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   gw = await startGateway(`
 routes:
-  - { id: open, match: { pathPrefix: / }, upstream: http://127.0.0.1:${(upstream.address() as AddressInfo).port}, auth: { mode: none } }
+  - { id: open, match: { pathPrefix: / }, upstream: ${upstream.url}, auth: { mode: none } }
 `);
 });
 after(async () => {
   await gw?.close();
-  upstream?.closeAllConnections();
-  await new Promise((r) => upstream?.close(r));
+  await upstream?.close();
 });
 
 test('upstream hop-by-hop and Connection-listed response headers are dropped; the rest is relayed', async () => {

@@ -1,5 +1,6 @@
 /**
- * A recording echo server standing in for the service behind the gateway.
+ * A recording echo server standing in for the service behind the gateway, and a plain
+ * loopback server for upstreams that answer in a way of their own (1xx, resets, streams).
  *
  * @module
  */
@@ -89,11 +90,31 @@ export async function startUpstream(): Promise<EchoUpstream> {
     close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      return new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      });
+      return closeServer(server);
     },
   };
   return upstream;
+}
+
+/** Stops listening and destroys all connections, idle keep-alive ones included. */
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.close((err) => (err ? reject(err) : resolve()));
+    server.closeAllConnections();
+  });
+}
+
+/** A running upstream that answers with a handler of the test's own. */
+export interface HandlerUpstream {
+  /** `http://127.0.0.1:PORT` (no trailing slash). */
+  url: string;
+  /** Stops listening and destroys all connections. */
+  close(): Promise<void>;
+}
+
+/** Starts `handler` as an upstream on 127.0.0.1 (ephemeral port). */
+export async function startHandlerUpstream(handler: http.RequestListener): Promise<HandlerUpstream> {
+  const server = http.createServer(handler);
+  const port = await listenLoopback(server);
+  return { url: `http://127.0.0.1:${port}`, close: () => closeServer(server) };
 }

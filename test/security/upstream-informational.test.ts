@@ -6,28 +6,25 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange } from '../helpers/raw-http.js';
+import { startHandlerUpstream, type HandlerUpstream } from '../helpers/upstream.js';
 
-let gw: TestGateway; let up: http.Server;
+let gw: TestGateway; let up: HandlerUpstream;
 
 before(async () => {
-  up = http.createServer((_req, res) => {
+  up = await startHandlerUpstream((_req, res) => {
     res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
     setTimeout(() => res.end('final'), 20);
   });
-  await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
   gw = await startGateway(`
 routes:
-  - { id: open, match: { pathPrefix: / }, upstream: http://127.0.0.1:${(up.address() as AddressInfo).port}, auth: { mode: none } }
+  - { id: open, match: { pathPrefix: / }, upstream: ${up.url}, auth: { mode: none } }
 `);
 });
 after(async () => {
   await gw?.close();
-  up?.closeAllConnections();
-  await new Promise((r) => up?.close(r));
+  await up?.close();
 });
 
 test('103 Early Hints from the upstream: the final 200 and its body reach the client, twice on one connection', async () => {
