@@ -93,6 +93,11 @@ export const ERRORS = {
   // 403 insufficient_scope
   scope: { status: 403, error: 'insufficient_scope', description: 'The access token lacks a required scope', challenge: true },
   claim: { status: 403, error: 'insufficient_scope', description: 'The access token lacks a required claim', challenge: true },
+  // 403: a CORS preflight the route's `cors` policy does not allow (Fetch §3.2.3: a
+  // non-ok status, and no Access-Control-Allow-* headers, so the browser sends nothing)
+  cors_origin: { status: 403, error: 'forbidden', description: 'This origin may not call this resource', challenge: false },
+  cors_method: { status: 403, error: 'forbidden', description: 'This method may not be used from another origin', challenge: false },
+  cors_headers: { status: 403, error: 'forbidden', description: 'A requested header may not be sent from another origin', challenge: false },
   // routing / plumbing
   no_route: { status: 404, error: 'not_found', description: 'No route matches this request', challenge: false },
   untrusted_peer: { status: 403, error: 'forbidden', description: 'This peer may not use the decision endpoint', challenge: false },

@@ -44,6 +44,7 @@ function stepOf(reason: Reason): string {
     case 'missing_token': case 'bad_scheme': case 'multiple_credentials': case 'token_in_query':
     case 'token_in_body': case 'token_too_large': return 'credential';
     case 'scope': case 'claim': return 'authorize';
+    case 'cors_origin': case 'cors_method': case 'cors_headers': return 'cors';
     case 'unsafe_claim': return 'headers';
     default: return 'verify';
   }
@@ -106,7 +107,8 @@ export async function explain(config: CompiledConfig, req: ExplainRequest): Prom
     rawHeaders.push(name, value);
   }
   if (req.token !== undefined) rawHeaders.push('Authorization', `Bearer ${req.token}`);
-  const facts: RequestFacts = { method, target, host, rawHeaders };
+  // Explains what the proxy does, which answers CORS preflights itself.
+  const facts: RequestFacts = { method, target, host, rawHeaders, answersPreflight: true };
 
   const gw = new Gateway(config, { logger: pino(loggerOptions('silent')) });
   const ctx = newContext(true);
@@ -135,7 +137,12 @@ export async function explain(config: CompiledConfig, req: ExplainRequest): Prom
     return { allowed: false, status: err.status, lines };
   }
   const route = ctx.route as CompiledRoute;
-  lines.push(`decision: allow -> ${method} ${route.upstreamOrigin}${ctx.upstreamPath}${ctx.search}`);
+  if (ctx.preflight !== null) {
+    lines.push('decision: answered by the gateway: 204 (CORS preflight), nothing forwarded');
+    for (const [name, value] of Object.entries(ctx.preflight)) lines.push(`  ${name}: ${value}`);
+    return { allowed: true, status: 204, lines };
+  }
+  lines.push(`decision: allow${ctx.reason === 'anonymous' ? ' (anonymous)' : ''} -> ${method} ${route.upstreamOrigin}${ctx.upstreamPath}${ctx.search}`);
   for (const [name, value] of ctx.headers) {
     lines.push(`  ${name}: ${name === route.claimsHeader ? `(all verified claims, ${value.length} bytes base64url)` : value}`);
   }

@@ -329,7 +329,7 @@ export class Gateway implements GatewayCore {
     const route = state.ctx.route?.id ?? '(none)';
     const err = state.error;
     const outcome = err === null ? 'allowed' : err.status >= 500 && err.status !== 503 ? 'error' : 'denied';
-    const reason = err === null ? 'ok' : err.reason;
+    const reason = err === null ? state.ctx.reason : err.reason;
     this.metrics.countRequest(route, outcome, reason);
     const p = state.ctx.principal;
     this.access.write({

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { hostOnly } from '../pipeline/match.js';
 import type { Config, IssuerConfig, RouteConfig } from './schema.js';
 import { addressMatcher, type AddressMatcher } from './address-matcher.js';
+import { compileCors, type CompiledCors } from '../pipeline/cors.js';
 
 /** A dotted claim path, split once; `raw` is also tried as a literal key (`https://x/roles`). */
 export interface ClaimPath {
@@ -36,6 +37,8 @@ export interface CompiledAuth {
   claims: ReadonlyArray<{ path: ClaimPath; value: string | number | boolean }>;
   /** Sender-constraint policy (RFC 9449 / RFC 8705); bound tokens need their proof whatever it says. Absent: allow. */
   binding?: 'allow' | 'require-dpop' | 'require-mtls' | 'require-any';
+  /** A request without an `Authorization` header passes as anonymous (never with scopes, claims or a required binding). Absent: false. */
+  optional?: boolean;
 }
 
 /** Where client certificates come from (RFC 8705), compiled. */
@@ -68,6 +71,8 @@ export interface CompiledRoute {
   headers: readonly HeaderRule[];
   claimsHeader: string | null;
   passAuthorization: boolean;
+  /** The route's CORS policy (Fetch standard), or null: the gateway adds no CORS headers and a preflight is an ordinary request. */
+  cors: CompiledCors | null;
   source: RouteConfig;
 }
 
@@ -167,6 +172,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
       requiredScopeText: required.join(' '),
       claims: Object.freeze(Object.entries(auth.claims).map(([p, value]) => Object.freeze({ path: claimPath(p), value }))),
       binding: auth.binding as CompiledAuth['binding'],
+      optional: auth.optional,
     }),
     headers: Object.freeze(Object.entries(route.forward.headers).map(([name, claim]) => Object.freeze({
       name: name.toLowerCase(),
@@ -174,6 +180,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
     }))),
     claimsHeader: route.forward.claimsHeader?.toLowerCase() ?? null,
     passAuthorization: route.forward.authorization === 'pass',
+    cors: route.cors ? compileCors(route.cors) : null,
     source: route,
   });
 }

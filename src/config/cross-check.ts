@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { normalizeTarget } from '../pipeline/path.js';
+import { serializeOrigin } from '../pipeline/cors.js';
 import { outboundUrlProblem } from '../idp/http.js';
 import type { Config } from './schema.js';
 
@@ -101,6 +102,8 @@ export function crossCheck(config: Config): CrossProblem[] {
     if (auth.mode === 'none' && auth.binding !== 'allow') {
       out.push({ path: at('auth', 'binding'), message: 'needs a token: mode none cannot require a binding' });
     }
+    if (auth.optional) out.push(...optionalProblems(route, at));
+    if (route.cors) out.push(...corsProblems(route.cors, (...p) => at('cors', ...p)));
     for (const name of Object.keys(route.forward.headers)) {
       if (RESERVED_HEADERS.has(name.toLowerCase())) {
         out.push({ path: at('forward', 'headers', name), message: 'is a header the gateway does not let a route set' });
@@ -126,6 +129,61 @@ export function crossCheck(config: Config): CrossProblem[] {
   }
   config.decision?.trustedProxies.forEach((c, i) => {
     if (!parseCidr(c)) out.push({ path: ['decision', 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
+  });
+  return out;
+}
+
+type At = (...p: Array<string | number>) => Array<string | number>;
+
+/**
+ * `auth.optional: true` lets a request without any credential through. A policy that asks
+ * something of the token (scopes, claims, a sender-constrained binding) would look enforced
+ * and be skipped by every caller who simply sends no token: refused, like `mode: none` with
+ * scopes.
+ */
+function optionalProblems(route: Config['routes'][number], at: At): CrossProblem[] {
+  const auth = route.auth;
+  const path = at('auth', 'optional');
+  if (auth.mode === 'none') return [{ path, message: 'applies to jwt, introspection and jwt_or_introspection only: mode none takes no token at all' }];
+  const out: CrossProblem[] = [];
+  const skipped = 'a request without a token would pass without it; put the paths that need it on a route without optional';
+  if (auth.scopes.allOf.length || auth.scopes.anyOf.length) out.push({ path, message: `cannot be combined with auth.scopes: ${skipped}` });
+  if (Object.keys(auth.claims).length) out.push({ path, message: `cannot be combined with auth.claims: ${skipped}` });
+  if (auth.binding !== 'allow') out.push({ path, message: `cannot be combined with binding: ${auth.binding}: ${skipped}` });
+  return out;
+}
+
+/**
+ * A `cors` block's origins: each exactly an origin (URL standard), listed once; `"*"` alone
+ * (with `"null"` at most) and never with credentials — Fetch §3.2.5: a credentialed request
+ * cannot be answered with `*`, and echoing any origin with credentials would hand every
+ * site on the web the caller's cookies and client certificate.
+ */
+function corsProblems(cors: NonNullable<Config['routes'][number]['cors']>, at: At): CrossProblem[] {
+  const out: CrossProblem[] = [];
+  const wildcard = cors.allowOrigins.includes('*');
+  const seen = new Map<string, number>();
+  cors.allowOrigins.forEach((entry, i) => {
+    const path = at('allowOrigins', i);
+    if (entry === '*') {
+      if (cors.allowCredentials) out.push({ path, message: '"*" cannot be used with allowCredentials: true (browsers refuse a credentialed answer to any origin); list the exact origins' });
+      return;
+    }
+    if (entry === 'null') return;
+    const origin = serializeOrigin(entry);
+    if (origin === null) {
+      out.push({ path, message: `must be an exact origin: http(s)://host[:port], with no path (not even /), query or credentials (got ${JSON.stringify(entry.slice(0, 80))})` });
+      return;
+    }
+    if (wildcard) {
+      out.push({ path, message: 'is already allowed by "*" in the same list: list exact origins, or "*" alone' });
+      return;
+    }
+    if (seen.has(origin)) {
+      out.push({ path, message: `is the same origin as allowOrigins[${seen.get(origin)}] (${origin})` });
+      return;
+    }
+    seen.set(origin, i);
   });
   return out;
 }

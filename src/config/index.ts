@@ -45,7 +45,9 @@ export function describeRoutes(config: CompiledConfig): string[] {
         a.scopesAny.length ? `scopes.anyOf=${a.scopesAny.join(',')}` : null,
         a.claims.length ? `claims=${a.claims.map((c) => `${c.path.raw}=${String(c.value)}`).join(',')}` : null,
         a.binding && a.binding !== 'allow' ? `binding=${a.binding}` : null,
+        a.optional ? 'optional' : null,
       ].filter(Boolean).join(' ');
-    return `${r.index + 1}. ${r.id}: ${what} ${auth} -> ${r.source.upstream}${r.stripPrefix ? ' (stripPrefix)' : ''}`;
+    const cors = r.source.cors ? ` cors=${r.source.cors.allowOrigins.join(',')}` : '';
+    return `${r.index + 1}. ${r.id}: ${what} ${auth}${cors} -> ${r.source.upstream}${r.stripPrefix ? ' (stripPrefix)' : ''}`;
   });
 }

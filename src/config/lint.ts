@@ -13,7 +13,11 @@
  *   only through `server.allowInsecureHttpHosts`): keys and answers can be replaced on
  *   the network;
  * - `forward.authorization: pass` to a plain-http upstream on a non-loopback host: the
- *   caller's token crosses the network in clear.
+ *   caller's token crosses the network in clear;
+ * - `cors.allowOrigins` listing `"null"`: sandboxed iframes and `file:`/`data:` pages all
+ *   send `Origin: null`, so any page on the web can claim it (HTML, "opaque origin");
+ * - a `cors` origin on plain http that is not loopback: a network attacker can serve
+ *   that origin's pages and call the API as them.
  */
 import { isLoopbackHost } from '../idp/http.js';
 import { hostOnly } from '../pipeline/match.js';
@@ -118,6 +122,12 @@ export function lintConfig(config: Config): CrossProblem[] {
       const host = plainHttpHost(route.upstream);
       if (host) out.push({ path: ['routes', j, 'forward', 'authorization'], message: `pass sends the caller's token in clear to ${host} (plain http upstream)` });
     }
+    route.cors?.allowOrigins.forEach((origin, i) => {
+      const path = ['routes', j, 'cors', 'allowOrigins', i];
+      if (origin === 'null') out.push({ path, message: '"null" is the origin of every sandboxed iframe and local file: any page can send it' });
+      const host = plainHttpHost(origin);
+      if (host) out.push({ path, message: `${host} over plain http: anyone on the network path can serve pages as this origin; use https` });
+    });
   });
   return out;
 }

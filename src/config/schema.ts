@@ -133,6 +133,7 @@ const Auth = Type.Object({
   scopes: Scopes,
   claims: Type.Record(Type.String({ minLength: 1 }), ClaimValue, { default: {}, description: 'Dotted claim path -> required value (equality; membership when the claim is an array). A claim named with dots (`https://example.com/roles`) is read by that name when the token has no nested path of the same spelling; a token with both fails the rule' }),
   binding: Type.Union(['allow', 'require-dpop', 'require-mtls', 'require-any'].map((m) => Type.Literal(m)), { default: 'allow', description: 'allow | require-dpop | require-mtls | require-any: refuse tokens not bound to a DPoP key / client certificate (bound tokens always need their proof)' }),
+  optional: Type.Boolean({ default: false, description: 'true (jwt, introspection, jwt_or_introspection): a request without an `Authorization` header passes as anonymous, with no identity headers (outcome `allowed`, reason `anonymous`); one with a credential is judged as if this were false (an invalid token is 401, never anonymous). Cannot be combined with scopes, claims or `binding: require-*`' }),
 }, { ...closed, description: 'Who may pass' });
 
 const Forward = obj({
@@ -141,12 +142,23 @@ const Forward = obj({
   authorization: Type.Union([Type.Literal('strip'), Type.Literal('pass')], { default: 'strip', description: 'Forward the caller\'s Authorization header upstream (pass) or not (strip)' }),
 }, 'What the upstream is told about the caller');
 
+const Method = Type.String({ pattern: '^[A-Z]+$', hint: 'an upper-case method name' });
+
 const Match = Type.Object({
   host: Type.Optional(Type.String({ minLength: 1, description: 'Exact Host (case-insensitive, port and trailing dots ignored: `Host: api.example.com.` is `api.example.com`)' })),
   pathPrefix: Type.Optional(AbsPath('Matches the prefix itself and anything below it at a segment boundary (/orders, /orders/..., never /ordersX)')),
   path: Type.Optional(AbsPath('Exact path')),
-  methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$', hint: 'an upper-case method name' }), { minItems: 1, description: 'Allowed methods (default all)' })),
+  methods: Type.Optional(Type.Array(Method, { minItems: 1, description: 'Allowed methods (default all). A CORS preflight is matched by the method it asks for (`Access-Control-Request-Method`) on routes with `cors`' })),
 }, { ...closed, description: 'Which requests this route takes; exactly one of path / pathPrefix' });
+
+const Cors = Type.Object({
+  allowOrigins: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Origins whose pages may call this route: exact `scheme://host[:port]` (normalised as the URL standard does: lower case, default port dropped), `"*"` for any origin (not with allowCredentials; never `null`), or `"null"` (sandboxed frames and local files: any page can send it)' }),
+  allowMethods: Type.Array(Method, { minItems: 1, default: ['GET', 'HEAD', 'POST'], description: 'Methods a preflight may ask for (`Access-Control-Request-Method`); announced in `Access-Control-Allow-Methods`' }),
+  allowHeaders: Type.Array(HeaderName, { default: ['authorization', 'content-type'], description: 'Request headers a preflight may ask for (every name in `Access-Control-Request-Headers` must be listed; case-insensitive); `authorization` is needed for bearer tokens, `dpop` for DPoP proofs' }),
+  exposeHeaders: Type.Array(HeaderName, { default: [], description: 'Response headers pages may read besides the CORS-safelisted ones, e.g. `x-request-id`; `www-authenticate`, `dpop-nonce` and `retry-after`, which the gateway sets on its own answers, are always exposed' }),
+  allowCredentials: Type.Boolean({ default: false, description: 'Send `Access-Control-Allow-Credentials: true` (pages calling with `credentials: \'include\'`: cookies, client certificates); not with `"*"`' }),
+  maxAgeSec: Type.Integer({ minimum: 0, maximum: 86400, default: 600, description: 'How long a browser may cache a preflight answer (`Access-Control-Max-Age`; browsers cap it, Chromium at 7200)' }),
+}, { ...closed, description: 'Optional: the gateway answers CORS for browsers on this route (Fetch standard): preflights are answered here, without a token, and never forwarded; every other answer to an allowed origin, refusals included, carries the CORS headers, replacing the upstream\'s own' });
 
 const Route = Type.Object({
   id: Id('in logs and metric labels'),
@@ -156,6 +168,7 @@ const Route = Type.Object({
   websocket: Type.Boolean({ default: false, description: 'Proxy WebSocket upgrades (authenticated like any request)' }),
   auth: Auth,
   forward: Forward,
+  cors: Type.Optional(Cors),
 }, { ...closed, description: 'A route; the first match in file order wins' });
 
 /** The whole config file. */
@@ -173,3 +186,5 @@ export type IssuerConfig = Static<typeof Issuer>;
 export type RouteConfig = Static<typeof Route>;
 export type IntrospectionConfig = Static<typeof Introspection>;
 export type DpopConfig = Static<typeof Dpop>;
+/** A route's `cors` block, defaults applied. */
+export type CorsConfig = Static<typeof Cors>;

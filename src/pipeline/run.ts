@@ -1,7 +1,8 @@
 /**
  * The decision pipeline, shared by the proxy, the decision listener and `explain`:
- * normalize path → match route → extract credential → verify → authorize → build
- * identity headers. It imports no Fastify and does no I/O of its own: verifiers are
+ * normalize path → match route → CORS (answer a preflight, or pick the CORS headers of
+ * the answer) → extract credential (none on an optional route: anonymous) → verify →
+ * authorize → build identity headers. It imports no Fastify and does no I/O of its own: verifiers are
  * injected. Stages fill a {@link DecisionContext} so that a failure still reports which
  * route it was on (for logs and metrics).
  */
@@ -17,6 +18,7 @@ import { normalizeTarget } from './path.js';
 import type { Principal } from './principal.js';
 import { looksLikeJwt } from './verify-jwt.js';
 import type { CompiledAuth } from '../config/compile.js';
+import { actualHeaders, judgePreflight, NO_CORS_HEADERS, preflightRequest, type CorsHeaders } from './cors.js';
 
 /** What the pipeline needs to know about a request (from the proxy or the decision listener). */
 export interface RequestFacts {
@@ -36,6 +38,12 @@ export interface RequestFacts {
   peer?: string;
   /** The connection's last parsed `Authorization` value ({@link CredentialMemo}); absent: parse every time. */
   credentialMemo?: CredentialMemo;
+  /**
+   * The door answers CORS preflights itself (the proxy; `explain`, which shows what the proxy
+   * does). Absent: a preflight is judged as an ordinary request — the decision listener's
+   * 2xx would only let the front proxy forward it, so it must need a token like any other.
+   */
+  answersPreflight?: boolean;
 }
 
 /** Something that turns a token into a verified principal for a route. */
@@ -58,6 +66,9 @@ export interface TraceStep {
   detail: string;
 }
 
+/** Why an allowed request passed: the `reason` of its access line and metric. */
+export type AllowReason = 'ok' | 'anonymous' | 'cors_preflight';
+
 /** Filled in as the pipeline runs; read by the caller after success or failure. */
 export interface DecisionContext {
   route: CompiledRoute | null;
@@ -72,12 +83,31 @@ export interface DecisionContext {
   headers: Array<[string, string]>;
   /** A `DPoP-Nonce` to return with the response (RFC 9449 §8.2), or null. */
   dpopNonce: string | null;
+  /**
+   * The CORS headers every answer to this request carries, refusals and upstream answers
+   * alike (empty for an origin the route does not allow, still with `Vary: Origin`); null
+   * when the route has no `cors` (answers are left as they are).
+   */
+  cors: CorsHeaders | null;
+  /** Set when the gateway answers a CORS preflight itself: 204 with these headers, nothing forwarded. */
+  preflight: CorsHeaders | null;
+  /** Why the request passed, once it has. */
+  reason: AllowReason;
   trace: TraceStep[] | null;
 }
 
 /** A fresh context; pass `trace: true` to record every step. */
 export function newContext(trace = false): DecisionContext {
-  return { route: null, path: null, search: '', upstreamPath: null, credential: null, principal: null, headers: [], dpopNonce: null, trace: trace ? [] : null };
+  return {
+    route: null, path: null, search: '', upstreamPath: null, credential: null, principal: null, headers: [], dpopNonce: null,
+    cors: null, preflight: null, reason: 'ok', trace: trace ? [] : null,
+  };
+}
+
+/** Whether `name` (lower case) is among the raw headers. */
+function hasHeader(rawHeaders: readonly string[], name: string): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === name.length && rawHeaders[i].toLowerCase() === name) return true;
+  return false;
 }
 
 /**
@@ -99,7 +129,14 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   ctx.search = target.search;
   if (ctx.trace) note(ctx, 'path', true, `normalized to ${target.path}`);
 
-  const route = matchRoute(config.routes, facts.method, hostOnly(facts.host), target.path);
+  const host = hostOnly(facts.host);
+  // Fetch §3.2.2: a preflight asks on behalf of the request that would follow, so it is
+  // matched by the method it names (a GET-only route takes the preflight for its GETs),
+  // but only a route with `cors` answers it; otherwise it is an ordinary OPTIONS request.
+  const pf = facts.answersPreflight === true ? preflightRequest(facts.method, facts.rawHeaders) : null;
+  let route = pf === null ? null : matchRoute(config.routes, pf.method, host, target.path);
+  if (route !== null && route.cors === null) route = null;
+  route ??= matchRoute(config.routes, facts.method, host, target.path);
   if (!route) {
     note(ctx, 'route', false, 'no route matches method, host and path');
     throw new GatewayError('no_route');
@@ -107,6 +144,25 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   ctx.route = route;
   ctx.upstreamPath = upstreamPath(route, target.path);
   if (ctx.trace) note(ctx, 'route', true, `route ${route.id} (auth.mode ${route.auth.mode}) → ${route.upstreamOrigin}${ctx.upstreamPath}`);
+
+  if (route.cors !== null) {
+    if (pf !== null) {
+      // Answered here, before any credential is looked at: a preflight never carries one
+      // (Fetch §4.8 step 1 sends it without credentials), and it is never forwarded.
+      ctx.cors = NO_CORS_HEADERS;
+      const verdict = judgePreflight(route.cors, pf);
+      if (typeof verdict === 'string') {
+        note(ctx, 'cors', false, `preflight refused (${verdict})`);
+        throw new GatewayError(verdict);
+      }
+      ctx.preflight = verdict;
+      ctx.reason = 'cors_preflight';
+      if (ctx.trace) note(ctx, 'cors', true, `preflight for ${pf.method} from ${pf.origin ?? '?'} answered by the gateway: 204`);
+      return;
+    }
+    ctx.cors = actualHeaders(route.cors, facts.rawHeaders);
+    if (ctx.trace) note(ctx, 'cors', true, ctx.cors === NO_CORS_HEADERS ? 'no allowed Origin: answers carry no CORS headers' : `origin allowed: answers carry ${Object.keys(ctx.cors).join(', ')}`);
+  }
 
   const auth = route.auth;
   if (auth.mode === 'none') {
@@ -123,6 +179,14 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
     throw new GatewayError(cred ? 'multiple_credentials' : 'token_in_body');
   }
   if (!cred) {
+    // Optional: only a request with no Authorization header at all is anonymous. Any value
+    // there (another scheme, an empty one) is a credential the caller meant, judged as on
+    // any route (401), so that a broken token never quietly turns into no token.
+    if (auth.optional === true && !hasHeader(facts.rawHeaders, 'authorization')) {
+      ctx.reason = 'anonymous';
+      note(ctx, 'credential', true, 'none: auth.optional, passes as anonymous with no identity headers');
+      return;
+    }
     note(ctx, 'credential', false, 'no bearer token in the Authorization header');
     throw new GatewayError('missing_token');
   }

@@ -1,12 +1,15 @@
 /**
  * The only writer of error responses: status, `WWW-Authenticate` (RFC 6750 §3), JSON
  * body `{error, error_description}` and `Retry-After`. Descriptions come from the
- * catalogue; nothing request-derived is echoed.
+ * catalogue; nothing request-derived is echoed. On a route with `cors`, every writer also
+ * sets the CORS headers the decision picked (src/pipeline/cors.ts), so that a page can
+ * read the refusal; it also writes the gateway's answer to a CORS preflight.
  */
 import type { FastifyReply } from 'fastify';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERRORS, GatewayError } from '../errors.js';
+import { decorateOwn, type CorsHeaders } from '../pipeline/cors.js';
 
 /** The realm in every Bearer challenge. */
 export const REALM = 'tokengate';
@@ -30,20 +33,39 @@ export function bodyFor(err: GatewayError): string {
   return JSON.stringify({ error: err.error, error_description: err.message });
 }
 
-/** Status, headers and body for `err`: what every writer of an error response sends. */
-export function errorParts(err: GatewayError): { status: number; headers: Record<string, string>; body: string } {
+/**
+ * Status, headers and body for `err`: what every writer of an error response sends.
+ * `cors`: the request's CORS headers (DecisionContext `cors`), null off `cors` routes.
+ */
+export function errorParts(err: GatewayError, cors: CorsHeaders | null = null): { status: number; headers: Record<string, string>; body: string } {
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
   const challenge = challengeFor(err);
   if (challenge) headers['www-authenticate'] = challenge;
   if (err.status === 503) headers['retry-after'] = String(err.retryAfterSec ?? 5);
   if (err.dpop?.nonce) headers['dpop-nonce'] = err.dpop.nonce; // RFC 9449 §8.1
+  if (cors !== null) decorateOwn(headers, cors);
   return { status: err.status, headers, body: bodyFor(err) };
 }
 
-/** Writes `err` to `reply` (headers and body), for any Fastify instance. */
-export function sendError(reply: FastifyReply, err: GatewayError): FastifyReply {
-  const { status, headers, body } = errorParts(err);
+/** Writes `err` to `reply` (headers and body), for any Fastify instance; `cors` as for {@link errorParts}. */
+export function sendError(reply: FastifyReply, err: GatewayError, cors: CorsHeaders | null = null): FastifyReply {
+  const { status, headers, body } = errorParts(err, cors);
   return reply.code(status).headers(headers).send(body);
+}
+
+/**
+ * Answers a CORS preflight on a raw Node response: 204 with the route's headers for the
+ * origin (Fetch §3.2.3), no body. A preflight has no body (Fetch §4.8); one that declares
+ * one is answered without reading it and the connection is closed after the answer, so
+ * no byte of it can be taken for a next request.
+ */
+export function writePreflightRaw(res: ServerResponse, cors: CorsHeaders): void {
+  // No Content-Length on a 204 (RFC 9110 §8.6).
+  const headers: Record<string, string> = { ...cors };
+  const h = res.req.headers;
+  if (h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')) headers.connection = 'close';
+  res.writeHead(204, headers);
+  res.end();
 }
 
 /**
@@ -51,7 +73,7 @@ export function sendError(reply: FastifyReply, err: GatewayError): FastifyReply 
  * that never reach Fastify's reply (WebSocket upgrades).
  */
 export function writeRawError(socket: Duplex, err: GatewayError): void {
-  const { status, headers, body } = errorParts(err);
+  const { status, headers, body } = errorParts(err, null);
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
   head += `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
@@ -64,8 +86,8 @@ export function writeRawError(socket: Duplex, err: GatewayError): void {
  * {@link sendError}: for replies the proxy has taken over from Fastify (it streams
  * upstream answers itself, so an upstream failure is written here).
  */
-export function writeErrorRaw(res: ServerResponse, err: GatewayError): void {
-  const { status, headers, body } = errorParts(err);
+export function writeErrorRaw(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null = null): void {
+  const { status, headers, body } = errorParts(err, cors);
   headers['content-length'] = String(Buffer.byteLength(body));
   res.writeHead(status, headers);
   res.end(body);

@@ -13,6 +13,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
 import { connectionTokens, HOP_BY_HOP } from '../pipeline/mutate.js';
 import { writeErrorRaw } from './error-response.js';
+import { decorateForwarded, type CorsHeaders } from '../pipeline/cors.js';
 
 /** Pool settings (from `server`). */
 export interface UpstreamPoolOptions {
@@ -46,6 +47,12 @@ export interface ForwardRequest {
   body: string | IncomingMessage | null;
   /** Headers the gateway adds to the upstream's answer (they replace the upstream's). */
   responseHeaders: Record<string, string> | null;
+  /**
+   * The route's CORS headers for this request (DecisionContext `cors`): they replace every
+   * `Access-Control-*` header of the upstream's answer, and go on a 502/504 too. Absent or
+   * null: the answer's headers are left as they are.
+   */
+  cors?: CorsHeaders | null;
 }
 
 /** Response headers minus hop-by-hop ones and those the upstream's `Connection` lists. */
@@ -73,6 +80,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     private readonly res: ServerResponse,
     private readonly observer: ForwardObserver,
     private readonly extra: Record<string, string> | null,
+    private readonly cors: CorsHeaders | null,
   ) {}
 
   /** The client went away before the response was complete: stop the upstream request. */
@@ -93,6 +101,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     this.observer.onUpstreamResponse();
     const out = responseHeaders(headers);
     if (this.extra) for (const name in this.extra) out[name] = this.extra[name];
+    if (this.cors !== null) decorateForwarded(out, this.cors);
     // An HTTP/1.1 connection cannot be reused until the request body has been read:
     // close it when the upstream answers before that.
     if (!this.req.complete) out.connection = 'close';
@@ -136,7 +145,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   private fail(err: GatewayError): void {
     this.failed = true;
     this.observer.onUpstreamError(err);
-    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err);
+    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.cors);
     else this.res.destroy();
     this.observer.onResponseDone(this.res.headersSent ? this.res.statusCode : err.status);
   }
@@ -164,7 +173,7 @@ export class UpstreamPool {
 
   /** Sends `fwd` upstream and streams the answer into `res`. */
   forward(req: IncomingMessage, res: ServerResponse, fwd: ForwardRequest, observer: ForwardObserver): void {
-    const writer = new ResponseWriter(req, res, observer, fwd.responseHeaders);
+    const writer = new ResponseWriter(req, res, observer, fwd.responseHeaders, fwd.cors ?? null);
     try {
       this.agent.dispatch({
         origin: fwd.origin,
@@ -177,7 +186,7 @@ export class UpstreamPool {
       // undici refuses a header or method it cannot send: the request cannot be forwarded.
       const err = new GatewayError('upstream_unavailable');
       observer.onUpstreamError(err);
-      writeErrorRaw(res, err);
+      writeErrorRaw(res, err, fwd.cors ?? null);
       observer.onResponseDone(err.status);
     }
   }

@@ -53,6 +53,7 @@ export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBo
     peer: req.socket.remoteAddress,
     formBody,
     credentialMemo,
+    answersPreflight: true, // WebSocket upgrades are GETs: never a preflight
   };
 }
 

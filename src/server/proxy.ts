@@ -15,7 +15,7 @@ import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
 import { decide, newContext, type DecisionContext } from '../pipeline/run.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { GatewayCore } from '../gateway.js';
-import { sendError, toGatewayError, writeErrorRaw, writeRawError } from './error-response.js';
+import { sendError, toGatewayError, writeErrorRaw, writePreflightRaw, writeRawError } from './error-response.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { UpstreamPool, type ForwardObserver } from './forward.js';
 
@@ -61,7 +61,7 @@ class ProxyRequestState implements RequestState, ForwardObserver {
   /** Answers a refused request outside Fastify: the catalogue's response, then the access line. */
   answer(res: ServerResponse, err: GatewayError): void {
     this.error = err;
-    if (!res.headersSent && !res.destroyed) writeErrorRaw(res, err);
+    if (!res.headersSent && !res.destroyed) writeErrorRaw(res, err, this.ctx.cors);
     this.onResponseDone(err.status);
   }
 }
@@ -171,6 +171,12 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
       return state.error;
     }
     core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
+    if (ctx.preflight !== null) { // a CORS preflight the route answers itself: nothing is forwarded
+      takeOver();
+      writePreflightRaw(res, ctx.preflight);
+      state.onResponseDone(204);
+      return null;
+    }
     const route = ctx.route!;
     const headers = clientUpstreamHeaders(config, route, raw, ctx.headers);
     // Node has already answered `Expect: 100-continue` (RFC 9110 §10.1.1); it is not forwarded.
@@ -193,6 +199,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
       body,
       // RFC 9449 §8.2: rotate the client's DPoP nonce on the upstream's answer.
       responseHeaders: ctx.dpopNonce ? { 'dpop-nonce': ctx.dpopNonce } : null,
+      cors: ctx.cors,
     }, state);
     return null;
   };
@@ -203,7 +210,7 @@ export async function buildProxy(core: GatewayCore, logger: Logger): Promise<Fas
     req.tokengate = state;
     // the forwarder writes the response (onResponse hooks still run on finish)
     const refused = await decideAndForward(state, req.raw, reply.raw, typeof req.body === 'string' ? req.body : undefined, () => reply.hijack());
-    if (refused !== null) return sendError(reply, refused);
+    if (refused !== null) return sendError(reply, refused, state.ctx.cors);
   };
   mountCatchAll(app, core, handler);
 
