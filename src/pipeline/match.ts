@@ -45,6 +45,19 @@ export function matchRoute(
   return null;
 }
 
+/**
+ * The first route with `cors` whose host and path match, whatever its methods. CORS is
+ * about a resource (Fetch §3.2): a preflight for a method the route does not take is
+ * refused by that route's policy, and a 404 for another method is readable by its origins.
+ */
+export function corsRouteAt(routes: readonly CompiledRoute[], host: string, path: string): CompiledRoute | null {
+  for (let i = 0; i < routes.length; i++) {
+    const r = routes[i];
+    if (r.cors !== null && (r.host === null || r.host === host) && pathMatches(r, path)) return r;
+  }
+  return null;
+}
+
 /** The path the upstream receives: after `stripPrefix`, under the upstream's base path. */
 export function upstreamPath(route: CompiledRoute, path: string): string {
   let p = path;

@@ -12,7 +12,7 @@ import { checkBinding } from './binding.js';
 import type { ProofChecker } from './dpop.js';
 import { authorize } from './authorize.js';
 import { extractCredential, hasAccessTokenParam, type Credential, type CredentialMemo } from './extract.js';
-import { hostOnly, matchRoute, upstreamPath } from './match.js';
+import { corsRouteAt, hostOnly, matchRoute, upstreamPath } from './match.js';
 import { identityHeaders } from './mutate.js';
 import { normalizeTarget } from './path.js';
 import type { Principal } from './principal.js';
@@ -134,11 +134,16 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   // matched by the method it names (a GET-only route takes the preflight for its GETs),
   // but only a route with `cors` answers it; otherwise it is an ordinary OPTIONS request.
   const pf = facts.answersPreflight === true ? preflightRequest(facts.method, facts.rawHeaders) : null;
-  let route = pf === null ? null : matchRoute(config.routes, pf.method, host, target.path);
-  if (route !== null && route.cors === null) route = null;
+  let route: CompiledRoute | null = null;
+  if (pf !== null) {
+    route = matchRoute(config.routes, pf.method, host, target.path);
+    if (route === null || route.cors === null) route = corsRouteAt(config.routes, host, target.path);
+  }
   route ??= matchRoute(config.routes, facts.method, host, target.path);
   if (!route) {
     note(ctx, 'route', false, 'no route matches method, host and path');
+    const near = corsRouteAt(config.routes, host, target.path);
+    if (near !== null) ctx.cors = actualHeaders(near.cors!, facts.rawHeaders);
     throw new GatewayError('no_route');
   }
   ctx.route = route;
@@ -150,7 +155,8 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
       // Answered here, before any credential is looked at: a preflight never carries one
       // (Fetch §4.8 step 1 sends it without credentials), and it is never forwarded.
       ctx.cors = NO_CORS_HEADERS;
-      const verdict = judgePreflight(route.cors, pf);
+      // A method the route itself does not take would be a 404: not one to invite.
+      const verdict = route.methods !== null && !route.methods.has(pf.method) ? 'cors_method' : judgePreflight(route.cors, pf);
       if (typeof verdict === 'string') {
         note(ctx, 'cors', false, `preflight refused (${verdict})`);
         throw new GatewayError(verdict);
