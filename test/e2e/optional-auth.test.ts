@@ -15,6 +15,7 @@ import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startMockIntrospection, type MockIntrospection } from '../helpers/mock-introspection.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { httpCall } from '../helpers/http-call.js';
 import { loadCompiled } from '../../src/config/index.js';
 import { explain } from '../../src/explain.js';
 
@@ -88,21 +89,8 @@ beforeEach(() => {
   upgrades.length = 0;
 });
 
-interface Answer { status: number; headers: http.IncomingHttpHeaders; body: string }
-
 /** One request with exactly these headers (fetch would drop an empty Authorization). */
-function call(base: string, path: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(base + path, { method, headers, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const call = (base: string, path: string, headers: Record<string, string> = {}, method = 'GET', body?: string) => httpCall(base + path, { method, headers, body });
 const proxy = (path: string, headers?: Record<string, string>, method?: string, body?: string) => call(gw.url, path, headers, method, body);
 
 const FORGED = { 'x-auth-subject': 'forged', X_Auth_Claims: 'forged', 'x-auth-role': 'admin' };
