@@ -16,6 +16,7 @@ import { issuerYaml } from '../helpers/fixture.js';
 
 const APP = 'https://app.example.com';
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway; let port: number; let token: string;
+const logs: string[] = [];
 
 before(async () => {
   iss = await startMockIssuer({ algs: ['ES256'] });
@@ -27,7 +28,7 @@ ${issuerYaml(iss)}routes:
     upstream: ${up.url}
     auth: { mode: jwt }
     cors: { allowOrigins: [${APP}] }
-`);
+`, { logs });
   await gw.ready();
   port = Number(new URL(gw.url).port);
   token = await iss.sign();
@@ -55,6 +56,9 @@ test('a preflight with a Content-Length body: one 204, the connection closed, th
   assert.equal(ex.responses[0].headers.connection, 'close');
   assert.ok(ex.closed, 'connection left open after a preflight with a body');
   assert.deepEqual(await upstreamUrls(), []);
+  // Recorded once, like any request (this one took the body-reading path).
+  const lines = logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'access');
+  assert.deepEqual(lines.map((l) => [l.route, l.status, l.reason]), [['api', 204, 'cors_preflight']]);
 });
 
 test('a preflight with a chunked body: the same', async () => {
