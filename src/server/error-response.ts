@@ -73,7 +73,7 @@ export function writePreflightRaw(res: ServerResponse, cors: CorsHeaders): void 
  * that never reach Fastify's reply (WebSocket upgrades).
  */
 export function writeRawError(socket: Duplex, err: GatewayError): void {
-  const { status, headers, body } = errorParts(err, null);
+  const { status, headers, body } = errorParts(err);
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
   head += `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
