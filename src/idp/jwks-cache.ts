@@ -1,8 +1,15 @@
 /**
- * One issuer's signing keys: fetched once, cached, refreshed on expiry and on an unknown
- * `kid`, with every fetch coalesced (single flight) and rate-limited by `cooldownSec`
- * (the first fetch included), and the last good keys kept for `maxStaleSec` past their
- * expiry while the IdP is down.
+ * One issuer's signing keys: fetched once, cached, refreshed when they expire
+ * (`cacheTtlSec`, or a shorter `Cache-Control: max-age`) and on an unknown `kid`, with
+ * every fetch coalesced (single flight), and the last good keys kept for `maxStaleSec`
+ * past their expiry while the IdP is down.
+ *
+ * Two intervals bound the requests to the IdP, as in Envoy's JWKS fetcher: the refresh of
+ * an expired set is due at its expiry (never sooner than {@link MIN_REFETCH_MS} after the
+ * previous fetch), so a removed key stops working within one lifetime of the set even when
+ * that is shorter than the cooldown; `cooldownSec` (opened by any fetch, the first
+ * included) limits only the extra fetches an unknown `kid` triggers, and the retries after
+ * a failed fetch, so a flood of random `kid`s or a down IdP cannot turn into a storm.
  *
  * jose's `createRemoteJWKSet` throws instead of serving stale keys, so the policy lives
  * here and jose only imports the keys.
@@ -14,7 +21,7 @@
 import { createHash } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
 import { GatewayError } from '../errors.js';
-import { FetchError, fetchJson, maxAgeOf } from './http.js';
+import { fetchJson, maxAgeOf } from './http.js';
 
 /** The cache policy (the issuer's `jwks` block). */
 export interface JwksPolicy {
@@ -27,8 +34,8 @@ export interface JwksPolicy {
 
 /** Observers for metrics and logs. */
 export interface JwksEvents {
-  /** A fetch ended; `reused`: the answer came from another worker's fetch (no request was sent). */
-  onFetch?(result: 'success' | 'failure', reason?: string, reused?: boolean): void;
+  /** A fetch ended. */
+  onFetch?(result: 'success' | 'failure', reason?: string): void;
 }
 
 /** A usable public key and its identity as published. */
@@ -56,6 +63,9 @@ interface KeySet {
   expiresAt: number;
 }
 
+/** The shortest time between two fetches of one key set, whatever its `max-age` says. */
+export const MIN_REFETCH_MS = 1000;
+
 /** Which JWK `kty`/`crv` can verify a JWS `alg` (RFC 7518 §3, RFC 8037). */
 function keyFits(jwk: JWK, alg: string): boolean {
   if (jwk.use !== undefined && jwk.use !== 'sig') return false;
@@ -82,6 +92,8 @@ export class JwksCache {
   private readonly events: JwksEvents;
   private set: KeySet | null = null;
   private lastAttemptAt = -Infinity;
+  /** The last fetch failed: the next one waits for the cooldown. */
+  private lastFailed = false;
   private inflight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -134,15 +146,25 @@ export class JwksCache {
     this.timer = null;
   }
 
+  /** The next background refresh: when the set expires, or a cooldown after a failed fetch. */
   private schedule(): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     const now = this.now();
-    const cooldown = this.policy.cooldownSec * 1000;
-    const due = this.set && this.set.expiresAt > now ? this.set.expiresAt - now : 0;
-    const wait = Math.max(due, this.lastAttemptAt + cooldown - now, 1000);
-    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), wait);
+    const due = this.lastFailed || !this.set ? this.lastAttemptAt + this.policy.cooldownSec * 1000 : this.set.expiresAt;
+    const wait = Math.max(due, this.lastAttemptAt + MIN_REFETCH_MS) - now;
+    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), Math.max(0, wait));
     this.timer.unref();
+  }
+
+  /**
+   * Whether a request may fetch now. An expired (or absent) set is due for its refresh;
+   * an unknown `kid` in a fresh set, or a retry after a failure, waits for the cooldown.
+   */
+  private mayFetch(now: number, fresh: boolean): boolean {
+    const since = now - this.lastAttemptAt;
+    if (since < MIN_REFETCH_MS) return false;
+    return fresh || this.lastFailed ? since >= this.policy.cooldownSec * 1000 : true;
   }
 
   /**
@@ -155,9 +177,9 @@ export class JwksCache {
     const fresh = s !== null && now < s.expiresAt;
     let entry = fresh ? this.select(s as KeySet, kid, alg) : null;
     if (!entry) {
-      // Expired, never fetched, or an unknown kid: fetch, if the cooldown allows it.
+      // Expired, never fetched, or an unknown kid: fetch, if it is due (see mayFetch).
       if (this.inflight) await this.inflight;
-      else if (now - this.lastAttemptAt >= this.policy.cooldownSec * 1000) await this.refresh();
+      else if (this.mayFetch(now, fresh)) await this.refresh();
       now = this.now();
       s = this.set;
       if (!s || now >= s.expiresAt + this.policy.maxStaleSec * 1000) {
@@ -205,18 +227,13 @@ export class JwksCache {
   }
 
   private async fetchOnce(): Promise<void> {
-    let reused = false;
     try {
       const uri = await this.resolveUri();
-      const res = await fetchJson(uri, {
+      const { body, cacheControl } = await fetchJson(uri, {
         timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
-        shareForMs: this.policy.cooldownSec * 1000,
       });
-      reused = res.reused === true;
-      const { body, cacheControl } = res;
       const keys = await parseJwks(body);
-      // A key set another worker fetched earlier expires when it would have there.
-      const now = this.now() - (res.ageMs ?? 0);
+      const now = this.now();
       const maxAge = maxAgeOf(cacheControl);
       const ttl = maxAge === null ? this.policy.cacheTtlSec : Math.min(maxAge, this.policy.cacheTtlSec);
       // Keep imported CryptoKeys of keys still published exactly as before (same id): a
@@ -225,9 +242,11 @@ export class JwksCache {
       const previous = new Map((this.set?.keys ?? []).map((k) => [k.id, k]));
       const merged = keys.map((k) => previous.get(k.id) ?? k);
       this.set = { keys: merged, ids: new Set(merged.map((k) => k.id)), fetchedAt: now, expiresAt: now + ttl * 1000 };
-      this.events.onFetch?.('success', undefined, reused);
+      this.lastFailed = false;
+      this.events.onFetch?.('success');
     } catch (e) {
-      this.events.onFetch?.('failure', (e as Error).message, reused || (e instanceof FetchError && e.reused));
+      this.lastFailed = true;
+      this.events.onFetch?.('failure', (e as Error).message);
     }
   }
 }

@@ -4,14 +4,9 @@
  */
 import type { CompiledConfig, CompiledRoute } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
+import { connectionTokens, HOP_BY_HOP } from '../http/headers.js';
 import { readClaim } from './authorize.js';
 import type { Principal } from './principal.js';
-
-/** Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §9.6): never forwarded. */
-export const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'http2-settings',
-]);
 
 /**
  * Headers some upstream stacks read to override the request's path or method (IIS and
@@ -124,21 +119,6 @@ function claimsHeaderValue(claims: Readonly<Record<string, unknown>>): string {
     if (Object.isFrozen(claims)) claimsHeaderValues.set(claims, v);
   }
   return v;
-}
-
-/**
- * Lower-case names listed in `Connection` (RFC 9110 §7.6.1; repeated headers are one list,
- * RFC 9110 §5.3), for requests and responses alike; null when nothing is listed.
- */
-export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  // `keep-alive` alone (what most clients send) lists only a header that is hop-by-hop anyway.
-  if (!value || value === 'keep-alive') return null;
-  const set = new Set<string>();
-  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
-    const t = part.trim().toLowerCase();
-    if (t) set.add(t);
-  }
-  return set;
 }
 
 /**
