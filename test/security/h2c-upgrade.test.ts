@@ -53,7 +53,7 @@ const H2C = ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Setti
 const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 
 test('an h2c offer is ignored: served over HTTP/1.1 with the identity headers, upgrade headers not forwarded', async () => {
-  const token = await iss.sign({ sub: 'user-1' });
+  const token = await iss.sign({ claims: { sub: 'user-1' } });
   const ex = await rawExchange(port, [head('GET /api/x?q=1 HTTP/1.1', 'Host: 127.0.0.1', `Authorization: Bearer ${token}`, 'X-Auth-Subject: forged', ...H2C, 'Connection: close')], 10_000);
   assert.equal(ex.responses.length, 1, ex.raw.slice(0, 300));
   assert.equal(ex.responses[0].status, 200, 'never a 101, never refused for the header');
