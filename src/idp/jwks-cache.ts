@@ -8,8 +8,9 @@
  * an expired set is due at its expiry (never sooner than {@link MIN_REFETCH_MS} after the
  * previous fetch), so a removed key stops working within one lifetime of the set even when
  * that is shorter than the cooldown; `cooldownSec` (opened by any fetch, the first
- * included) limits only the extra fetches an unknown `kid` triggers, and the retries after
- * a failed fetch, so a flood of random `kid`s or a down IdP cannot turn into a storm.
+ * included) limits only the extra fetches an unknown `kid` triggers, so a flood of random
+ * `kid`s cannot turn into a storm. After a failed fetch the next try comes at the set's own
+ * refresh interval, or after the cooldown if that is sooner.
  *
  * jose's `createRemoteJWKSet` throws instead of serving stale keys, so the policy lives
  * here and jose only imports the keys.
@@ -92,8 +93,10 @@ export class JwksCache {
   private readonly events: JwksEvents;
   private set: KeySet | null = null;
   private lastAttemptAt = -Infinity;
-  /** The last fetch failed: the next one waits for the cooldown. */
+  /** The last fetch failed: the next one waits {@link retryMs}. */
   private lastFailed = false;
+  /** The lifetime of the last key set fetched (its refresh interval). */
+  private lifetimeMs: number;
   private inflight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -110,6 +113,12 @@ export class JwksCache {
     this.policy = opts.policy;
     this.now = opts.now ?? Date.now;
     this.events = opts.events ?? {};
+    this.lifetimeMs = this.policy.cacheTtlSec * 1000;
+  }
+
+  /** How long after a failed fetch the next one may go. */
+  private get retryMs(): number {
+    return Math.min(this.policy.cooldownSec * 1000, this.lifetimeMs);
   }
 
   /** True once a key set has been fetched (readiness). */
@@ -146,25 +155,26 @@ export class JwksCache {
     this.timer = null;
   }
 
-  /** The next background refresh: when the set expires, or a cooldown after a failed fetch. */
+  /** The next background refresh: when the set expires, or {@link retryMs} after a failed fetch. */
   private schedule(): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     const now = this.now();
-    const due = this.lastFailed || !this.set ? this.lastAttemptAt + this.policy.cooldownSec * 1000 : this.set.expiresAt;
+    const due = this.lastFailed || !this.set ? this.lastAttemptAt + this.retryMs : this.set.expiresAt;
     const wait = Math.max(due, this.lastAttemptAt + MIN_REFETCH_MS) - now;
     this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), Math.max(0, wait));
     this.timer.unref();
   }
 
   /**
-   * Whether a request may fetch now. An expired (or absent) set is due for its refresh;
-   * an unknown `kid` in a fresh set, or a retry after a failure, waits for the cooldown.
+   * Whether a request may fetch now. An expired (or absent) set is due for its refresh
+   * ({@link retryMs} after a failure); an unknown `kid` in a fresh set waits for the cooldown.
    */
   private mayFetch(now: number, fresh: boolean): boolean {
     const since = now - this.lastAttemptAt;
     if (since < MIN_REFETCH_MS) return false;
-    return fresh || this.lastFailed ? since >= this.policy.cooldownSec * 1000 : true;
+    if (fresh) return since >= this.policy.cooldownSec * 1000;
+    return !this.lastFailed || since >= this.retryMs;
   }
 
   /**
@@ -183,7 +193,7 @@ export class JwksCache {
       now = this.now();
       s = this.set;
       if (!s || now >= s.expiresAt + this.policy.maxStaleSec * 1000) {
-        const retry = Math.max(1, Math.ceil((this.lastAttemptAt + this.policy.cooldownSec * 1000 - now) / 1000));
+        const retry = Math.max(1, Math.ceil((this.lastAttemptAt + this.retryMs - now) / 1000));
         throw new GatewayError('jwks_unavailable', { retryAfterSec: retry });
       }
       entry = this.select(s, kid, alg);
@@ -242,6 +252,7 @@ export class JwksCache {
       const previous = new Map((this.set?.keys ?? []).map((k) => [k.id, k]));
       const merged = keys.map((k) => previous.get(k.id) ?? k);
       this.set = { keys: merged, ids: new Set(merged.map((k) => k.id)), fetchedAt: now, expiresAt: now + ttl * 1000 };
+      this.lifetimeMs = Math.max(MIN_REFETCH_MS, ttl * 1000);
       this.lastFailed = false;
       this.events.onFetch?.('success');
     } catch (e) {
