@@ -31,6 +31,7 @@ import type { DpopConfig } from './config/schema.js';
 import { NonceSource } from './dpop/nonce.js';
 import { MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop/replay-store.js';
 import { ProofChecker } from './pipeline/dpop.js';
+import { ClaimsHeaderEncoder } from './pipeline/mutate.js';
 import { closeRedis, createRedis } from './redis/client.js';
 import { RedisIntrospectionStore } from './idp/introspection-redis-store.js';
 import { UpgradeTracker, upgradeHandler } from './server/websocket.js';
@@ -177,6 +178,11 @@ export class Gateway implements GatewayCore {
   admin: FastifyInstance | null = null;
   /** The forward-auth listener; null without a `decision:` block. */
   decision: FastifyInstance | null = null;
+  /**
+   * The smallest `clockToleranceSec` each `iss` has had since the start: a reload may not
+   * widen a DPoP proof's window past the ids already stored (src/reload.ts).
+   */
+  readonly toleranceFloors = new Map<string, number>();
   /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
   readonly upgrades = new UpgradeTracker();
   private closing = false;
@@ -223,6 +229,7 @@ export class Gateway implements GatewayCore {
           },
         },
       }),
+      claimsHeader: new ClaimsHeaderEncoder(),
       proofs: new ProofChecker({
         now: this.now,
         replayStore: () => this.replayStore,

@@ -93,32 +93,42 @@ export function headerValue(v: unknown, joiner = ','): string | undefined {
 }
 
 /** The identity headers of `route` for `principal`, as [name, value] pairs (lower-case names). */
-export function identityHeaders(route: CompiledRoute, principal: Principal | null): Array<[string, string]> {
+export function identityHeaders(route: CompiledRoute, principal: Principal | null, encoder?: ClaimsHeaderEncoder): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   if (!principal) return out;
   for (const rule of route.headers) {
     const v = rule.claim === 'scope' ? headerValue(principal.scopes, ' ') : headerValue(readClaim(principal.claims, rule.claim));
     if (v !== undefined && v !== '') out.push([rule.name, v]);
   }
-  if (route.claimsHeader) out.push([route.claimsHeader, claimsHeaderValue(principal.claims)]);
+  if (route.claimsHeader) out.push([route.claimsHeader, encoder ? encoder.encode(principal.claims) : encodeClaims(principal.claims)]);
   return out;
 }
 
-/** claimsHeader values of verified claim sets (frozen, shared by every request of a cached token). */
-const claimsHeaderValues = new WeakMap<object, string>();
-
 /**
  * Every verified claim as base64url JSON, under the same rules as one forwarded claim: an
- * integer beyond 2^53 anywhere, or nesting past {@link MAX_CLAIM_DEPTH}, is `unsafe_claim`
- * (refusals are not remembered: they are recomputed, and cost no upstream request).
+ * integer beyond 2^53 anywhere, or nesting past {@link MAX_CLAIM_DEPTH}, is `unsafe_claim`.
  */
-function claimsHeaderValue(claims: Readonly<Record<string, unknown>>): string {
-  let v = claimsHeaderValues.get(claims);
-  if (v === undefined) {
-    v = Buffer.from(claimJson(claims)).toString('base64url');
-    if (Object.isFrozen(claims)) claimsHeaderValues.set(claims, v);
+function encodeClaims(claims: Readonly<Record<string, unknown>>): string {
+  return Buffer.from(claimJson(claims)).toString('base64url');
+}
+
+/**
+ * `claimsHeader` values, kept per verified claim set: a cached token's claims are one
+ * frozen object shared by all its requests, so each is encoded once. Refusals are not
+ * remembered (they are recomputed, and cost no upstream request). One per gateway.
+ */
+export class ClaimsHeaderEncoder {
+  private readonly values = new WeakMap<object, string>();
+
+  /** The header value for `claims`. */
+  encode(claims: Readonly<Record<string, unknown>>): string {
+    let v = this.values.get(claims);
+    if (v === undefined) {
+      v = encodeClaims(claims);
+      if (Object.isFrozen(claims)) this.values.set(claims, v);
+    }
+    return v;
   }
-  return v;
 }
 
 /**
