@@ -48,7 +48,7 @@ export class Exchange implements RecordedRequest, ForwardObserver {
     const scrub = (s: string | undefined) => s?.replace(SECRET_LIKE, '[redacted]');
     this.core.logger.error({
       route: this.ctx.route?.id,
-      err: { type: err?.name, code: err?.code, message: scrub(err?.message ?? String(e)), stack: scrub(err?.stack) },
+      fault: { type: err?.name, code: err?.code, message: scrub(err?.message ?? String(e)), stack: scrub(err?.stack) },
     }, 'request failed: unexpected error');
     return new GatewayError('internal');
   }
