@@ -1,9 +1,9 @@
 /**
  * Where log lines go: stdout, written in batches.
  *
- * One access line per request is the SPEC; writing each line on its own costs a system
- * call (or a thread-pool round trip) per request, which measured as the largest single
- * cost of a proxied request (`npm run bench`, README Performance). Lines are gathered and
+ * One access line per request is the contract; writing each line on its own costs a
+ * system call (or a thread-pool round trip) per request, the largest single cost of a
+ * proxied request (the README's Performance section has the figures). Lines are gathered and
  * written together when a batch is full or, at the latest, `intervalMs` after the first
  * line of a batch, and at exit. A batch is made of whole lines and at most `maxBatchBytes`
  * bytes, so with `maxBatchBytes` ≤ 4096 (PIPE_BUF) several processes writing to one pipe

@@ -47,7 +47,7 @@ export function isoTimeCached(): () => string {
   };
 }
 
-/** The fields of one access line (SPEC: route, status, latency, sub, issuer, decision reason). */
+/** The fields of one access line: route, status, latency, `sub`, issuer, decision outcome and reason. */
 export interface AccessEntry {
   route: string;
   status: number;

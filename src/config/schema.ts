@@ -86,8 +86,8 @@ const Decision = obj({
 }, 'Optional forward-auth decision listener; absent: no such listener', false);
 
 const Jwks = obj({
-  cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS after this; a shorter Cache-Control max-age wins' }),
-  cooldownSec: Type.Integer({ minimum: 0, default: 30, description: 'At most one fetch per this interval (the first included): unknown `kid`s cannot storm the IdP' }),
+  cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS when it is this old (a shorter Cache-Control max-age wins; never more often than once a second), whatever cooldownSec says: a removed key stops working within this time' }),
+  cooldownSec: Type.Integer({ minimum: 0, default: 30, description: 'At most one extra fetch for an unknown `kid` per this interval (any fetch, the first included, opens it): unknown `kid`s cannot storm the IdP. After a failed fetch the next try comes at the smaller of this and the key set\'s lifetime' }),
   timeoutMs: Type.Integer({ minimum: 1, default: 3000, description: 'Fetch timeout (connect to last byte)' }),
   maxStaleSec: Type.Integer({ minimum: 0, default: 86400, description: 'Keep using the last good keys this long while the IdP is down' }),
   maxBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest JWKS/discovery document accepted' }),
