@@ -23,7 +23,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { formatReport, runBench, SCENARIOS, type ScenarioName } from './harness.js';
-import { workersFor } from '../src/cluster.js';
+import { workersFor } from '../src/cluster/cpus.js';
 
 const quick = process.argv.includes('--quick');
 const env = process.env;

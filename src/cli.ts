@@ -10,7 +10,8 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled, type CompiledConfig } from './config/index.js';
-import { DRAIN, logWarnings, PrimaryReplayStore, runPrimary, shareIdpRequestsThroughPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
+import { runPrimary, workerCount } from './cluster/primary.js';
+import { processRole } from './cluster/worker.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
 
@@ -116,16 +117,12 @@ async function run(file: string | undefined): Promise<number> {
   }
   const config = loadOrReport(file);
   if (!config) return 1;
-  const warnings = cluster.isWorker ? [] : lintWarnings(file, config);
-  // server.workers > 1: this process becomes the cluster primary (src/cluster.ts).
-  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config, warnings);
-  if (cluster.isWorker) shareIdpRequestsThroughPrimary();
-  const gw = cluster.isWorker
-    ? new Gateway(config, { admin: false, logger: workerLogger(config.server.logLevel), memoryReplayStore: new PrimaryReplayStore() })
-    : new Gateway(config);
-  logWarnings(gw.logger, warnings);
+  // server.workers > 1: this process becomes the cluster primary (src/cluster/primary.ts).
+  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config, lintWarnings(file, config));
+  const role = processRole(() => lintWarnings(file, config));
+  const gw = new Gateway(config, role.gatewayOptions(config.server.logLevel));
   const addrs = await gw.start();
-  if (cluster.isWorker) serveWorker(gw);
+  role.started(gw);
   gw.logger.info({ ...addrs, routes: config.routes.length }, 'tokengate started');
   const stopReload = installReload(gw, file);
   await new Promise<void>((resolve) => {
@@ -139,7 +136,7 @@ async function run(file: string | undefined): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
-    if (cluster.isWorker) process.on('message', (m: { type?: string }) => { if (m?.type === DRAIN) stop('SIGTERM'); });
+    role.onDrain(() => stop('SIGTERM'));
   });
   gw.logger.info('stopped');
   // Everything is closed; should a stray handle keep the loop alive, do not hang the pod.
@@ -150,12 +147,10 @@ async function run(file: string | undefined): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
-    if (code !== 0 || process.argv.includes('check')) return;
   },
   (e: unknown) => {
     console.error(`tokengate: ${(e as Error)?.message ?? String(e)}`);
-    process.exitCode = 1;
-    // A cluster worker's IPC channel would keep it alive: leave, so the primary sees the failure.
-    if (cluster.isWorker) process.exit(1);
+    // A listener that did open (or a worker's IPC link) must not keep a failed start alive.
+    process.exit(1);
   },
 );

@@ -108,7 +108,7 @@ export const ERRORS = {
   replay_store_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'DPoP proofs cannot be checked now', challenge: false },
   upstream_unavailable: { status: 502, error: 'bad_gateway', description: 'The upstream service is unavailable', challenge: false },
   upstream_timeout: { status: 504, error: 'gateway_timeout', description: 'The upstream service did not answer in time', challenge: false },
-  // Refused by the HTTP/1.1 parser before any route is known (issue 6): too large, too slow
+  // Refused by the HTTP/1.1 parser before any route is known: too large, too slow
   header_too_large: { status: 431, error: 'bad_request', description: 'The request header section is too large', challenge: false },
   request_timeout: { status: 408, error: 'bad_request', description: 'The request was not received in time', challenge: false },
   internal: { status: 500, error: 'server_error', description: 'Internal error', challenge: false },

@@ -1,7 +1,9 @@
 /**
- * The gateway: holds the current {@link CompiledConfig}, the per-issuer state (JWKS
- * caches, discovery), the verifiers, metrics and logger, and the listeners built on
- * them. A config swap is one assignment; requests read `core.config` once, at their start.
+ * The gateway: builds and holds the current {@link CompiledConfig}, the per-issuer state
+ * (JWKS caches, discovery, introspection), the verifiers, stores, metrics, logger and
+ * request recorder, and hands them to the listeners (`server/`), which do all
+ * per-request work. A config swap is one assignment; requests read `config` once, at
+ * their start.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -13,33 +15,26 @@ import { LOOPBACK_HOSTS } from './idp/http.js';
 import { JwksCache } from './idp/jwks-cache.js';
 import { IntrospectionFailure } from './idp/introspection-client.js';
 import { Introspector } from './idp/introspector.js';
-import { AccessLog, createLogger } from './logger.js';
+import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { JwtVerifier, type KeySource } from './pipeline/verify-jwt.js';
 import { IntrospectionVerifier } from './pipeline/verify-introspection.js';
 import type { Verifiers } from './pipeline/run.js';
+import type { Readiness } from './cluster/channel.js';
 import { buildAdmin } from './server/admin.js';
+import type { GatewayCore } from './server/core.js';
 import { buildDecision } from './server/decision.js';
-import { buildProxy, type RequestState } from './server/proxy.js';
+import { buildProxy } from './server/proxy.js';
+import { RequestRecorder } from './server/record.js';
 import type { Redis } from 'ioredis';
 import type { DpopConfig } from './config/schema.js';
 import { NonceSource } from './dpop/nonce.js';
 import { MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop/replay-store.js';
 import { ProofChecker } from './pipeline/dpop.js';
+import { ClaimsHeaderEncoder } from './pipeline/mutate.js';
 import { closeRedis, createRedis } from './redis/client.js';
 import { RedisIntrospectionStore } from './idp/introspection-redis-store.js';
 import { UpgradeTracker, upgradeHandler } from './server/websocket.js';
-
-/** What the listeners need from the gateway. */
-export interface GatewayCore {
-  readonly config: CompiledConfig;
-  readonly verifiers: Verifiers;
-  readonly metrics: Metrics;
-  recordRequest(state: RequestState, status: number): void;
-  readiness(): { ready: boolean; reason?: string };
-  /** Shutdown has begun (the listeners are closing). */
-  readonly draining: boolean;
-}
 
 /** One issuer's runtime state, kept across reloads while its config is unchanged. */
 export class IssuerRuntime {
@@ -83,9 +78,8 @@ export class IssuerRuntime {
           return meta.jwksUri;
         },
         events: {
-          onFetch: (result, reason, reused) => {
-            // Counts requests to the IdP: an answer shared by another worker's fetch is not one.
-            if (!reused) metrics.jwksFetches.labels(config.id, result).inc();
+          onFetch: (result, reason) => {
+            metrics.jwksFetches.labels(config.id, result).inc();
             if (result === 'failure') {
               jwksLog.warn({ reason }, 'JWKS fetch failed');
               // The IdP may have moved its keys: the next attempt (after the cooldown) discovers again.
@@ -146,7 +140,6 @@ export class IssuerRuntime {
       this.metadataFailedAt = null;
       const p = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
         discoveryOrigins: this.config.discoveryOrigins, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
-        shareForMs: this.config.jwks.cooldownSec * 1000,
       });
       this.metadata = p;
       p.catch(() => {
@@ -166,8 +159,8 @@ export interface GatewayOptions {
   admin?: boolean;
   /**
    * The store used when `server.dpop.replayStore` is `memory`. Cluster workers pass one
-   * held by the primary process (src/cluster.ts), so a proof used at one worker is a
-   * replay at every other. Default: a store in this process.
+   * held by the primary process (src/cluster/worker.ts), so a proof used at one worker is
+   * a replay at every other. Default: a store in this process.
    */
   memoryReplayStore?: ReplayStore;
 }
@@ -177,14 +170,19 @@ export class Gateway implements GatewayCore {
   config: CompiledConfig;
   readonly metrics = new Metrics();
   readonly logger: Logger;
-  /** One line per finished request, built without pino's generic serializer (src/logger.ts). */
-  private readonly access: AccessLog;
+  /** The one writer of access lines and request counts. */
+  readonly recorder: RequestRecorder;
   readonly verifiers: Verifiers;
   readonly issuers = new Map<string, IssuerRuntime>();
   proxy: FastifyInstance | null = null;
   admin: FastifyInstance | null = null;
   /** The forward-auth listener; null without a `decision:` block. */
   decision: FastifyInstance | null = null;
+  /**
+   * The smallest `clockToleranceSec` each `iss` has had since the start: a reload may not
+   * widen a DPoP proof's window past the ids already stored (src/reload.ts).
+   */
+  readonly toleranceFloors = new Map<string, number>();
   /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
   readonly upgrades = new UpgradeTracker();
   private closing = false;
@@ -203,7 +201,7 @@ export class Gateway implements GatewayCore {
     this.now = opts.now ?? Date.now;
     this.serveAdmin = opts.admin ?? true;
     this.logger = opts.logger ?? createLogger(config.server.logLevel);
-    this.access = new AccessLog(this.logger);
+    this.recorder = new RequestRecorder(this.logger, this.metrics);
     const keys: KeySource = {
       getKey: (issuerId, kid, alg) => {
         const jwks = this.issuers.get(issuerId)?.jwks;
@@ -231,6 +229,7 @@ export class Gateway implements GatewayCore {
           },
         },
       }),
+      claimsHeader: new ClaimsHeaderEncoder(),
       proofs: new ProofChecker({
         now: this.now,
         replayStore: () => this.replayStore,
@@ -316,26 +315,12 @@ export class Gateway implements GatewayCore {
   }
 
   /** Ready: config loaded, every needed issuer's keys fetched once, not draining. */
-  readiness(): { ready: boolean; reason?: string } {
+  readiness(): Readiness {
     if (this.closing) return { ready: false, reason: 'shutting down' };
     for (const id of this.jwtIssuerIds(this.config)) {
       if (!this.issuers.get(id)?.jwks?.ready) return { ready: false, reason: `keys of issuer ${id} not fetched yet` };
     }
     return { ready: true };
-  }
-
-  /** One access line and one metric increment per finished request. */
-  recordRequest(state: RequestState, status: number): void {
-    const route = state.ctx.route?.id ?? '(none)';
-    const err = state.error;
-    const outcome = err === null ? 'allowed' : err.status >= 500 && err.status !== 503 ? 'error' : 'denied';
-    const reason = err === null ? state.ctx.reason : err.reason;
-    this.metrics.countRequest(route, outcome, reason);
-    const p = state.ctx.principal;
-    this.access.write({
-      route, status, ms: Math.round((performance.now() - state.start) * 100) / 100,
-      sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
-    });
   }
 
   /** Swaps in a new compiled config (already validated); keeps unchanged issuers' caches. */
@@ -352,12 +337,17 @@ export class Gateway implements GatewayCore {
 
   /** Builds and starts the listeners, and the first key fetches. */
   async start(): Promise<{ proxy: string; admin: string; decision?: string }> {
-    this.proxy = await buildProxy(this, this.logger);
-    this.proxy.server.on('upgrade', upgradeHandler(this, this.upgrades, (st, status) => this.recordRequest(st, status)));
-    // Cluster workers leave the admin listener to the primary (src/cluster.ts).
-    this.admin = this.serveAdmin ? buildAdmin(this, this.logger) : null;
+    this.proxy = buildProxy(this);
+    this.proxy.server.on('upgrade', upgradeHandler(this, this.proxy.server, this.upgrades));
+    // Cluster workers leave the admin listener to the primary (src/cluster/primary.ts).
+    this.admin = this.serveAdmin
+      ? buildAdmin({
+        readiness: () => this.readiness(),
+        metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      }, this.logger)
+      : null;
     const d = this.config.decision;
-    if (d) this.decision = buildDecision(this, this.logger);
+    if (d) this.decision = buildDecision(this);
     for (const id of this.jwtIssuerIds(this.config)) this.issuers.get(id)?.jwks?.start();
     const s = this.config.server;
     const a = this.config.admin;

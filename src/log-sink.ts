@@ -1,9 +1,9 @@
 /**
  * Where log lines go: stdout, written in batches.
  *
- * One access line per request is the SPEC; writing each line on its own costs a system
- * call (or a thread-pool round trip) per request, which measured as the largest single
- * cost of a proxied request (`npm run bench`, README Performance). Lines are gathered and
+ * One access line per request is the contract; writing each line on its own costs a
+ * system call (or a thread-pool round trip) per request, the largest single cost of a
+ * proxied request (the README's Performance section has the figures). Lines are gathered and
  * written together when a batch is full or, at the latest, `intervalMs` after the first
  * line of a batch, and at exit. A batch is made of whole lines and at most `maxBatchBytes`
  * bytes, so with `maxBatchBytes` ≤ 4096 (PIPE_BUF) several processes writing to one pipe
@@ -31,10 +31,12 @@ export interface LineWriterOptions {
 export const EXIT_WAIT_MS = 2000;
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
-/** Writers to flush at exit (one `exit` listener for all of them). */
-const writers = new Set<BatchedLineWriter>();
-
-/** A pino destination that writes whole lines in batches (see the module comment). */
+/**
+ * A pino destination that writes whole lines in batches (see the module comment). Its
+ * methods are pino's destination interface (`write`, `flush`) and nothing that pino
+ * would take for an event emitter's: pino calls `emit('message', ...)` on a destination
+ * that has an `emit` method.
+ */
 export class BatchedLineWriter {
   private readonly fd: number;
   private readonly maxBatchBytes: number;
@@ -80,8 +82,7 @@ export class BatchedLineWriter {
     this.intervalMs = opts.intervalMs ?? 100;
     this.exitWaitMs = opts.exitWaitMs ?? EXIT_WAIT_MS;
     this.batch = Buffer.allocUnsafe(this.maxBatchBytes);
-    if (writers.size === 0) process.once('exit', () => { for (const w of writers) w.flushAtExit(); });
-    writers.add(this);
+    process.once('exit', this.flushAtExit);
   }
 
   /** Adds one line (pino passes each line with its newline). */
@@ -93,7 +94,7 @@ export class BatchedLineWriter {
       if (this.used + n > this.maxBatchBytes) {
         this.flush();
         if (n > this.maxBatchBytes) {
-          this.emit(Buffer.from(line)); // longer than a batch: written alone
+          this.send(Buffer.from(line)); // longer than a batch: written alone
           return true;
         }
       }
@@ -116,11 +117,11 @@ export class BatchedLineWriter {
     if (this.used === 0) return;
     const n = this.used;
     this.used = 0;
-    this.emit(this.batch.subarray(0, n));
+    this.send(this.batch.subarray(0, n));
   }
 
   /** Writes `bytes` now, or queues a copy of them behind an asynchronous write in progress. */
-  private emit(bytes: Buffer): void {
+  private send(bytes: Buffer): void {
     if (this.asyncWriting) this.queued.push(Buffer.from(bytes));
     else this.writeOut(bytes);
   }

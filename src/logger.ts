@@ -20,7 +20,7 @@ export function loggerOptions(level: string): LoggerOptions {
     level,
     base: { service: 'tokengate' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    timestamp: isoTimeCached,
+    timestamp: isoTimeCached(),
     formatters: { level: (label) => ({ level: label }) },
   };
 }
@@ -30,20 +30,24 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return pino(loggerOptions(level), destination ?? new BatchedLineWriter());
 }
 
-let lastMs = -1;
-let lastTime = '';
-
-/** pino's `isoTime`, formatted once per millisecond (access lines ask for it thousands of times a second). */
-export function isoTimeCached(): string {
-  const now = Date.now();
-  if (now !== lastMs) {
-    lastMs = now;
-    lastTime = `,"time":"${new Date(now).toISOString()}"`;
-  }
-  return lastTime;
+/**
+ * pino's `isoTime`, formatted once per millisecond (access lines ask for it thousands of
+ * times a second); each logger gets its own.
+ */
+export function isoTimeCached(): () => string {
+  let lastMs = -1;
+  let lastTime = '';
+  return () => {
+    const now = Date.now();
+    if (now !== lastMs) {
+      lastMs = now;
+      lastTime = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return lastTime;
+  };
 }
 
-/** The fields of one access line (SPEC: route, status, latency, sub, issuer, decision reason). */
+/** The fields of one access line: route, status, latency, `sub`, issuer, decision outcome and reason. */
 export interface AccessEntry {
   route: string;
   status: number;

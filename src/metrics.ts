@@ -83,8 +83,8 @@ export class HistogramCell {
 
 /**
  * A histogram for values observed on every request. prom-client's Histogram hashes the
- * label set and looks up each bucket by name on every `observe` (measured at ~3 µs of a
- * ~100 µs proxied request); here a label set is bound once to a {@link HistogramCell}
+ * label set and looks up each bucket by name on every `observe`, a visible part of a
+ * proxied request's cost; here a label set is bound once to a {@link HistogramCell}
  * and observing is a bucket scan and three additions. It registers in a prom-client
  * Registry like any metric and reports exactly what prom-client's Histogram would
  * (test/unit/metrics checks the exposition text and the cluster aggregation).

@@ -90,15 +90,6 @@ function hashOf(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** Per gateway: the smallest clock tolerance each `iss` has had since it started ({@link keepReplayProtection}). */
-const toleranceFloors = new WeakMap<Gateway, Map<string, number>>();
-
-function toleranceFloorsOf(gw: Gateway): Map<string, number> {
-  let m = toleranceFloors.get(gw);
-  if (m === undefined) toleranceFloors.set(gw, (m = new Map()));
-  return m;
-}
-
 /** Reloads config from files into one gateway; remembers the content hash last applied. */
 export class Reloader {
   private lastHash: string | null = null;
@@ -146,7 +137,7 @@ export class Reloader {
     }
     this.lastHash = hash;
     const ignored = restartOnlyChanges(gw.config, next);
-    const replay = keepReplayProtection(gw.config, next, toleranceFloorsOf(gw));
+    const replay = keepReplayProtection(gw.config, next, gw.toleranceFloors);
     next = replay.config;
     ignored.push(...replay.kept);
     if (ignored.length) {

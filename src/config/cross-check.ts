@@ -2,6 +2,7 @@
  * Checks that the schema cannot express: unique ids, references between routes and
  * issuers, what each auth mode needs, header names the gateway may not set.
  */
+import { HOP_BY_HOP } from '../http/headers.js';
 import { isIP } from 'node:net';
 import { normalizeTarget } from '../pipeline/path.js';
 import { serializeOrigin } from '../pipeline/cors.js';
@@ -15,9 +16,8 @@ export interface CrossProblem {
 }
 
 /** Headers the gateway never lets a route set: hop-by-hop (RFC 9110 §7.6.1) and framing. */
-export const RESERVED_HEADERS = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'host', 'content-length', 'authorization', 'cookie', 'forwarded',
+export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP, 'host', 'content-length', 'authorization', 'cookie', 'forwarded',
   'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'dpop',
 ]);
 

@@ -78,7 +78,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const config = data as Config;
   let cross: ReturnType<typeof crossCheck> = [];
   try {
-    // The schema default of server.redis.url is itself a reference (SPEC): resolve it like one.
+    // The schema default of server.redis.url is itself a `${VAR:-default}` reference: resolve it like one.
     if (config.server.redis.url === REDIS_URL_DEFAULT) config.server.redis.url = env.REDIS_URL || 'redis://127.0.0.1:6379';
     cross = crossCheck(config);
   } catch {

@@ -68,7 +68,7 @@ const Server = obj({
   bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
   upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin; further requests queue until one is free (bounded by upstreamTimeoutMs)' }),
   allowInsecureHttpHosts: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', 'localhost', '::1'], description: 'Hosts that IdP fetches (discovery, JWKS, introspection) may reach over plain http; every other IdP URL must be https. Default: loopback only' }),
-  workers: Type.Integer({ minimum: 0, default: 0, description: 'Gateway processes sharing the proxy port (node:cluster). 0: one per CPU the process may use (a cgroup CPU quota such as a Kubernetes CPU limit caps it, rounded down), at least 1 and at most 4; 1: a single process. With more than one, a primary process serves the admin port (readiness of all workers, summed metrics), holds what must be one per pod (IdP requests, DPoP replay ids) and forwards SIGHUP/SIGTERM; restart-only' }),
+  workers: Type.Integer({ minimum: 0, maximum: 4, default: 0, description: 'Gateway processes sharing the proxy port (node:cluster), at most 4. 0: one per CPU the process may use (a cgroup CPU quota such as a Kubernetes CPU limit caps it, rounded down), at least 1 and at most 4; 1: a single process. Each worker keeps its own key and token caches (the IdP sees up to one JWKS fetch per refresh and one introspection call per token per worker); a primary process serves the admin port (readiness of all workers, summed metrics), holds the DPoP proof ids of a memory replay store and forwards SIGHUP/SIGTERM; restart-only' }),
   dpop: Dpop,
   redis: Redis,
   clientCert: ClientCert,
@@ -86,8 +86,8 @@ const Decision = obj({
 }, 'Optional forward-auth decision listener; absent: no such listener', false);
 
 const Jwks = obj({
-  cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS after this; a shorter Cache-Control max-age wins' }),
-  cooldownSec: Type.Integer({ minimum: 0, default: 30, description: 'At most one fetch per this interval (the first included): unknown `kid`s cannot storm the IdP' }),
+  cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS when it is this old (a shorter Cache-Control max-age wins; never more often than once a second), whatever cooldownSec says: a removed key stops working within this time' }),
+  cooldownSec: Type.Integer({ minimum: 0, default: 30, description: 'At most one extra fetch for an unknown `kid` per this interval (any fetch, the first included, opens it): unknown `kid`s cannot storm the IdP. After a failed fetch the next try comes at the smaller of this and the key set\'s lifetime' }),
   timeoutMs: Type.Integer({ minimum: 1, default: 3000, description: 'Fetch timeout (connect to last byte)' }),
   maxStaleSec: Type.Integer({ minimum: 0, default: 86400, description: 'Keep using the last good keys this long while the IdP is down' }),
   maxBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest JWKS/discovery document accepted' }),

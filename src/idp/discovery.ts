@@ -5,7 +5,7 @@
  * URLs it names must be on the issuer's origin (or a configured `discoveryOrigins`
  * entry): a tampered or confused document cannot send tokengate anywhere else.
  */
-import { checkDiscoveredUrl, fetchJson, FetchError, LOOPBACK_HOSTS, type FetchOptions } from './http.js';
+import { checkDiscoveredUrl, fetchJson, FetchError, LOOPBACK_HOSTS } from './http.js';
 
 /** The part of the metadata tokengate uses. */
 export interface IssuerMetadata {
@@ -18,15 +18,13 @@ export interface DiscoveryPolicy {
   /** Origins besides the issuer's own that the document's URLs may use. */
   discoveryOrigins?: readonly string[];
   allowInsecureHttpHosts?: readonly string[];
-  /** See {@link FetchOptions.shareForMs}. */
-  shareForMs?: number;
 }
 
 /** Fetches and checks `${issuer}/.well-known/openid-configuration`. */
 export async function discover(issuer: string, timeoutMs: number, maxBytes: number, policy: DiscoveryPolicy = {}): Promise<IssuerMetadata> {
   const insecure = policy.allowInsecureHttpHosts ?? LOOPBACK_HOSTS;
   const url = issuer.replace(/\/$/, '') + '/.well-known/openid-configuration';
-  const { body } = await fetchJson(url, { timeoutMs, maxBytes, allowInsecureHttpHosts: insecure, shareForMs: policy.shareForMs });
+  const { body } = await fetchJson(url, { timeoutMs, maxBytes, allowInsecureHttpHosts: insecure });
   if (!body || typeof body !== 'object') throw new FetchError('not_json', 'discovery document is not an object');
   const doc = body as Record<string, unknown>;
   if (doc.issuer !== issuer) throw new FetchError('status', 'discovery document names another issuer');

@@ -17,14 +17,11 @@
 export class FetchError extends Error {
   readonly kind: 'timeout' | 'network' | 'status' | 'redirect' | 'too_large' | 'not_json' | 'policy';
   readonly status?: number;
-  /** server.workers: another worker's request met this failure and this one joined it (no request of its own). */
-  readonly reused: boolean;
-  constructor(kind: FetchError['kind'], message: string, status?: number, reused = false) {
+  constructor(kind: FetchError['kind'], message: string, status?: number) {
     super(message);
     this.name = 'FetchError';
     this.kind = kind;
     this.status = status;
-    this.reused = reused;
   }
 }
 
@@ -33,10 +30,6 @@ export interface JsonResponse {
   status: number;
   body: unknown;
   cacheControl: string | null;
-  /** How long ago the answer was fetched (ms) when it was shared by another process; absent: just now. */
-  ageMs?: number;
-  /** True when another process's fetch answered (this call sent no request to the IdP). */
-  reused?: boolean;
 }
 
 /** Options of one outbound request. */
@@ -50,25 +43,6 @@ export interface FetchOptions {
   acceptStatuses?: readonly number[];
   /** Hosts that may be reached over plain http; default {@link LOOPBACK_HOSTS}. */
   allowInsecureHttpHosts?: readonly string[];
-  /**
-   * With `server.workers`, how long this request's answer may be handed to other workers
-   * sending the same request (for JWKS the issuer's `jwks.cooldownSec`), so the IdP sees
-   * one request per cooldown from the pod, not one per worker. Identical requests in
-   * flight are always joined. A failed GET is shared like an answer; a failed POST only
-   * with requests that joined it in flight. GETs default to 0; a POST goes through the
-   * primary only when this is set.
-   */
-  shareForMs?: number;
-}
-
-/** Sends a request on behalf of this process (a cluster worker: src/cluster.ts asks the primary). */
-export type IdpTransport = (url: string, opts: FetchOptions) => Promise<JsonResponse>;
-
-let idpTransport: IdpTransport | null = null;
-
-/** Routes this process's GETs (discovery, JWKS) and shareable POSTs (introspection) through `transport`; null: fetch directly. */
-export function setIdpTransport(transport: IdpTransport | null): void {
-  idpTransport = transport;
 }
 
 /** The default `server.allowInsecureHttpHosts`: loopback only (development, sidecars). */
@@ -123,16 +97,6 @@ export function checkDiscoveredUrl(
 
 /** Fetches `url` and parses its JSON body under the policy and limits of `opts`. */
 export async function fetchJson(url: string, opts: FetchOptions): Promise<JsonResponse> {
-  // Through the transport: GETs always; a POST only when its caller says its answer may be shared (introspection).
-  if (idpTransport === null || ((opts.method ?? 'GET') !== 'GET' && opts.shareForMs === undefined)) return fetchJsonDirect(url, opts);
-  // Refused here already, not only where the transport sends it (src/cluster.ts: fetchJsonDirect again).
-  const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
-  if (problem) throw new FetchError('policy', `URL ${problem}`);
-  return idpTransport(url, opts);
-}
-
-/** {@link fetchJson} from this process, whatever the transport (the policy check included). */
-export async function fetchJsonDirect(url: string, opts: FetchOptions): Promise<JsonResponse> {
   const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
   if (problem) throw new FetchError('policy', `URL ${problem}`);
   const signal = AbortSignal.timeout(opts.timeoutMs);

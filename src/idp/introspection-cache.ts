@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { IntrospectionConfig } from '../config/schema.js';
-import type { IntrospectionAnswer, Introspected } from './introspection-client.js';
+import type { IntrospectionAnswer } from './introspection-client.js';
 
 /**
  * Where cached decisions are kept. `get` returns undefined for a missing or expired
@@ -117,7 +117,7 @@ export class IntrospectionCache {
    * of `load()` (stored for its TTL before anyone else can miss it). A failed `load()` is
    * thrown to every waiter and never cached.
    */
-  async resolve(key: string, load: () => Promise<Pick<Introspected, 'answer' | 'ageMs'>>): Promise<{ answer: IntrospectionAnswer; result: CacheResult }> {
+  async resolve(key: string, load: () => Promise<IntrospectionAnswer>): Promise<{ answer: IntrospectionAnswer; result: CacheResult }> {
     let pending = this.inflight.get(key);
     if (!pending) {
       let cached: IntrospectionAnswer | undefined;
@@ -132,12 +132,11 @@ export class IntrospectionCache {
     return { answer: await pending, result: 'miss' };
   }
 
-  private start(key: string, load: () => Promise<Pick<Introspected, 'answer' | 'ageMs'>>): Promise<IntrospectionAnswer> {
+  private start(key: string, load: () => Promise<IntrospectionAnswer>): Promise<IntrospectionAnswer> {
     const p = (async () => {
-      const { answer, ageMs } = await load();
+      const answer = await load();
       const stored = answer.active ? answer : INACTIVE;
-      // An answer another worker obtained earlier lives only as long as it would have there.
-      const ttl = cacheTtlMs(stored, this.policy, this.now()) - ageMs;
+      const ttl = cacheTtlMs(stored, this.policy, this.now());
       if (ttl > 0) await this.store.set(key, stored, ttl).catch(() => undefined);
       return stored;
     })();

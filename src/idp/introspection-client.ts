@@ -17,19 +17,16 @@ export type IntrospectionAnswer = Readonly<Record<string, unknown>> & { readonly
 /** Why an introspection call gave no usable answer; `kind` is a fixed label for logs. */
 export class IntrospectionFailure extends Error {
   readonly kind: FetchError['kind'] | 'no_endpoint' | 'bad_answer';
-  /** server.workers: another worker's call failed and this one joined it (no call of its own to count). */
-  readonly reused: boolean;
-  constructor(kind: IntrospectionFailure['kind'], message: string, reused = false) {
+  constructor(kind: IntrospectionFailure['kind'], message: string) {
     super(message);
     this.name = 'IntrospectionFailure';
     this.kind = kind;
-    this.reused = reused;
   }
 }
 
 /** Options of an {@link IntrospectionClient}. */
 export interface IntrospectionClientOptions {
-  policy: Pick<IntrospectionConfig, 'clientId' | 'clientSecret' | 'authMethod' | 'timeoutMs'> & Partial<Pick<IntrospectionConfig, 'cacheTtlSec' | 'negativeCacheTtlSec'>>;
+  policy: Pick<IntrospectionConfig, 'clientId' | 'clientSecret' | 'authMethod' | 'timeoutMs'>;
   /** The endpoint URL: the configured one, or the one from discovery. */
   endpoint: () => Promise<string>;
   /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
@@ -56,22 +53,18 @@ export class IntrospectionClient {
   private readonly endpoint: () => Promise<string>;
   private readonly basic: string | null;
   private readonly allowInsecureHttpHosts?: readonly string[];
-  /** server.workers: an answer may serve other workers as long as any of them could have cached it. */
-  private readonly shareForMs: number | undefined;
 
   constructor(opts: IntrospectionClientOptions) {
     this.policy = opts.policy;
     this.allowInsecureHttpHosts = opts.allowInsecureHttpHosts;
     this.endpoint = opts.endpoint;
-    const { cacheTtlSec, negativeCacheTtlSec } = opts.policy;
-    this.shareForMs = cacheTtlSec === undefined || negativeCacheTtlSec === undefined ? undefined : Math.min(cacheTtlSec, negativeCacheTtlSec) * 1000;
     this.basic = opts.policy.authMethod === 'client_secret_basic'
       ? basicAuthorization(opts.policy.clientId, opts.policy.clientSecret)
       : null;
   }
 
   /** Introspects `token`; throws {@link IntrospectionFailure} unless the IdP gave a valid answer. */
-  async introspect(token: string): Promise<Introspected> {
+  async introspect(token: string): Promise<IntrospectionAnswer> {
     let url: string;
     try {
       url = await this.endpoint();
@@ -90,19 +83,13 @@ export class IntrospectionClient {
       form.set('client_secret', this.policy.clientSecret);
     }
     let body: unknown;
-    let ageMs = 0;
-    let reused = false;
     try {
-      const res = await fetchJson(url, {
+      ({ body } = await fetchJson(url, {
         method: 'POST', headers, body: form.toString(), timeoutMs: this.policy.timeoutMs, maxBytes: INTROSPECTION_MAX_BYTES,
         allowInsecureHttpHosts: this.allowInsecureHttpHosts,
-        shareForMs: this.shareForMs,
-      });
-      body = res.body;
-      ageMs = res.ageMs ?? 0;
-      reused = res.reused === true;
+      }));
     } catch (e) {
-      if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message, e.reused);
+      if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message);
       throw new IntrospectionFailure('network', 'request failed');
     }
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -112,15 +99,7 @@ export class IntrospectionClient {
     if (typeof (body as { active?: unknown }).active !== 'boolean') {
       throw new IntrospectionFailure('bad_answer', 'answer has no boolean `active`');
     }
-    return { answer: Object.freeze(body) as IntrospectionAnswer, ageMs, reused };
+    return Object.freeze(body) as IntrospectionAnswer;
   }
 }
 
-/** An answer, and how it came (`server.workers`: another worker's request may have obtained it). */
-export interface Introspected {
-  answer: IntrospectionAnswer;
-  /** How long before it arrived here it was fetched, in ms (cache lifetimes count from then); 0: just now. */
-  ageMs: number;
-  /** No request was sent for it (another worker's was joined or reused): not a call to count. */
-  reused: boolean;
-}

@@ -7,7 +7,7 @@
 import type { IntrospectionConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { IntrospectionCache, introspectionCacheKey, MemoryIntrospectionStore, type CacheResult, type IntrospectionStore } from './introspection-cache.js';
-import { IntrospectionClient, IntrospectionFailure, type IntrospectionAnswer, type Introspected } from './introspection-client.js';
+import { IntrospectionClient, IntrospectionFailure, type IntrospectionAnswer } from './introspection-client.js';
 
 /** Seconds a client is told to wait (`Retry-After`) when introspection is unavailable. */
 export const INTROSPECTION_RETRY_AFTER_SEC = 2;
@@ -82,17 +82,15 @@ export class Introspector {
     }
   }
 
-  private async call(token: string): Promise<Introspected> {
+  private async call(token: string): Promise<IntrospectionAnswer> {
     const start = performance.now();
     try {
-      const got = await this.client.introspect(token);
-      // An answer another worker's request obtained is not a call to the IdP.
-      if (!got.reused) this.events.onCall?.(got.answer.active ? 'active' : 'inactive', (performance.now() - start) / 1000);
-      return got;
+      const answer = await this.client.introspect(token);
+      this.events.onCall?.(answer.active ? 'active' : 'inactive', (performance.now() - start) / 1000);
+      return answer;
     } catch (e) {
       const failure = e instanceof IntrospectionFailure ? e : new IntrospectionFailure('network', 'request failed');
-      // A failure another worker's call met (joined in flight) is not a call of this worker's.
-      if (!failure.reused) this.events.onCall?.('error', (performance.now() - start) / 1000, failure);
+      this.events.onCall?.('error', (performance.now() - start) / 1000, failure);
       throw failure;
     }
   }

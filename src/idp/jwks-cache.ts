@@ -1,8 +1,16 @@
 /**
- * One issuer's signing keys: fetched once, cached, refreshed on expiry and on an unknown
- * `kid`, with every fetch coalesced (single flight) and rate-limited by `cooldownSec`
- * (the first fetch included), and the last good keys kept for `maxStaleSec` past their
- * expiry while the IdP is down.
+ * One issuer's signing keys: fetched once, cached, refreshed when they expire
+ * (`cacheTtlSec`, or a shorter `Cache-Control: max-age`) and on an unknown `kid`, with
+ * every fetch coalesced (single flight), and the last good keys kept for `maxStaleSec`
+ * past their expiry while the IdP is down.
+ *
+ * Two intervals bound the requests to the IdP, as in Envoy's JWKS fetcher: the refresh of
+ * an expired set is due at its expiry (never sooner than {@link MIN_REFETCH_MS} after the
+ * previous fetch), so a removed key stops working within one lifetime of the set even when
+ * that is shorter than the cooldown; `cooldownSec` (opened by any fetch, the first
+ * included) limits only the extra fetches an unknown `kid` triggers, so a flood of random
+ * `kid`s cannot turn into a storm. After a failed fetch the next try comes at the set's own
+ * refresh interval, or after the cooldown if that is sooner.
  *
  * jose's `createRemoteJWKSet` throws instead of serving stale keys, so the policy lives
  * here and jose only imports the keys.
@@ -14,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
 import { GatewayError } from '../errors.js';
-import { FetchError, fetchJson, maxAgeOf } from './http.js';
+import { fetchJson, maxAgeOf } from './http.js';
 
 /** The cache policy (the issuer's `jwks` block). */
 export interface JwksPolicy {
@@ -27,8 +35,8 @@ export interface JwksPolicy {
 
 /** Observers for metrics and logs. */
 export interface JwksEvents {
-  /** A fetch ended; `reused`: the answer came from another worker's fetch (no request was sent). */
-  onFetch?(result: 'success' | 'failure', reason?: string, reused?: boolean): void;
+  /** A fetch ended. */
+  onFetch?(result: 'success' | 'failure', reason?: string): void;
 }
 
 /** A usable public key and its identity as published. */
@@ -56,6 +64,9 @@ interface KeySet {
   expiresAt: number;
 }
 
+/** The shortest time between two fetches of one key set, whatever its `max-age` says. */
+export const MIN_REFETCH_MS = 1000;
+
 /** Which JWK `kty`/`crv` can verify a JWS `alg` (RFC 7518 §3, RFC 8037). */
 function keyFits(jwk: JWK, alg: string): boolean {
   if (jwk.use !== undefined && jwk.use !== 'sig') return false;
@@ -82,6 +93,10 @@ export class JwksCache {
   private readonly events: JwksEvents;
   private set: KeySet | null = null;
   private lastAttemptAt = -Infinity;
+  /** The last fetch failed: the next one waits {@link retryMs}. */
+  private lastFailed = false;
+  /** The lifetime of the last key set fetched (its refresh interval). */
+  private lifetimeMs: number;
   private inflight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -98,6 +113,12 @@ export class JwksCache {
     this.policy = opts.policy;
     this.now = opts.now ?? Date.now;
     this.events = opts.events ?? {};
+    this.lifetimeMs = this.policy.cacheTtlSec * 1000;
+  }
+
+  /** How long after a failed fetch the next one may go. */
+  private get retryMs(): number {
+    return Math.min(this.policy.cooldownSec * 1000, this.lifetimeMs);
   }
 
   /** True once a key set has been fetched (readiness). */
@@ -134,15 +155,26 @@ export class JwksCache {
     this.timer = null;
   }
 
+  /** The next background refresh: when the set expires, or {@link retryMs} after a failed fetch. */
   private schedule(): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     const now = this.now();
-    const cooldown = this.policy.cooldownSec * 1000;
-    const due = this.set && this.set.expiresAt > now ? this.set.expiresAt - now : 0;
-    const wait = Math.max(due, this.lastAttemptAt + cooldown - now, 1000);
-    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), wait);
+    const due = this.lastFailed || !this.set ? this.lastAttemptAt + this.retryMs : this.set.expiresAt;
+    const wait = Math.max(due, this.lastAttemptAt + MIN_REFETCH_MS) - now;
+    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), Math.max(0, wait));
     this.timer.unref();
+  }
+
+  /**
+   * Whether a request may fetch now. An expired (or absent) set is due for its refresh
+   * ({@link retryMs} after a failure); an unknown `kid` in a fresh set waits for the cooldown.
+   */
+  private mayFetch(now: number, fresh: boolean): boolean {
+    const since = now - this.lastAttemptAt;
+    if (since < MIN_REFETCH_MS) return false;
+    if (fresh) return since >= this.policy.cooldownSec * 1000;
+    return !this.lastFailed || since >= this.retryMs;
   }
 
   /**
@@ -155,13 +187,13 @@ export class JwksCache {
     const fresh = s !== null && now < s.expiresAt;
     let entry = fresh ? this.select(s as KeySet, kid, alg) : null;
     if (!entry) {
-      // Expired, never fetched, or an unknown kid: fetch, if the cooldown allows it.
+      // Expired, never fetched, or an unknown kid: fetch, if it is due (see mayFetch).
       if (this.inflight) await this.inflight;
-      else if (now - this.lastAttemptAt >= this.policy.cooldownSec * 1000) await this.refresh();
+      else if (this.mayFetch(now, fresh)) await this.refresh();
       now = this.now();
       s = this.set;
       if (!s || now >= s.expiresAt + this.policy.maxStaleSec * 1000) {
-        const retry = Math.max(1, Math.ceil((this.lastAttemptAt + this.policy.cooldownSec * 1000 - now) / 1000));
+        const retry = Math.max(1, Math.ceil((this.lastAttemptAt + this.retryMs - now) / 1000));
         throw new GatewayError('jwks_unavailable', { retryAfterSec: retry });
       }
       entry = this.select(s, kid, alg);
@@ -205,18 +237,13 @@ export class JwksCache {
   }
 
   private async fetchOnce(): Promise<void> {
-    let reused = false;
     try {
       const uri = await this.resolveUri();
-      const res = await fetchJson(uri, {
+      const { body, cacheControl } = await fetchJson(uri, {
         timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
-        shareForMs: this.policy.cooldownSec * 1000,
       });
-      reused = res.reused === true;
-      const { body, cacheControl } = res;
       const keys = await parseJwks(body);
-      // A key set another worker fetched earlier expires when it would have there.
-      const now = this.now() - (res.ageMs ?? 0);
+      const now = this.now();
       const maxAge = maxAgeOf(cacheControl);
       const ttl = maxAge === null ? this.policy.cacheTtlSec : Math.min(maxAge, this.policy.cacheTtlSec);
       // Keep imported CryptoKeys of keys still published exactly as before (same id): a
@@ -225,9 +252,12 @@ export class JwksCache {
       const previous = new Map((this.set?.keys ?? []).map((k) => [k.id, k]));
       const merged = keys.map((k) => previous.get(k.id) ?? k);
       this.set = { keys: merged, ids: new Set(merged.map((k) => k.id)), fetchedAt: now, expiresAt: now + ttl * 1000 };
-      this.events.onFetch?.('success', undefined, reused);
+      this.lifetimeMs = Math.max(MIN_REFETCH_MS, ttl * 1000);
+      this.lastFailed = false;
+      this.events.onFetch?.('success');
     } catch (e) {
-      this.events.onFetch?.('failure', (e as Error).message, reused || (e instanceof FetchError && e.reused));
+      this.lastFailed = true;
+      this.events.onFetch?.('failure', (e as Error).message);
     }
   }
 }

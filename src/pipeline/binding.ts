@@ -7,6 +7,7 @@
 import type { CompiledAuth, CompiledConfig } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
 import { thumbprintFromHeader } from './client-cert.js';
+import { headerValues } from '../http/headers.js';
 import type { Credential } from './extract.js';
 import { normalizeOrigin, type ProofChecker } from './dpop.js';
 import type { Principal } from './principal.js';
@@ -23,16 +24,6 @@ export interface BindingRequest {
   path: string;
   /** Peer address of the connection; the client-certificate header is believed only from trusted ones. */
   peer: string | undefined;
-}
-
-/** Every value of header `lower` (already lower case) in a raw header list. */
-export function headerValues(rawHeaders: readonly string[], lower: string): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i];
-    if (name.length === lower.length && name.toLowerCase() === lower) out.push(rawHeaders[i + 1]);
-  }
-  return out;
 }
 
 /**

@@ -6,6 +6,7 @@
  * check has its own reason. Remembering the `jti` is the only I/O, done through the
  * injected {@link ReplayStore}.
  */
+import { normalizeTyp } from '../http/headers.js';
 import { createHash } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
@@ -121,7 +122,7 @@ export class ProofChecker {
     } catch {
       throw new GatewayError('dpop_proof_malformed');
     }
-    if (typeof header.typ !== 'string' || header.typ.toLowerCase().replace(/^application\//, '') !== 'dpop+jwt') {
+    if (typeof header.typ !== 'string' || normalizeTyp(header.typ) !== 'dpop+jwt') {
       throw new GatewayError('dpop_proof_typ');
     }
     const alg = header.alg;

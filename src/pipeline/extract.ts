@@ -4,6 +4,7 @@
  * optional for resource servers and leak tokens into logs).
  */
 import { GatewayError } from '../errors.js';
+import { singleHeader } from '../http/headers.js';
 
 /** The presented credential (frozen: one may serve every request of a connection). */
 export interface Credential {
@@ -41,18 +42,11 @@ const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
  * parsed again.
  */
 export function extractCredential(rawHeaders: readonly string[], search: string, maxTokenBytes: number, memo?: CredentialMemo): Credential | null {
-  let value: string | undefined;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i];
-    if (name.length === 13 && name.toLowerCase() === 'authorization') {
-      if (value !== undefined) throw new GatewayError('multiple_credentials');
-      value = rawHeaders[i + 1];
-    }
-  }
+  const value = singleHeader(rawHeaders, 'authorization', 'multiple_credentials');
   if (search.length > 1 && hasAccessTokenParam(search.slice(1))) {
-    throw new GatewayError(value !== undefined ? 'multiple_credentials' : 'token_in_query');
+    throw new GatewayError(value !== null ? 'multiple_credentials' : 'token_in_query');
   }
-  if (value === undefined) return null;
+  if (value === null) return null;
   if (memo !== undefined && memo.cred !== null && memo.value === value) {
     if (memo.cred.token.length > maxTokenBytes) throw new GatewayError('token_too_large'); // the limit may have been reloaded
     return memo.cred;

@@ -4,14 +4,9 @@
  */
 import type { CompiledConfig, CompiledRoute } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
+import { connectionTokens, HOP_BY_HOP } from '../http/headers.js';
 import { readClaim } from './authorize.js';
 import type { Principal } from './principal.js';
-
-/** Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §9.6): never forwarded. */
-export const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'http2-settings',
-]);
 
 /**
  * Headers some upstream stacks read to override the request's path or method (IIS and
@@ -98,47 +93,42 @@ export function headerValue(v: unknown, joiner = ','): string | undefined {
 }
 
 /** The identity headers of `route` for `principal`, as [name, value] pairs (lower-case names). */
-export function identityHeaders(route: CompiledRoute, principal: Principal | null): Array<[string, string]> {
+export function identityHeaders(route: CompiledRoute, principal: Principal | null, encoder?: ClaimsHeaderEncoder): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   if (!principal) return out;
   for (const rule of route.headers) {
     const v = rule.claim === 'scope' ? headerValue(principal.scopes, ' ') : headerValue(readClaim(principal.claims, rule.claim));
     if (v !== undefined && v !== '') out.push([rule.name, v]);
   }
-  if (route.claimsHeader) out.push([route.claimsHeader, claimsHeaderValue(principal.claims)]);
+  if (route.claimsHeader) out.push([route.claimsHeader, encoder ? encoder.encode(principal.claims) : encodeClaims(principal.claims)]);
   return out;
 }
 
-/** claimsHeader values of verified claim sets (frozen, shared by every request of a cached token). */
-const claimsHeaderValues = new WeakMap<object, string>();
-
 /**
  * Every verified claim as base64url JSON, under the same rules as one forwarded claim: an
- * integer beyond 2^53 anywhere, or nesting past {@link MAX_CLAIM_DEPTH}, is `unsafe_claim`
- * (refusals are not remembered: they are recomputed, and cost no upstream request).
+ * integer beyond 2^53 anywhere, or nesting past {@link MAX_CLAIM_DEPTH}, is `unsafe_claim`.
  */
-function claimsHeaderValue(claims: Readonly<Record<string, unknown>>): string {
-  let v = claimsHeaderValues.get(claims);
-  if (v === undefined) {
-    v = Buffer.from(claimJson(claims)).toString('base64url');
-    if (Object.isFrozen(claims)) claimsHeaderValues.set(claims, v);
-  }
-  return v;
+function encodeClaims(claims: Readonly<Record<string, unknown>>): string {
+  return Buffer.from(claimJson(claims)).toString('base64url');
 }
 
 /**
- * Lower-case names listed in `Connection` (RFC 9110 §7.6.1; repeated headers are one list,
- * RFC 9110 §5.3), for requests and responses alike; null when nothing is listed.
+ * `claimsHeader` values, kept per verified claim set: a cached token's claims are one
+ * frozen object shared by all its requests, so each is encoded once. Refusals are not
+ * remembered (they are recomputed, and cost no upstream request). One per gateway.
  */
-export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  // `keep-alive` alone (what most clients send) lists only a header that is hop-by-hop anyway.
-  if (!value || value === 'keep-alive') return null;
-  const set = new Set<string>();
-  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
-    const t = part.trim().toLowerCase();
-    if (t) set.add(t);
+export class ClaimsHeaderEncoder {
+  private readonly values = new WeakMap<object, string>();
+
+  /** The header value for `claims`. */
+  encode(claims: Readonly<Record<string, unknown>>): string {
+    let v = this.values.get(claims);
+    if (v === undefined) {
+      v = encodeClaims(claims);
+      if (Object.isFrozen(claims)) this.values.set(claims, v);
+    }
+    return v;
   }
-  return set;
 }
 
 /**

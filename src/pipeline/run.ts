@@ -13,7 +13,7 @@ import type { ProofChecker } from './dpop.js';
 import { authorize } from './authorize.js';
 import { extractCredential, hasAccessTokenParam, type Credential, type CredentialMemo } from './extract.js';
 import { corsRouteAt, hostOnly, matchRoute, upstreamPath } from './match.js';
-import { identityHeaders } from './mutate.js';
+import { identityHeaders, type ClaimsHeaderEncoder } from './mutate.js';
 import { normalizeTarget } from './path.js';
 import type { Principal } from './principal.js';
 import { looksLikeJwt } from './verify-jwt.js';
@@ -57,6 +57,8 @@ export interface Verifiers {
   introspection?: TokenVerifier;
   /** DPoP proof checking (RFC 9449); absent: DPoP-bound tokens fail closed. */
   proofs?: ProofChecker;
+  /** Remembers `claimsHeader` values per verified claim set; absent: encoded every time. */
+  claimsHeader?: ClaimsHeaderEncoder;
 }
 
 /** A step's outcome, for `explain` and debugging. */
@@ -220,7 +222,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
     authorize(principal, auth);
     note(ctx, 'authorize', true, 'scopes and claims satisfied');
 
-    ctx.headers = identityHeaders(route, principal);
+    ctx.headers = identityHeaders(route, principal, verifiers.claimsHeader);
     if (ctx.trace) note(ctx, 'headers', true, ctx.headers.map(([n]) => n).join(', ') || 'none');
   } catch (e) {
     throw dpopChallenge(config, cred, e);

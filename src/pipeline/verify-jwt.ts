@@ -6,6 +6,7 @@
  * Verified tokens are cached (exact token → claims) until `exp` and while their key is
  * still published; audience and policy are re-applied per route on every hit.
  */
+import { normalizeTyp } from '../http/headers.js';
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { CompiledAuth } from '../config/compile.js';
@@ -187,9 +188,7 @@ function isCanonicalB64url(s: string, start: number, end: number): boolean {
 
 /** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */
 function typMatches(typ: unknown, required: string): boolean {
-  if (typeof typ !== 'string') return false;
-  const norm = (t: string) => t.toLowerCase().replace(/^application\//, '');
-  return norm(typ) === norm(required);
+  return typeof typ === 'string' && normalizeTyp(typ) === normalizeTyp(required);
 }
 
 /**

@@ -10,36 +10,26 @@
  * own headers on to the auth subrequest (README, "Decision endpoint", has the setups, and
  * test/e2e/decision-nginx.test.ts sends forgeries through them).
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Logger } from 'pino';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import type { CompiledConfig } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
-import { decide, newContext } from '../pipeline/run.js';
-import { addressMatcher, type AddressMatcher } from '../config/address-matcher.js';
-import type { GatewayCore } from '../gateway.js';
-import { mountCatchAll, sameLogger, type RequestState } from './proxy.js';
-import { sendError, toGatewayError } from './error-response.js';
-import { clientScheme, countHeader } from './forwarded.js';
-
-/** A compiled `trustedProxies` list (the same matcher as `clientCert.trustedProxies`). */
-export type PeerMatcher = AddressMatcher;
-
-/** Compiles CIDR strings (already validated by cross-check) into a matcher. */
-export const peerMatcher: (cidrs: readonly string[]) => PeerMatcher = addressMatcher;
-
-/** The one value of a header sent at most once; `null` when absent, throws when repeated. */
-function single(raw: readonly string[], lname: string): string | null {
-  let found: string | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length === lname.length && raw[i].toLowerCase() === lname) {
-      if (found !== null) throw new GatewayError('missing_forwarded_uri');
-      found = raw[i + 1];
-    }
-  }
-  return found;
-}
+import type { RequestFacts } from '../pipeline/run.js';
+import type { GatewayCore } from './core.js';
+import { sendError } from './error-response.js';
+import { Exchange } from './exchange.js';
+import { countHeader, singleHeader } from '../http/headers.js';
+import { clientScheme } from './forwarded.js';
+import { hardenListener, listenerOptions } from './listener.js';
+import { mountCatchAll } from './proxy.js';
 
 function bad(): never {
   throw new GatewayError('bad_request');
+}
+
+/** The one value of a described-request header; repeated is as bad as absent (400). */
+function described(raw: readonly string[], lname: string): string | null {
+  return singleHeader(raw, lname, 'missing_forwarded_uri');
 }
 
 /**
@@ -51,39 +41,38 @@ function bad(): never {
  * `Host` headers when no `X-Forwarded-Host` names the host.
  */
 export function describedRequest(method: string, host: string | undefined, raw: readonly string[]): { method: string; target: string; host: string | undefined } {
-  const fUri = single(raw, 'x-forwarded-uri');
-  const oUri = fUri === null ? single(raw, 'x-original-uri') : null;
+  const fUri = described(raw, 'x-forwarded-uri');
+  const oUri = fUri === null ? described(raw, 'x-original-uri') : null;
   const target = fUri ?? oUri;
   if (target === null || !target.startsWith('/')) throw new GatewayError('missing_forwarded_uri');
-  const m = fUri !== null ? single(raw, 'x-forwarded-method') : single(raw, 'x-original-method');
+  const m = fUri !== null ? described(raw, 'x-forwarded-method') : described(raw, 'x-original-method');
   // RFC 9112 §3.2: a request with two Host headers is ambiguous (the proxy refuses it too).
-  const h = single(raw, 'x-forwarded-host') ?? (countHeader(raw, 'host') > 1 ? bad() : host);
+  const h = described(raw, 'x-forwarded-host') ?? (countHeader(raw, 'host') > 1 ? bad() : host);
   return { method: m === null ? method : m.trim().toUpperCase(), target, host: h };
 }
 
+/**
+ * The request facts of a decision call. DPoP htu (RFC 9449 §4.3) is the described
+ * request's URI: its scheme from X-Forwarded-Proto (the peer is trusted), its host as
+ * described; the peer is the front proxy, which is also who may carry the client
+ * certificate. A peer outside `decision.trustedProxies` is refused before anything is read.
+ */
+function decisionFacts(trusted: (config: CompiledConfig) => ((addr: string | undefined) => boolean) | null, config: CompiledConfig, raw: IncomingMessage): RequestFacts {
+  const isTrusted = trusted(config);
+  if (!isTrusted || !isTrusted(raw.socket.remoteAddress)) throw new GatewayError('untrusted_peer');
+  return {
+    ...describedRequest(raw.method as string, raw.headers.host, raw.rawHeaders),
+    rawHeaders: raw.rawHeaders,
+    scheme: clientScheme(true, raw.headers['x-forwarded-proto']),
+    peer: raw.socket.remoteAddress,
+  };
+}
+
 /** Builds (does not start) the decision Fastify instance. */
-export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstance {
+export function buildDecision(core: GatewayCore): FastifyInstance {
   const started = core.config;
-  const server = started.server;
-  const app = Fastify({
-    loggerInstance: logger as unknown as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
-    // No per-request child logger (Fastify's default builds one with a request id on every
-    // request; nothing here logs per request through it — the access line is our own).
-    childLoggerFactory: sameLogger,
-    keepAliveTimeout: server.keepAliveTimeoutMs,
-    requestTimeout: server.requestTimeoutMs,
-    http: { maxHeaderSize: server.maxHeaderBytes, headersTimeout: server.headersTimeoutMs },
-    return503OnClosing: true,
-    forceCloseConnections: false,
-    frameworkErrors: (_err, _req, reply) => {
-      sendError(reply, new GatewayError('bad_path'));
-    },
-  });
-  app.decorateRequest('tokengate', null);
-  // As on the proxy: see every header (a second Authorization must not hide past Node's
-  // ~1000-header cut-off); the section is bounded by maxHeaderBytes.
-  app.server.maxHeadersCount = 0;
+  const app = Fastify(listenerOptions(core));
+  hardenListener(app, core);
   // The body of a decision call means nothing: read and discard it.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => {
@@ -91,43 +80,26 @@ export function buildDecision(core: GatewayCore, logger: Logger): FastifyInstanc
     payload.on('end', () => done(null, undefined));
     payload.resume();
   });
-  app.setErrorHandler((err, req, reply) => {
-    const gerr = toGatewayError(err);
-    if (req.tokengate) req.tokengate.error = gerr;
-    return sendError(reply, gerr);
-  });
+  // A reload that removes the `decision` block cannot stop the listener: keep the list it started with.
+  const trusted = (config: CompiledConfig) => config.decisionTrusted ?? started.decisionTrusted;
+  const facts = (config: CompiledConfig, raw: IncomingMessage) => decisionFacts(trusted, config, raw);
 
-  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
-    const config = core.config;
-    const ctx = newContext();
-    const state: RequestState = { ctx, config, start: performance.now(), error: null };
-    req.tokengate = state;
-    const raw = req.raw;
-    try {
-      // A reload that removes the `decision` block cannot stop the listener: keep the list it started with.
-      const trusted = config.decisionTrusted ?? started.decisionTrusted;
-      if (!trusted || !trusted(raw.socket.remoteAddress)) throw new GatewayError('untrusted_peer');
-      const described = describedRequest(raw.method as string, raw.headers.host, raw.rawHeaders);
-      // DPoP htu (RFC 9449 §4.3) is the described request's URI: its scheme from
-      // X-Forwarded-Proto (the peer is trusted), its host as described; the peer is the
-      // front proxy, which is also who may carry the client certificate.
-      await decide(config, {
-        ...described,
-        rawHeaders: raw.rawHeaders,
-        scheme: clientScheme(true, raw.headers['x-forwarded-proto']),
-        peer: raw.socket.remoteAddress,
-      }, core.verifiers, ctx);
-    } catch (e) {
-      state.error = toGatewayError(e);
-      core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
-      return sendError(reply, state.error);
+  const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const ex = new Exchange(core.config, core);
+    req.tokengate = ex;
+    const refused = await ex.judge(facts, req.raw);
+    if (refused !== null) {
+      sendError(reply, refused);
+      ex.done(refused.status);
+      return;
     }
-    core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
+    const ctx = ex.ctx;
     reply.header('cache-control', 'no-store');
     for (const [name, value] of ctx.headers) reply.header(name, value);
     if (ctx.dpopNonce) reply.header('dpop-nonce', ctx.dpopNonce); // RFC 9449 §8.2, for the front proxy to relay
-    return reply.code(200).send();
+    reply.code(200).send();
+    ex.done(200);
   };
-  mountCatchAll(app, core, handler);
+  mountCatchAll(app, handler);
   return app;
 }

@@ -18,7 +18,7 @@ export const REALM = 'tokengate';
 export function challengeFor(err: GatewayError): string | null {
   if (!ERRORS[err.reason].challenge) return null;
   if (err.dpop) {
-    // RFC 9449 §7.1: `DPoP error="...", algs="..."` (the attributes the SPEC names come first).
+    // RFC 9449 §7.1: `DPoP error="...", algs="..."` (the attributes the contract names come first).
     const c = `DPoP error="${err.error}", algs="${err.dpop.algs}", error_description="${err.message}"`;
     return err.scope ? `${c}, scope="${err.scope}"` : c;
   }

@@ -11,7 +11,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
-import { connectionTokens, HOP_BY_HOP } from '../pipeline/mutate.js';
+import { connectionTokens, HOP_BY_HOP } from '../http/headers.js';
 import { writeErrorRaw } from './error-response.js';
 import { decorateForwarded, type CorsHeaders } from '../pipeline/cors.js';
 

@@ -11,13 +11,7 @@ import { GatewayError } from '../errors.js';
 import type { CredentialMemo } from '../pipeline/extract.js';
 import { upstreamHeaders } from '../pipeline/mutate.js';
 import type { RequestFacts } from '../pipeline/run.js';
-
-/** How many times `name` (lower case) occurs in a raw header list. */
-export function countHeader(rawHeaders: readonly string[], name: string): number {
-  let n = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === name.length && rawHeaders[i].toLowerCase() === name) n++;
-  return n;
-}
+import { countHeader } from '../http/headers.js';
 
 /** The first entry of a (possibly comma-joined) forwarded header, trimmed: the client-facing value. */
 export function firstValue(v: string | string[] | undefined): string | undefined {

@@ -1,21 +1,24 @@
 /**
- * WebSocket upgrades on the proxy listener. An upgrade request runs the same
- * {@link decide} as any request (path rules, route, token, policy) before anything is
- * sent upstream; only a `websocket: true` route may upgrade, and only to `websocket`.
+ * Upgrade requests on the proxy listener. A WebSocket upgrade is judged like any request
+ * ({@link Exchange.judge}: path rules, route, token, policy) before anything is sent
+ * upstream; only a `websocket: true` route may upgrade, and only with GET. Any other
+ * upgrade (`h2c`, which the JDK's HttpClient offers on every cleartext call) is ignored,
+ * as RFC 9110 §7.8 allows: the request is served as the HTTP/1.1 request it also is.
  * The upstream receives the upgrade with the same scrubbed headers plus the identity
  * headers; once it answers 101 the two sockets are piped byte for byte (frames are not
  * parsed, so extensions and subprotocols pass through and backpressure is TCP's).
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
-import { connectionTokens, HOP_BY_HOP } from '../pipeline/mutate.js';
+import { connectionTokens, HOP_BY_HOP } from '../http/headers.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
-import { decide, newContext } from '../pipeline/run.js';
-import type { GatewayCore } from '../gateway.js';
-import type { RequestState } from './proxy.js';
-import { toGatewayError, writeRawError } from './error-response.js';
+import type { GatewayCore } from './core.js';
+import { writeRawError } from './error-response.js';
+import { Exchange } from './exchange.js';
+import { afterResponses } from './listener.js';
 
 /** Open upgraded connections, so shutdown can end them at the grace deadline. */
 export class UpgradeTracker {
@@ -25,11 +28,6 @@ export class UpgradeTracker {
   add(socket: Duplex): void {
     this.open.add(socket);
     socket.once('close', () => this.open.delete(socket));
-  }
-
-  /** Number of open upgraded sockets (both legs counted). */
-  get size(): number {
-    return this.open.size;
   }
 
   /** Ends every open socket (FIN), destroying those that do not close within `ms`. */
@@ -50,34 +48,78 @@ function headerLines(raw: readonly string[]): string {
   return s;
 }
 
+/** Whether an `Upgrade` header offers the WebSocket protocol (RFC 6455 §4.1). */
+function offersWebSocket(upgrade: string | undefined): boolean {
+  return upgrade !== undefined && upgrade.split(',').some((p) => p.trim().toLowerCase() === 'websocket');
+}
+
+/** `Connection` tokens that belong to an upgrade offer the gateway ignores. */
+const UPGRADE_TOKENS = new Set(['upgrade', 'http2-settings']);
+
 /**
- * Returns the server `upgrade` listener. `done(state, status)` is called once per upgrade
- * request, with the final status (101 when piped), for the access log and metrics.
+ * The request head again, without its upgrade offer (`Upgrade`, `HTTP2-Settings`, and
+ * those two in `Connection`), byte for byte otherwise (Node reads header bytes as latin1).
  */
-export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done: (state: RequestState, status: number) => void) {
+function headWithoutUpgrade(req: http.IncomingMessage): Buffer {
+  let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (name === 'upgrade' || name === 'http2-settings') continue;
+    let value = raw[i + 1];
+    if (name === 'connection') {
+      value = value.split(',').map((t) => t.trim()).filter((t) => t && !UPGRADE_TOKENS.has(t.toLowerCase())).join(', ');
+      if (!value) continue;
+    }
+    text += `${raw[i]}: ${value}\r\n`;
+  }
+  return Buffer.from(`${text}\r\n`, 'latin1');
+}
+
+/**
+ * Serves an upgrade request the gateway does not take as a plain HTTP/1.1 request
+ * (RFC 9110 §7.8: a server may ignore `Upgrade`). Node has already handed the connection
+ * over as upgraded, so its head goes back in front of the unread bytes (the body, any
+ * pipelined request) and the connection is given to the server again, as Node documents
+ * for injected connections: it is parsed afresh and keeps its keep-alive.
+ */
+function serveWithoutUpgrade(server: http.Server, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  // Answers to earlier requests on this connection are still Node's to finish (and to
+  // order): the connection starts afresh only once they are written.
+  afterResponses(socket as Socket, () => {
+    if (socket.destroyed) return;
+    if (head.length) socket.unshift(head);
+    socket.unshift(headWithoutUpgrade(req));
+    server.emit('connection', socket);
+  });
+}
+
+/**
+ * Returns the server `upgrade` listener. Each WebSocket upgrade is recorded once, with
+ * its final status (101 when piped), like any request.
+ */
+export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: UpgradeTracker) {
   return (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const config = core.config; // the upgrade finishes on the config it started with
-    const ctx = newContext();
-    const state: RequestState = { ctx, config, start: performance.now(), error: null };
+    if (!offersWebSocket(req.headers.upgrade)) return serveWithoutUpgrade(server, req, socket, head);
+    const ex = new Exchange(core.config, core); // the upgrade finishes on the config it started with
     socket.on('error', () => socket.destroy());
-    const fail = (e: unknown) => {
-      state.error = toGatewayError(e);
-      writeRawError(socket, state.error);
-      done(state, state.error.status);
+    const fail = (err: GatewayError) => {
+      ex.error = err;
+      writeRawError(socket, err);
+      ex.done(err.status);
     };
     void (async () => {
-      await decide(config, clientFacts(config, req), core.verifiers, ctx);
-      core.metrics.authDuration.observe((performance.now() - state.start) / 1000);
+      const refused = await ex.judge(clientFacts, req);
+      if (refused !== null) return fail(refused);
+      const { config, ctx } = ex;
       const route = ctx.route!;
-      // Only `websocket: true` routes upgrade, and only to the WebSocket protocol (RFC 6455 §4.1).
-      if (!route.websocket || String(req.headers.upgrade).toLowerCase() !== 'websocket' || req.method !== 'GET') {
-        throw new GatewayError('upgrade_refused');
-      }
+      // Only `websocket: true` routes upgrade, and only with GET (RFC 6455 §4.1).
+      if (!route.websocket || req.method !== 'GET') return fail(new GatewayError('upgrade_refused'));
       const headers = clientUpstreamHeaders(config, route, req, ctx.headers); // exactly as the proxy sends them
       // RFC 9110 §7.8: hop-by-hop Upgrade/Connection were stripped; set them for this hop.
       headers.connection = 'Upgrade';
       headers.upgrade = 'websocket';
-      const upstart = performance.now();
+      ex.upstreamStart = performance.now();
       // The origin from config, the path and query as the proxy forwards them: a URL string
       // would be re-encoded by WHATWG URL parsing (`'` in a query becomes `%27`). An https
       // upstream is verified against the trust store, like every forwarded request.
@@ -96,7 +138,7 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
       upReq.on('response', (res) => {
         // The upstream refused the upgrade: relay its answer and close.
         clearTimeout(timer);
-        core.metrics.upstreamDuration.labels(route.id).observe((performance.now() - upstart) / 1000);
+        ex.onUpstreamResponse();
         if ((res.statusCode ?? 0) < 200) {
           // A 101 without `Upgrade` (or another 1xx) is neither a switch nor a refusal: 502, no tunnel.
           res.resume();
@@ -122,13 +164,13 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
             Buffer.from(`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n${lines}content-length: ${body.length}\r\nconnection: close\r\n\r\n`, 'latin1'),
             body,
           ]));
-          done(state, res.statusCode ?? 502);
+          ex.done(res.statusCode ?? 502);
         });
       });
       upReq.on('upgrade', (res, upSocket, upHead) => {
         clearTimeout(timer);
         upgraded = true;
-        core.metrics.upstreamDuration.labels(route.id).observe((performance.now() - upstart) / 1000);
+        ex.onUpstreamResponse();
         if (socket.destroyed) {
           upSocket.destroy();
           return;
@@ -144,9 +186,9 @@ export function upgradeHandler(core: GatewayCore, tracker: UpgradeTracker, done:
         if (head.length) upSocket.write(head);
         upSocket.pipe(socket);
         socket.pipe(upSocket);
-        done(state, 101);
+        ex.done(101);
       });
       upReq.end();
-    })().catch(fail);
+    })().catch((e: unknown) => fail(ex.bug(e)));
   };
 }

@@ -9,7 +9,8 @@ import * as http from 'node:http';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { describedRequest, peerMatcher } from '../../src/server/decision.js';
+import { describedRequest } from '../../src/server/decision.js';
+import { addressMatcher as peerMatcher } from '../../src/config/address-matcher.js';
 import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;

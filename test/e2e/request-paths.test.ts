@@ -1,8 +1,8 @@
 /**
- * The proxy answers requests without a body directly on Node's server and those with a
- * body through Fastify (which reads form bodies). Whichever way a request goes, it gets
- * the same answer and exactly one access line and one `tokengate_requests_total`
- * increment: allowed or refused, forwarded or failed upstream, matched or not.
+ * Every proxied request, with or without a body (form bodies are read, others streamed),
+ * enters the one Fastify handler and gets exactly one access line and one
+ * `tokengate_requests_total` increment: allowed or refused, forwarded or failed upstream,
+ * matched or not.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,21 +1,24 @@
 /**
- * `server.workers: 2` with introspection: connections are spread over the workers, each
- * with its own cache, but their introspection requests go through the primary, which
- * sends one per token and shares the answer while it may be cached. Against the real
- * oidc-provider (opaque tokens) behind a counting relay, with the real CLI.
+ * Introspection at `server.workers: 1` and `2`, with the real CLI: one contract at any
+ * worker count. Each worker keeps its own cache, so the IdP sees at most one call per
+ * token per worker (the documented fetch multiplier); the cache is counted for the pod
+ * (hits appear once a worker has the answer); a cached answer never outlives the token's
+ * `exp`; `cacheTtlSec: 0` sees a revocation at once; a failing endpoint is never cached.
+ * Against the real oidc-provider (opaque tokens) behind a counting relay, and a
+ * programmable endpoint where the test must choose the answer (an `exp`, a failure).
  */
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { IDP_CLIENT, IDP_RESOURCES, startIdp, type TestIdp } from '../helpers/idp.js';
 import { startRelay, type Relay } from '../helpers/relay.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
-import { startCliReplica, type Replica } from '../helpers/cli.js';
+import { startCliReplica, type CliReplica } from '../helpers/cli.js';
 import { startMockIntrospection, type MockIntrospection } from '../helpers/mock-introspection.js';
 
 const INTROSPECT = '/token/introspection';
 let idp: TestIdp; let relay: Relay; let up: EchoUpstream;
-const gateways: Array<Replica & { stop(): Promise<void> }> = [];
+const gateways: CliReplica[] = [];
 
 before(async () => {
   idp = await startIdp();
@@ -27,10 +30,10 @@ after(async () => {
   await up?.close(); await relay?.close(); await idp?.close();
 });
 
-async function gateway(cacheTtlSec: number, negativeCacheTtlSec: number, endpoint = `${relay.url}${INTROSPECT}`): Promise<Replica> {
+async function gateway(workers: number, cacheTtlSec: number, negativeCacheTtlSec: number, endpoint = `${relay.url}${INTROSPECT}`): Promise<CliReplica> {
   const g = await startCliReplica(`
 server:
-  workers: 2
+  workers: ${workers}
   shutdownGraceSec: 1
 issuers:
   - id: idp
@@ -51,8 +54,8 @@ routes:
   return g;
 }
 
-/** One request on its own connection (the cluster hands connections to the workers in turn). */
-function send(g: Replica, token: string): Promise<number> {
+/** One request on its own connection (the kernel hands each connection to one worker). */
+function send(g: CliReplica, token: string): Promise<number> {
   return new Promise((resolve, reject) => {
     http.get(`${g.url}/orders/1`, { agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
       res.resume();
@@ -62,50 +65,78 @@ function send(g: Replica, token: string): Promise<number> {
 }
 
 const calls = () => relay.count(INTROSPECT);
+const metric = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
 
-test('one introspection call per token for the pod: sequential and concurrent requests on every worker', { timeout: 60_000 }, async () => {
-  const g = await gateway(60, 30);
-  const token = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
-  const before = calls();
-  for (let i = 0; i < 6; i++) assert.equal(await send(g, token), 200, `sequential ${i}`);
-  assert.equal(calls() - before, 1, 'six requests over two workers: one call');
+for (const workers of [1, 2]) {
+  describe(`server.workers: ${workers}`, () => {
+    test('at most one introspection call per token per worker; the cache and the calls are counted for the pod', { timeout: 60_000 }, async () => {
+      const g = await gateway(workers, 60, 30);
+      const token = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
+      const before = calls();
+      for (let i = 0; i < 6; i++) assert.equal(await send(g, token), 200, `sequential ${i}`);
+      const sequentialCalls = calls() - before;
+      assert.ok(sequentialCalls >= 1 && sequentialCalls <= workers, `six requests, ${workers} worker(s): ${sequentialCalls} calls`);
 
-  const other = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
-  const mid = calls();
-  const statuses = await Promise.all(Array.from({ length: 20 }, () => send(g, other)));
-  assert.deepEqual(statuses, Array(20).fill(200));
-  assert.equal(calls() - mid, 1, 'twenty concurrent requests over two workers: one call');
+      const other = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
+      const mid = calls();
+      const statuses = await Promise.all(Array.from({ length: 20 }, () => send(g, other)));
+      assert.deepEqual(statuses, Array(20).fill(200));
+      assert.ok(calls() - mid <= workers, `twenty concurrent requests: ${calls() - mid} calls`);
 
-  // The metric counts calls to the IdP, not answers shared between workers.
-  const metrics = await (await fetch(`${g.adminUrl}/metrics`)).text();
-  assert.match(metrics, /^tokengate_introspection_requests_total\{issuer="idp",result="active"\} 2$/m);
-});
+      const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
+      assert.equal(metric(text, /^tokengate_introspection_requests_total\{issuer="idp",result="active"\} (\d+)$/m), calls() - before, 'the metric counts the calls the IdP saw');
+      const hits = metric(text, /^tokengate_cache_requests_total\{cache="introspection",result="hit"\} (\d+)$/m);
+      const misses = metric(text, /^tokengate_cache_requests_total\{cache="introspection",result="miss"\} (\d+)$/m);
+      assert.equal(hits + misses, 26, 'every lookup counted once, summed over the workers');
+      assert.ok(hits >= 6 - workers, `a token used repeatedly shows hits (${hits})`);
+    });
 
-test('cacheTtlSec 0: nothing is shared after the fact (revocation is seen at once on every worker)', { timeout: 60_000 }, async () => {
-  const g = await gateway(0, 0);
-  const token = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
-  const before = calls();
-  for (let i = 0; i < 4; i++) assert.equal(await send(g, token), 200);
-  assert.equal(calls() - before, 4, 'one call per request');
-  await idp.revoke(token);
-  assert.equal(await send(g, token), 401);
-  assert.equal(await send(g, token), 401);
-});
+    test('a cached active answer never outlives the token\'s exp, whichever worker holds it', { timeout: 60_000 }, async () => {
+      const mock: MockIntrospection = await startMockIntrospection();
+      try {
+        const g = await gateway(workers, 60, 30, mock.endpoint);
+        const exp = Math.floor(Date.now() / 1000) + 3;
+        // The IdP says active until exp, and inactive after (as RFC 7662 §2.2 has it).
+        mock.answer = () => (Date.now() / 1000 < exp
+          ? { body: { active: true, exp, aud: IDP_RESOURCES.opaque, iss: idp.issuer, sub: 's' } }
+          : { body: { active: false } });
+        const before = await Promise.all(Array.from({ length: 6 }, () => send(g, 'opaque-with-exp')));
+        assert.deepEqual(before, Array(6).fill(200));
+        await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 300));
+        const afterExp = await Promise.all(Array.from({ length: 8 }, () => send(g, 'opaque-with-exp')));
+        assert.deepEqual(afterExp, Array(8).fill(401), 'past exp: refused on every connection');
+      } finally {
+        await mock.close();
+      }
+    });
 
-test('a failing endpoint: one call for concurrent requests on both workers, counted once, never reused after', { timeout: 60_000 }, async () => {
-  const mock: MockIntrospection = await startMockIntrospection();
-  try {
-    mock.answer = () => ({ status: 500, body: { error: 'boom' }, delayMs: 300 });
-    const g = await gateway(60, 30, mock.endpoint);
-    const statuses = await Promise.all(Array.from({ length: 10 }, () => send(g, 'opaque-token-1')));
-    assert.deepEqual(statuses, Array(10).fill(503));
-    assert.equal(mock.requests.length, 1, 'joined in flight across workers');
-    const metrics = await (await fetch(`${g.adminUrl}/metrics`)).text();
-    assert.match(metrics, /^tokengate_introspection_requests_total\{issuer="idp",result="error"\} 1$/m);
-    // Failures are never cached or shared after the fact: the next request asks again.
-    assert.equal(await send(g, 'opaque-token-1'), 503);
-    assert.equal(mock.requests.length, 2);
-  } finally {
-    await mock.close();
-  }
-});
+    test('cacheTtlSec 0: a revocation is seen at once on every worker', { timeout: 60_000 }, async () => {
+      const g = await gateway(workers, 0, 0);
+      const token = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
+      const before = calls();
+      for (let i = 0; i < 4; i++) assert.equal(await send(g, token), 200);
+      assert.equal(calls() - before, 4, 'one call per request');
+      await idp.revoke(token);
+      for (let i = 0; i < 4; i++) assert.equal(await send(g, token), 401);
+    });
+
+    test('a failing endpoint: 503 fail-closed, each call counted, never cached', { timeout: 60_000 }, async () => {
+      const mock: MockIntrospection = await startMockIntrospection();
+      try {
+        mock.answer = () => ({ status: 500, body: { error: 'boom' }, delayMs: 300 });
+        const g = await gateway(workers, 60, 30, mock.endpoint);
+        const statuses = await Promise.all(Array.from({ length: 10 }, () => send(g, 'opaque-token-1')));
+        assert.deepEqual(statuses, Array(10).fill(503));
+        const joined = mock.requests.length;
+        assert.ok(joined >= 1 && joined <= workers, `concurrent requests joined per worker: ${joined} calls`);
+        const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
+        assert.equal(metric(text, /^tokengate_introspection_requests_total\{issuer="idp",result="error"\} (\d+)$/m), joined);
+        // Failures are never cached: the next request asks again.
+        assert.equal(await send(g, 'opaque-token-1'), 503);
+        assert.equal(mock.requests.length, joined + 1);
+      } finally {
+        await mock.close();
+      }
+    });
+  });
+}

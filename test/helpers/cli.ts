@@ -16,8 +16,22 @@ export interface Replica {
   adminUrl: string;
 }
 
+/** A running CLI replica, with its process: signals, the config file it reads, its exit. */
+export interface CliReplica extends Replica {
+  /** The config file (rewrite it, then `signal('SIGHUP')`, to reload). */
+  file: string;
+  /** Sends a signal to the process (the primary with `server.workers` > 1). */
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
+  /** Everything the process wrote so far (stdout and stderr). */
+  output(): string;
+  /** SIGTERM, and SIGKILL after 5 s; removes the config file. */
+  stop(): Promise<void>;
+}
+
 /** Runs `tokengate --config` (src/cli.ts) as a child process on fixed free ports, with `env` added; resolves once /readyz is 200. */
-export async function startCliReplica(yaml: string, env?: NodeJS.ProcessEnv): Promise<Replica & { stop(): Promise<void> }> {
+export async function startCliReplica(yaml: string, env?: NodeJS.ProcessEnv): Promise<CliReplica> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const dir = mkdtempSync(join(tmpdir(), 'tokengate-replica-'));
   const file = join(dir, 'gateway.yaml');
@@ -26,9 +40,9 @@ export async function startCliReplica(yaml: string, env?: NodeJS.ProcessEnv): Pr
   let output = '';
   child.stdout!.on('data', (c) => (output += c));
   child.stderr!.on('data', (c) => (output += c));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const until = Date.now() + 20_000;
+  const until = Date.now() + 40_000; // a loaded CI machine starts tsx processes slowly
   for (;;) {
     const r = await fetch(adminUrl + '/readyz').catch(() => null);
     if (r?.status === 200) break;
@@ -41,6 +55,10 @@ export async function startCliReplica(yaml: string, env?: NodeJS.ProcessEnv): Pr
   return {
     url: `http://127.0.0.1:${port}`,
     adminUrl,
+    file,
+    signal: (sig) => void child.kill(sig),
+    exited,
+    output: () => output,
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cgroupCpuQuota, usableCpus } from '../../src/cluster.js';
+import { cgroupCpuQuota, usableCpus } from '../../src/cluster/cpus.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -44,16 +44,17 @@ test('no cgroup files, or unreadable values: the CPUs seen', () => {
   assert.equal(usableCpus(root({ 'cpu.max': '0 100000' }), 4), 4);
 });
 
-test('workers: 0 (the default) is the usable CPUs, at least 1 and at most AUTO_MAX_WORKERS; a number is taken as is', async () => {
-  const { workerCount, workersFor, AUTO_MAX_WORKERS } = await import('../../src/cluster.js');
-  assert.equal(AUTO_MAX_WORKERS, 4);
+test('workers: 0 (the default) is the usable CPUs, at least 1 and at most MAX_WORKERS; a number is taken as is', async () => {
+  const { workersFor, MAX_WORKERS } = await import('../../src/cluster/cpus.js');
+  const { workerCount } = await import('../../src/cluster/primary.js');
+  assert.equal(MAX_WORKERS, 4);
   assert.equal(workersFor(0, 1), 1);
   assert.equal(workersFor(0, 3), 3);
   assert.equal(workersFor(0, 16), 4, 'capped: more replicas, not more processes per pod');
   assert.equal(workersFor(1, 16), 1);
-  assert.equal(workersFor(7, 2), 7, 'an explicit count is not capped');
+  assert.equal(workersFor(3, 2), 3, 'an explicit count is taken as is (the schema caps it at MAX_WORKERS)');
   // From a config, with this machine's CPUs.
   const cfg = (workers: number) => ({ server: { workers } }) as unknown as Parameters<typeof workerCount>[0];
-  assert.equal(workerCount(cfg(0)), Math.min(usableCpus(), AUTO_MAX_WORKERS));
-  assert.equal(workerCount(cfg(7)), 7);
+  assert.equal(workerCount(cfg(0)), Math.min(usableCpus(), MAX_WORKERS));
+  assert.equal(workerCount(cfg(3)), 3);
 });

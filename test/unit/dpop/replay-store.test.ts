@@ -57,24 +57,41 @@ test('nonces: deterministic per secret and window, current + previous accepted',
   assert.equal(b.check(c.current()), 'invalid');
 });
 
-test('primary-held store (cluster workers): no channel to a primary or no answer in time → 503, never "fresh"', async () => {
-  const { PrimaryReplayStore } = await import('../../../src/cluster.js');
-  // This test process is not a cluster worker: process.send is undefined.
-  await assert.rejects(new PrimaryReplayStore(50).remember('k', 1000), (e: unknown) => e instanceof GatewayError && e.status === 503);
-  // A channel that swallows the question: the timeout answers.
-  const send = process.send;
-  const connected = Object.getOwnPropertyDescriptor(process, 'connected');
-  let asked = 0;
-  process.send = (() => { asked++; return false; }) as typeof process.send; // false: queued, not lost
-  Object.defineProperty(process, 'connected', { value: true, configurable: true });
-  try {
-    const t0 = Date.now();
-    await assert.rejects(new PrimaryReplayStore(50).remember('k', 1000), (e: unknown) => e instanceof GatewayError && e.reason === 'replay_store_unavailable');
-    assert.equal(asked, 1, 'the question was sent');
-    assert.ok(Date.now() - t0 >= 45, 'refused by the timeout, not at once');
-  } finally {
-    process.send = send;
-    if (connected) Object.defineProperty(process, 'connected', connected);
-    else delete (process as { connected?: boolean }).connected;
-  }
+test('primary-held store (cluster workers): a closed channel, no answer in time or an error answer → 503, never "fresh"', async () => {
+  const { PrimaryReplayStore } = await import('../../../src/cluster/worker.js');
+  const { Channel } = await import('../../../src/cluster/channel.js');
+  const { EventEmitter } = await import('node:events');
+  /** A Worker-like IPC end whose messages go to `peer`. */
+  const end = (connected: () => boolean) => Object.assign(new EventEmitter(), {
+    peer: null as InstanceType<typeof EventEmitter> | null,
+    isConnected: connected,
+    send(m: unknown) { setImmediate(() => this.peer?.emit('message', m)); return true; },
+  });
+  const isUnavailable = (e: unknown) => e instanceof GatewayError && e.reason === 'replay_store_unavailable' && e.status === 503;
+  // Closed: refused at once.
+  await assert.rejects(new PrimaryReplayStore(new Channel(end(() => false) as never), 50).remember('k', 1000), isUnavailable);
+  // Open, but nobody answers: the timeout refuses.
+  const t0 = Date.now();
+  await assert.rejects(new PrimaryReplayStore(new Channel(end(() => true) as never), 50).remember('k', 1000), isUnavailable);
+  assert.ok(Date.now() - t0 >= 45, 'refused by the timeout, not at once');
+  // Open, and the primary's store fails: an error answer, refused (not left to time out).
+  const a = end(() => true);
+  const b = end(() => true);
+  a.peer = b;
+  b.peer = a;
+  new Channel(b as never).serve({ replay: () => { throw new Error('store full'); } });
+  const t1 = Date.now();
+  await assert.rejects(new PrimaryReplayStore(new Channel(a as never), 5000).remember('k', 1000), isUnavailable);
+  assert.ok(Date.now() - t1 < 1000, 'the error answer came back, no timeout');
+  // And a working primary: the first use is fresh, the second a replay.
+  const c = end(() => true);
+  const d = end(() => true);
+  c.peer = d;
+  d.peer = c;
+  const { MemoryReplayStore } = await import('../../../src/dpop/replay-store.js');
+  const store = new MemoryReplayStore(100);
+  new Channel(d as never).serve({ replay: ({ key, ttlMs }) => store.remember(key, ttlMs) });
+  const remote = new PrimaryReplayStore(new Channel(c as never), 1000);
+  assert.equal(await remote.remember('jti-1', 60_000), true);
+  assert.equal(await remote.remember('jti-1', 60_000), false);
 });

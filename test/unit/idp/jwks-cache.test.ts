@@ -157,28 +157,3 @@ test('key selection: kid + alg must fit; without kid only an unambiguous key; al
   iss.removeKey('k-second');
 });
 
-test('server.workers: a key set shared by another worker keeps its age, and is not counted as a fetch', async () => {
-  reset();
-  const { setIdpTransport, fetchJsonDirect } = await import('../../../src/idp/http.js');
-  // The primary answers with the mock issuer's keys, fetched 500 s before (as another worker asked first).
-  setIdpTransport(async (url, opts) => ({ ...(await fetchJsonDirect(url, opts)), ageMs: 500_000, reused: true }));
-  const reused: boolean[] = [];
-  let now = 1_000_000;
-  const cache = new JwksCache({
-    issuerId: 't', resolveUri: async () => iss.jwksUri, policy: POLICY, now: () => now,
-    events: { onFetch: (_r, _why, wasReused) => reused.push(wasReused === true) },
-  });
-  try {
-    assert.equal(await reason(cache.getKey('k1', 'ES256')), 'ok');
-    assert.deepEqual(reused, [true]);
-    assert.equal(cache.ageSec(), 500, 'the age is the first fetch\'s');
-    now += 99_000;
-    await cache.getKey('k1', 'ES256');
-    assert.equal(reused.length, 1, 'still fresh 99 s later (600 s TTL − 500 s age)');
-    now += 1_000;
-    await cache.getKey('k1', 'ES256');
-    assert.equal(reused.length, 2, 'expired 100 s after arriving here, when it would have in the first worker');
-  } finally {
-    setIdpTransport(null);
-  }
-});

@@ -1,0 +1,46 @@
+/**
+ * The one writer of what happened to a request: one access line and one count in
+ * `tokengate_requests_total`, for every request any listener answered, exactly once.
+ */
+import type { Logger } from 'pino';
+import type { GatewayError } from '../errors.js';
+import { AccessLog } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { DecisionContext } from '../pipeline/run.js';
+
+/** What the recorder reads of a finished request. */
+export interface RecordedRequest {
+  readonly ctx: DecisionContext;
+  /** `performance.now()` when the request arrived. */
+  readonly start: number;
+  /** The refusal or failure it was answered with; null when it was allowed. */
+  readonly error: GatewayError | null;
+}
+
+/** The outcome label of a request: allowed, denied (4xx, and 503 "cannot validate now"), or error. */
+export function outcomeOf(err: GatewayError | null): 'allowed' | 'denied' | 'error' {
+  return err === null ? 'allowed' : err.status >= 500 && err.status !== 503 ? 'error' : 'denied';
+}
+
+/** Writes the access line and counts the request. */
+export class RequestRecorder {
+  private readonly access: AccessLog;
+
+  constructor(logger: Logger, private readonly metrics: Metrics) {
+    this.access = new AccessLog(logger);
+  }
+
+  /** Records one finished request answered with `status`. */
+  record(req: RecordedRequest, status: number): void {
+    const route = req.ctx.route?.id ?? '(none)';
+    const err = req.error;
+    const outcome = outcomeOf(err);
+    const reason = err === null ? req.ctx.reason : err.reason;
+    this.metrics.countRequest(route, outcome, reason);
+    const p = req.ctx.principal;
+    this.access.write({
+      route, status, ms: Math.round((performance.now() - req.start) * 100) / 100,
+      sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
+    });
+  }
+}
