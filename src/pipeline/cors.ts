@@ -15,6 +15,7 @@
  *   const verdict = pf && judgePreflight(cors, pf);   // headers of the 204, or a refusal reason
  */
 import type { CorsConfig } from '../config/schema.js';
+import { countHeader, findHeader, headerValues } from '../http/headers.js';
 
 /** Response headers (lower-case names) the gateway sets for CORS on one answer. */
 export type CorsHeaders = Readonly<Record<string, string>>;
@@ -164,15 +165,8 @@ export function answersForOrigin(cors: CompiledCors, origin: string | null): Cor
  * origins cannot both be believed).
  */
 export function requestOrigin(rawHeaders: readonly string[]): string | null {
-  let found: string | null = null;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i];
-    if (name.length === 6 && name.toLowerCase() === 'origin') {
-      if (found !== null) return null;
-      found = rawHeaders[i + 1];
-    }
-  }
-  return found;
+  const i = findHeader(rawHeaders, 'origin');
+  return i !== -1 && findHeader(rawHeaders, 'origin', i + 2) === -1 ? rawHeaders[i + 1] : null;
 }
 
 /** The CORS headers for a request other than a preflight on a `cors` route. */
@@ -186,25 +180,16 @@ export function actualHeaders(cors: CompiledCors, rawHeaders: readonly string[])
  * else null. The method is compared exactly: methods are case-sensitive (RFC 9110 §9.1).
  */
 export function preflightRequest(method: string, rawHeaders: readonly string[]): PreflightRequest | null {
-  if (method !== 'OPTIONS') return null;
-  let origins = 0;
-  let origin: string | null = null;
-  let acrm: string | null = null;
-  let acrh = '';
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i].toLowerCase();
-    if (name === 'origin') {
-      origins++;
-      origin = rawHeaders[i + 1];
-    } else if (name === 'access-control-request-method') {
-      // Two methods asked for at once cannot both be answered: read as no valid method.
-      acrm = acrm === null ? rawHeaders[i + 1].trim() : '';
-    } else if (name === 'access-control-request-headers') {
-      acrh = acrh ? `${acrh},${rawHeaders[i + 1]}` : rawHeaders[i + 1];
-    }
-  }
-  if (origins === 0 || acrm === null) return null;
-  return { origin: origins === 1 ? origin : null, method: acrm, headers: acrh };
+  if (method !== 'OPTIONS' || countHeader(rawHeaders, 'origin') === 0) return null;
+  const methods = headerValues(rawHeaders, 'access-control-request-method');
+  if (methods.length === 0) return null;
+  return {
+    origin: requestOrigin(rawHeaders),
+    // Two methods asked for at once cannot both be answered: read as no valid method.
+    method: methods.length === 1 ? methods[0].trim() : '',
+    // Repeated lines are one list (RFC 9110 §5.3).
+    headers: headerValues(rawHeaders, 'access-control-request-headers').join(','),
+  };
 }
 
 /**

@@ -18,6 +18,7 @@ import { normalizeTarget } from './path.js';
 import type { Principal } from './principal.js';
 import { looksLikeJwt } from './verify-jwt.js';
 import type { CompiledAuth } from '../config/compile.js';
+import { findHeader } from '../http/headers.js';
 import { actualHeaders, judgePreflight, NO_CORS_HEADERS, preflightRequest, type CorsHeaders } from './cors.js';
 
 /** What the pipeline needs to know about a request (from the proxy or the decision listener). */
@@ -106,11 +107,6 @@ export function newContext(trace = false): DecisionContext {
   };
 }
 
-/** Whether `name` (lower case) is among the raw headers. */
-function hasHeader(rawHeaders: readonly string[], name: string): boolean {
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === name.length && rawHeaders[i].toLowerCase() === name) return true;
-  return false;
-}
 
 /**
  * Records a step when tracing (`explain`). Call sites whose detail is built from values
@@ -190,7 +186,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
     // Optional: only a request with no Authorization header at all is anonymous. Any value
     // there (another scheme, an empty one) is a credential the caller meant, judged as on
     // any route (401), so that a broken token never quietly turns into no token.
-    if (auth.optional === true && !hasHeader(facts.rawHeaders, 'authorization')) {
+    if (auth.optional === true && findHeader(facts.rawHeaders, 'authorization') === -1) {
       ctx.reason = 'anonymous';
       note(ctx, 'credential', true, 'none: auth.optional, passes as anonymous with no identity headers');
       return;
