@@ -34,6 +34,7 @@ export class Exchange implements RecordedRequest, ForwardObserver {
    */
   async judge<A>(read: (config: CompiledConfig, arg: A) => RequestFacts, arg: A): Promise<GatewayError | null> {
     try {
+      if (this.core.draining) throw new GatewayError('shutting_down', { retryAfterSec: 1 });
       await decide(this.config, read(this.config, arg), this.core.verifiers, this.ctx);
     } catch (e) {
       this.error = e instanceof GatewayError ? e : this.bug(e);
