@@ -20,6 +20,7 @@ import { IntrospectionVerifier } from './pipeline/verify-introspection.js';
 import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
 import { buildDecision } from './server/decision.js';
+import { ExtAuthzListener } from './server/ext-authz.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
 import type { Redis } from 'ioredis';
 import type { DpopConfig } from './config/schema.js';
@@ -35,7 +36,8 @@ export interface GatewayCore {
   readonly config: CompiledConfig;
   readonly verifiers: Verifiers;
   readonly metrics: Metrics;
-  recordRequest(state: RequestState, status: number): void;
+  /** `listener`: named on the access line when it is not the proxy (e.g. `ext_authz`). */
+  recordRequest(state: RequestState, status: number, listener?: string): void;
   readiness(): { ready: boolean; reason?: string };
   /** Shutdown has begun (the listeners are closing). */
   readonly draining: boolean;
@@ -185,6 +187,8 @@ export class Gateway implements GatewayCore {
   admin: FastifyInstance | null = null;
   /** The forward-auth listener; null without a `decision:` block. */
   decision: FastifyInstance | null = null;
+  /** The gRPC ext_authz listener; null without an `extAuthz:` block. */
+  extAuthz: ExtAuthzListener | null = null;
   /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
   readonly upgrades = new UpgradeTracker();
   private closing = false;
@@ -325,7 +329,7 @@ export class Gateway implements GatewayCore {
   }
 
   /** One access line and one metric increment per finished request. */
-  recordRequest(state: RequestState, status: number): void {
+  recordRequest(state: RequestState, status: number, listener?: string): void {
     const route = state.ctx.route?.id ?? '(none)';
     const err = state.error;
     const outcome = err === null ? 'allowed' : err.status >= 500 && err.status !== 503 ? 'error' : 'denied';
@@ -333,7 +337,7 @@ export class Gateway implements GatewayCore {
     this.metrics.countRequest(route, outcome, reason);
     const p = state.ctx.principal;
     this.access.write({
-      route, status, ms: Math.round((performance.now() - state.start) * 100) / 100,
+      listener, route, status, ms: Math.round((performance.now() - state.start) * 100) / 100,
       sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
     });
   }
@@ -351,7 +355,7 @@ export class Gateway implements GatewayCore {
   }
 
   /** Builds and starts the listeners, and the first key fetches. */
-  async start(): Promise<{ proxy: string; admin: string; decision?: string }> {
+  async start(): Promise<{ proxy: string; admin: string; decision?: string; extAuthz?: string }> {
     this.proxy = await buildProxy(this, this.logger);
     this.proxy.server.on('upgrade', upgradeHandler(this, this.upgrades, (st, status) => this.recordRequest(st, status)));
     // Cluster workers leave the admin listener to the primary (src/cluster.ts).
@@ -364,7 +368,9 @@ export class Gateway implements GatewayCore {
     const proxy = await this.proxy.listen({ host: s.host, port: s.port });
     const admin = this.admin ? await this.admin.listen({ host: a.host, port: a.port }) : '(primary)';
     const decision = d && this.decision ? await this.decision.listen({ host: d.host, port: d.port }) : undefined;
-    return decision ? { proxy, admin, decision } : { proxy, admin };
+    const x = this.config.extAuthz;
+    if (x) this.extAuthz = await ExtAuthzListener.start(this, this.logger, x);
+    return { proxy, admin, ...(decision ? { decision } : {}), ...(this.extAuthz ? { extAuthz: this.extAuthz.address } : {}) };
   }
 
   /**
@@ -384,7 +390,7 @@ export class Gateway implements GatewayCore {
     // server.workers, a connection the primary hands over after this is refused, not served.
     for (const l of listeners) if (l.server.listening) l.server.close();
     for (const l of listeners) l.server.closeIdleConnections();
-    await Promise.all(listeners.map((l) => l.close()));
+    await Promise.all([...listeners.map((l) => l.close()), this.extAuthz?.close(graceSec)]);
     clearTimeout(forced);
     await this.admin?.close();
     for (const rt of this.issuers.values()) rt.jwks?.stop();
