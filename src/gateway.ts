@@ -20,7 +20,7 @@ import { IntrospectionVerifier } from './pipeline/verify-introspection.js';
 import type { Verifiers } from './pipeline/run.js';
 import { buildAdmin } from './server/admin.js';
 import { buildDecision } from './server/decision.js';
-import { ExtAuthzListener } from './server/ext-authz.js';
+import type { ExtAuthzListener } from './server/ext-authz.js';
 import { buildProxy, type RequestState } from './server/proxy.js';
 import type { Redis } from 'ioredis';
 import type { DpopConfig } from './config/schema.js';
@@ -369,7 +369,8 @@ export class Gateway implements GatewayCore {
     const admin = this.admin ? await this.admin.listen({ host: a.host, port: a.port }) : '(primary)';
     const decision = d && this.decision ? await this.decision.listen({ host: d.host, port: d.port }) : undefined;
     const x = this.config.extAuthz;
-    if (x) this.extAuthz = await ExtAuthzListener.start(this, this.logger, x);
+    // Loaded only when configured: gRPC is not on every gateway's start-up path.
+    if (x) this.extAuthz = await (await import('./server/ext-authz.js')).ExtAuthzListener.start(this, this.logger, x);
     return { proxy, admin, ...(decision ? { decision } : {}), ...(this.extAuthz ? { extAuthz: this.extAuthz.address } : {}) };
   }
 

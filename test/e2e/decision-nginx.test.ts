@@ -5,8 +5,9 @@
  * to the auth subrequest, so the setups must replace each header the listener reads: a
  * client's forged `X-Forwarded-*` / `X-Original-*` must not change what is judged.
  * nginx runs as a child process on loopback with a generated config in a temp dir.
- * Skipped, with a message, only when no nginx binary is installed (`.ci/run` installs
- * Debian's nginx-light).
+ * Skipped, with a message, only when no nginx binary or no headers-more module (the README
+ * block clears the identity prefix with it) is installed (`.ci/run` installs Debian's
+ * nginx-light and libnginx-mod-http-headers-more-filter).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,10 +18,11 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/ports.js';
 import { issuerYaml } from '../helpers/fixture.js';
 import { parse as parseYaml } from 'yaml';
-import { findBinary, nginxConf as nginxHttpConf, startNginx, type ProxyProcess } from '../helpers/proxy-process.js';
+import { findBinary, HEADERS_MORE_MODULE, nginxConf as nginxHttpConf, startNginx, type ProxyProcess } from '../helpers/proxy-process.js';
 
 const NGINX = findBinary('nginx', ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']);
-const skip = NGINX ? false : 'nginx is not installed (apt-get install nginx-light); skipping the auth_request end-to-end test';
+const skip = !NGINX ? 'nginx is not installed (apt-get install nginx-light); skipping the auth_request end-to-end test'
+  : !HEADERS_MORE_MODULE ? 'the nginx headers-more module the README block uses is not installed (apt-get install libnginx-mod-http-headers-more-filter); skipping' : false;
 
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;
 let nginx: ProxyProcess | null = null; let base = ''; let ingressBase = '';
@@ -41,7 +43,7 @@ function readmeBlock(marker: string, lang: string): string {
  */
 function nginxConf(dir: string, port: number, ingressPort: number, decision: string, upstream: string): string {
   const block = readmeBlock('**nginx** `auth_request`', 'nginx')
-    .replace('proxy_pass http://orders;', `proxy_pass ${upstream};`)
+    .replace('proxy_pass http://app.internal:3000;', `proxy_pass ${upstream};`)
     .replace(/proxy_pass http:\/\/tokengate[^;]*:8081\/;/, `proxy_pass ${decision}/;`)
     .replace('server {', `server {\n  listen 127.0.0.1:${port};`);
   assert.ok(block.includes(`proxy_pass ${upstream};`) && block.includes(`proxy_pass ${decision}/;`), 'README block adapted');
@@ -75,7 +77,7 @@ ${block}
       proxy_pass ${decision}/;
     }
   }
-`);
+`, `load_module ${HEADERS_MORE_MODULE};`);
 }
 
 before(async () => {

@@ -10,7 +10,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
@@ -19,10 +18,10 @@ import { freePort } from '../helpers/ports.js';
 import { issuerYaml } from '../helpers/fixture.js';
 import { canonicalHeader, type CompiledConfig } from '../../src/config/compile.js';
 import { frontProxySnippet, type SnippetKind } from '../../src/snippet.js';
-import { findBinary, nginxConf, startNginx, startProxy, type ProxyProcess } from '../helpers/proxy-process.js';
+import { findBinary, HEADERS_MORE_MODULE, nginxConf, startNginx, startProxy, type ProxyProcess } from '../helpers/proxy-process.js';
 
 const NGINX = findBinary('nginx', ['/usr/sbin/nginx', '/usr/local/sbin/nginx']);
-const HEADERS_MORE = ['/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so', '/usr/share/nginx/modules/ngx_http_headers_more_filter_module.so'].find((p) => existsSync(p)) ?? null;
+const HEADERS_MORE = HEADERS_MORE_MODULE;
 const CADDY = findBinary('caddy', ['/usr/bin/caddy', '/usr/local/bin/caddy']);
 const SKIP: Record<'nginx' | 'caddy', string | false> = {
   nginx: !NGINX ? 'nginx is not installed (apt-get install nginx-light libnginx-mod-http-headers-more-filter); skipping'

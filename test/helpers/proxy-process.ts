@@ -14,6 +14,10 @@ export function findBinary(name: string, paths: string[]): string | null {
   return paths.find((p) => existsSync(p)) ?? (spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim() || null);
 }
 
+/** Debian's build of the nginx headers-more module (the nginx snippet clears a header prefix with it), or null. */
+export const HEADERS_MORE_MODULE = ['/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so', '/usr/share/nginx/modules/ngx_http_headers_more_filter_module.so']
+  .find((p) => existsSync(p)) ?? null;
+
 /** A running proxy process. */
 export interface ProxyProcess {
   proc: ChildProcess;
