@@ -17,8 +17,9 @@ export const PROTO_OPTIONS: Options = { keepCase: true, longs: String, enums: Nu
 /** The files the listener serves. */
 export const PROTO_FILES = ['envoy/service/auth/v3/external_auth.proto', 'grpc/health/v1/health.proto'];
 
-/** Fully qualified names of the two services. */
+/** Fully qualified name of Envoy's authorization service (`/envoy.service.auth.v3.Authorization/Check`). */
 export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
+/** Fully qualified name of the standard gRPC health service (grpc/grpc `doc/health-checking.md`). */
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
 
 /** Loads the package definition (once per listener start; nothing is kept at module level). */
@@ -79,6 +80,7 @@ export interface CheckResponse {
   ok_response?: { headers: HeaderValueOption[]; headers_to_remove: string[]; response_headers_to_add: HeaderValueOption[] };
 }
 
-/** `grpc.health.v1.HealthCheckResponse.ServingStatus`. */
+/** `grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING`. */
 export const SERVING = 1;
+/** `grpc.health.v1.HealthCheckResponse.ServingStatus.NOT_SERVING`. */
 export const NOT_SERVING = 2;

@@ -15,6 +15,7 @@ import { IDP_RESOURCES, idpIssuerYaml, startIdp, type TestIdp } from '../helpers
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 import { generateClientCert, type TestCert } from '../helpers/cert.js';
+import { peerAddress } from '../../src/server/ext-authz.js';
 import { PROTO_FILES, PROTO_OPTIONS, type CheckRequest, type CheckResponse, type HeaderValueOption } from '../../src/server/ext-authz-proto.js';
 
 const UPSTREAM = 'http://127.0.0.1:9'; // never called: the listener only decides
@@ -283,4 +284,13 @@ test('metrics and access lines: counted by route, the listener named, never the 
   for (const l of lines) assert.equal(JSON.parse(l).listener, 'ext_authz');
   const all = logs.join('\n');
   for (const secret of [token, dpopBound, mtlsBound]) assert.equal(all.includes(secret), false, 'no token in any log line');
+});
+
+test('peer addresses from grpc-js getPeer(): IPv4 and unbracketed IPv6 with a port; anything else matches no trustedProxies entry', () => {
+  assert.equal(peerAddress('127.0.0.1:50123'), '127.0.0.1');
+  assert.equal(peerAddress('::1:50123'), '::1');
+  assert.equal(peerAddress('::ffff:10.1.2.3:443'), '::ffff:10.1.2.3');
+  assert.equal(peerAddress('10.0.0.7'), '10.0.0.7');
+  assert.equal(peerAddress('unix:/run/x.sock'), undefined);
+  assert.equal(peerAddress('unknown'), undefined);
 });
