@@ -52,6 +52,16 @@ test('Traefik and Envoy HTTP: the regex takes every spelling of the namespace an
   for (const h of OUTSIDE) assert.ok(!full.test(h.toLowerCase()), `${h} is kept`);
 });
 
+test('Traefik: the Middleware validates against the Traefik CRD schema (@kubernetes-models/traefik)', async () => {
+  const { Middleware } = await import('@kubernetes-models/traefik/traefik.io/v1alpha1');
+  const doc = parseAllDocuments(frontProxySnippet(EXAMPLE, 'traefik'))[0].toJS() as ConstructorParameters<typeof Middleware>[0] & { spec: { forwardAuth: Record<string, unknown> } };
+  new Middleware(doc).validate();
+  assert.equal(doc.spec.forwardAuth.trustForwardHeader, false);
+  // The validator is live: a wrong type is reported.
+  const wrong = JSON.parse(JSON.stringify(doc).replace('"trustForwardHeader":false', '"trustForwardHeader":"no"')) as typeof doc;
+  assert.throws(() => new Middleware(wrong).validate(), /trustForwardHeader/);
+});
+
 test('Caddy: a delete pattern for every spelling Go can store; each copied header only when answered', () => {
   const caddy = frontProxySnippet(EXAMPLE, 'caddy');
   const patterns = [...caddy.matchAll(/request_header -(\S+)/g)].map((m) => m[1]).filter((p) => p !== 'Authorization');
