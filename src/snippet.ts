@@ -255,7 +255,8 @@ http_filters:
 `);
   }
   if (out.length === 0) throw new SnippetError('envoy asks the extAuthz (gRPC) or decision (HTTP) listener: add an `extAuthz:` or `decision:` block');
-  return out.join('\n');
+  // Two YAML documents: each is a whole http_filters list, for one listener or the other.
+  return out.join('---\n');
 }
 
 /** The snippet of `kind` for `config`; throws {@link SnippetError} when the config lacks the listener it needs. */
