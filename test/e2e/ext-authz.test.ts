@@ -15,6 +15,7 @@ import { IDP_RESOURCES, idpIssuerYaml, startIdp, type TestIdp } from '../helpers
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 import { generateClientCert, type TestCert } from '../helpers/cert.js';
+import { startMockIssuer } from '../helpers/mock-issuer.js';
 import { peerAddress } from '../../src/server/ext-authz.js';
 import { PROTO_FILES, PROTO_OPTIONS, type CheckRequest, type CheckResponse, type HeaderValueOption } from '../../src/server/ext-authz-proto.js';
 
@@ -293,4 +294,33 @@ test('peer addresses from grpc-js getPeer(): IPv4 and unbracketed IPv6 with a po
   assert.equal(peerAddress('10.0.0.7'), '10.0.0.7');
   assert.equal(peerAddress('unix:/run/x.sock'), undefined);
   assert.equal(peerAddress('unknown'), undefined);
+});
+
+test('shutdown: a Check in flight is answered, a new one is refused, close waits for neither longer than the grace', async () => {
+  const iss = await startMockIssuer({ algs: ['ES256'] });
+  iss.mode = 'hang'; // the key fetch hangs until its timeout: a Check that needs keys stays in flight that long
+  const slow = await startGateway(`
+extAuthz: {}
+issuers:
+  - { id: a, issuer: ${iss.issuer}, jwksUri: ${iss.jwksUri}, audiences: [api], jwks: { timeoutMs: 1500 } }
+routes:
+  - { id: r, match: { pathPrefix: / }, upstream: ${UPSTREAM}, auth: { mode: jwt } }
+`);
+  try {
+    const c = authz(slow.extAuthzAddress!);
+    const token = await iss.sign({});
+    const inFlight = call(c, envoyCheck({ path: '/x', headers: { authorization: `Bearer ${token}` } }));
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    const closed = slow.gw.close(10);
+    // Draining: the listener takes no new call (a fresh channel cannot even connect).
+    const late = authz(slow.extAuthzAddress!);
+    await assert.rejects(call(late, envoyCheck({ path: '/x' })), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
+    const answer = await inFlight;
+    assert.equal(answer.status.code, 14, 'the call in flight got its answer (keys unobtainable: UNAVAILABLE)');
+    await closed;
+    assert.ok(Date.now() - t0 < 9000, `close returned once the call was answered, well before the 10 s grace (${Date.now() - t0} ms)`);
+  } finally {
+    await iss.close();
+  }
 });
