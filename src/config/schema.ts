@@ -85,6 +85,12 @@ const Decision = obj({
   trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers whose X-Forwarded-*/X-Original-* headers are believed; anyone else gets 403' }),
 }, 'Optional forward-auth decision listener; absent: no such listener', false);
 
+const ExtAuthz = obj({
+  host: Type.String({ default: '0.0.0.0', description: 'ext_authz listen address' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 9191, description: 'gRPC port (h2c) serving envoy.service.auth.v3.Authorization/Check and grpc.health.v1.Health (Envoy ext_authz, Istio CUSTOM AuthorizationPolicy, Envoy Gateway, Contour)' }),
+  trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers (the Envoys) allowed to ask; anyone else gets PERMISSION_DENIED' }),
+}, 'Optional Envoy external-authorization listener over gRPC; absent: no such listener', false);
+
 const Jwks = obj({
   cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS when it is this old (a shorter Cache-Control max-age wins; never more often than once a second), whatever cooldownSec says: a removed key stops working within this time' }),
   cooldownSec: Type.Integer({ minimum: 0, default: 30, description: 'At most one extra fetch for an unknown `kid` per this interval (any fetch, the first included, opens it): unknown `kid`s cannot storm the IdP. After a failed fetch the next try comes at the smaller of this and the key set\'s lifetime' }),
@@ -163,6 +169,7 @@ export const ConfigSchema = Type.Object({
   server: Server,
   admin: Admin,
   decision: Type.Optional(Decision),
+  extAuthz: Type.Optional(ExtAuthz),
   issuers: Type.Array(Issuer, { default: [], description: 'Token issuers' }),
   routes: Type.Array(Route, { minItems: 1, description: 'Routes; no match is 404' }),
 }, { ...closed, description: 'tokengate configuration' });

@@ -23,8 +23,11 @@ export class Exchange implements RecordedRequest, ForwardObserver {
   upstreamStart = 0;
   private recorded = false;
 
-  /** `config` is the config in force when the request arrived: it finishes on it. */
-  constructor(readonly config: CompiledConfig, private readonly core: GatewayCore) {}
+  /**
+   * `config` is the config in force when the request arrived: it finishes on it.
+   * `listener` names the door on the access line when it is not the proxy.
+   */
+  constructor(readonly config: CompiledConfig, private readonly core: GatewayCore, readonly listener?: string) {}
 
   /**
    * Runs the decision once for the facts `read` returns (reading them may refuse the
