@@ -34,10 +34,12 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && adduser -S -D -H -u 10001 -G tokengate tokengate
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
+# The .proto files the gRPC ext_authz listener loads at start.
+COPY proto ./proto
 # Numeric so Kubernetes' runAsNonRoot can verify it without a runAsUser.
 USER 10001:10001
-# 8080 proxy, 8081 decision (forward auth, when configured), 9090 admin.
-EXPOSE 8080 8081 9090
+# 8080 proxy, 8081 decision (forward auth), 9191 gRPC ext_authz (each when configured), 9090 admin.
+EXPOSE 8080 8081 9090 9191
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["node", "bin/tokengate.js"]

@@ -6,6 +6,8 @@
  *   tokengate explain --config FILE --method M --url URL [--token T] [--header 'K: V']...
  *                                      why a request would be allowed or denied (exit 0 allow, 1 deny)
  *   tokengate dev                      development issuer + echo upstream + gateway on config/dev.yaml
+ *   tokengate snippet nginx|caddy|traefik|envoy --config FILE
+ *                                      the front-proxy setup for this config (src/snippet.ts)
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
@@ -20,7 +22,9 @@ const USAGE = `usage:
   tokengate check --config FILE     validate a config and print the effective routes
   tokengate explain --config FILE --method GET --url URL [--token T] [--header 'K: V']...
                                     show how a request would be decided (exit 0 allow, 1 deny, 2 usage)
-  tokengate dev                     try it: dev issuer, echo upstream and gateway, with curl lines`;
+  tokengate dev                     try it: dev issuer, echo upstream and gateway, with curl lines
+  tokengate snippet nginx|caddy|traefik|envoy --config FILE
+                                    print the front-proxy setup that clears every identity header of this config`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -49,6 +53,10 @@ async function main(argv: string[]): Promise<number> {
       return run(file);
     case 'explain':
       return explainCmd(file, values as { method?: string; url?: string; token?: string; header?: string[] });
+    case 'snippet': {
+      const { snippetCommand } = await import('./snippet.js');
+      return snippetCommand(file, positionals[1]);
+    }
     case 'dev': {
       const { runDev } = await import('./dev/run-dev.js');
       return runDev();

@@ -106,6 +106,7 @@ export const ERRORS = {
   jwks_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token keys cannot be obtained now', challenge: false },
   introspection_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'Token introspection is unavailable now', challenge: false },
   replay_store_unavailable: { status: 503, error: 'temporarily_unavailable', description: 'DPoP proofs cannot be checked now', challenge: false },
+  shutting_down: { status: 503, error: 'temporarily_unavailable', description: 'The gateway is shutting down', challenge: false },
   upstream_unavailable: { status: 502, error: 'bad_gateway', description: 'The upstream service is unavailable', challenge: false },
   upstream_timeout: { status: 504, error: 'gateway_timeout', description: 'The upstream service did not answer in time', challenge: false },
   // Refused by the HTTP/1.1 parser before any route is known: too large, too slow

@@ -24,6 +24,7 @@ import type { Readiness } from './cluster/channel.js';
 import { buildAdmin } from './server/admin.js';
 import type { GatewayCore } from './server/core.js';
 import { buildDecision } from './server/decision.js';
+import type { ExtAuthzListener } from './server/ext-authz.js';
 import { buildProxy } from './server/proxy.js';
 import { RequestRecorder } from './server/record.js';
 import type { Redis } from 'ioredis';
@@ -183,6 +184,8 @@ export class Gateway implements GatewayCore {
    * widen a DPoP proof's window past the ids already stored (src/reload.ts).
    */
   readonly toleranceFloors = new Map<string, number>();
+  /** The gRPC ext_authz listener; null without an `extAuthz:` block. */
+  extAuthz: ExtAuthzListener | null = null;
   /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
   readonly upgrades = new UpgradeTracker();
   private closing = false;
@@ -336,7 +339,7 @@ export class Gateway implements GatewayCore {
   }
 
   /** Builds and starts the listeners, and the first key fetches. */
-  async start(): Promise<{ proxy: string; admin: string; decision?: string }> {
+  async start(): Promise<{ proxy: string; admin: string; decision?: string; extAuthz?: string }> {
     this.proxy = buildProxy(this);
     this.proxy.server.on('upgrade', upgradeHandler(this, this.proxy.server, this.upgrades));
     // Cluster workers leave the admin listener to the primary (src/cluster/primary.ts).
@@ -354,7 +357,10 @@ export class Gateway implements GatewayCore {
     const proxy = await this.proxy.listen({ host: s.host, port: s.port });
     const admin = this.admin ? await this.admin.listen({ host: a.host, port: a.port }) : '(primary)';
     const decision = d && this.decision ? await this.decision.listen({ host: d.host, port: d.port }) : undefined;
-    return decision ? { proxy, admin, decision } : { proxy, admin };
+    const x = this.config.extAuthz;
+    // Loaded only when configured: gRPC is not on every gateway's start-up path.
+    if (x) this.extAuthz = await (await import('./server/ext-authz.js')).ExtAuthzListener.start(this, x);
+    return { proxy, admin, ...(decision ? { decision } : {}), ...(this.extAuthz ? { extAuthz: this.extAuthz.address } : {}) };
   }
 
   /**
@@ -374,7 +380,7 @@ export class Gateway implements GatewayCore {
     // server.workers, a connection the primary hands over after this is refused, not served.
     for (const l of listeners) if (l.server.listening) l.server.close();
     for (const l of listeners) l.server.closeIdleConnections();
-    await Promise.all(listeners.map((l) => l.close()));
+    await Promise.all([...listeners.map((l) => l.close()), this.extAuthz?.close(graceSec)]);
     clearTimeout(forced);
     await this.admin?.close();
     for (const rt of this.issuers.values()) rt.jwks?.stop();

@@ -49,6 +49,8 @@ export function isoTimeCached(): () => string {
 
 /** The fields of one access line: route, status, latency, `sub`, issuer, decision outcome and reason. */
 export interface AccessEntry {
+  /** The listener that answered, when it is not the proxy (`ext_authz`). */
+  listener?: string;
   route: string;
   status: number;
   /** Latency in milliseconds. */
@@ -85,7 +87,9 @@ export class AccessLog {
   /** Writes one access line (nothing when the level is above info). */
   write(e: AccessEntry): void {
     if (this.logger.levelVal > INFO) return;
-    let line = `${this.head}${this.time()}${this.chindings},"route":${JSON.stringify(e.route)},"status":${e.status},"ms":${e.ms}`;
+    let line = `${this.head}${this.time()}${this.chindings}`;
+    if (e.listener !== undefined) line += `,"listener":${JSON.stringify(e.listener)}`;
+    line += `,"route":${JSON.stringify(e.route)},"status":${e.status},"ms":${e.ms}`;
     if (e.sub !== undefined) line += `,"sub":${JSON.stringify(e.sub)}`;
     if (e.issuer !== undefined) line += `,"issuer":${JSON.stringify(e.issuer)}`;
     this.stream.write(`${line},"outcome":"${e.outcome}","reason":"${e.reason}","msg":"access"}\n`);

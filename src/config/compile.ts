@@ -84,6 +84,9 @@ export interface CompiledConfig {
   decision: Config['decision'] | null;
   /** `decision.trustedProxies`, compiled; null without a decision block. */
   decisionTrusted: AddressMatcher | null;
+  extAuthz: Config['extAuthz'] | null;
+  /** `extAuthz.trustedProxies`, compiled; null without an extAuthz block. */
+  extAuthzTrusted: AddressMatcher | null;
   issuers: ReadonlyMap<string, IssuerConfig>;
   routes: readonly CompiledRoute[];
   /** Canonical (lower-case, `_`→`-`) names of every header any route may set. */
@@ -199,6 +202,8 @@ export function compileConfig(config: Config): CompiledConfig {
     admin: config.admin,
     decision: config.decision ?? null,
     decisionTrusted: config.decision ? addressMatcher(config.decision.trustedProxies) : null,
+    extAuthz: config.extAuthz ?? null,
+    extAuthzTrusted: config.extAuthz ? addressMatcher(config.extAuthz.trustedProxies) : null,
     issuers: new Map(config.issuers.map((i) => [i.id, i])),
     routes: Object.freeze(routes),
     identityHeaders,

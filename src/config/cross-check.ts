@@ -127,9 +127,11 @@ export function crossCheck(config: Config): CrossProblem[] {
   if (!/^rediss?:\/\/[^\s]+$/.test(s.redis.url)) {
     out.push({ path: ['server', 'redis', 'url'], message: 'must be a redis:// or rediss:// URL' });
   }
-  config.decision?.trustedProxies.forEach((c, i) => {
-    if (!parseCidr(c)) out.push({ path: ['decision', 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
-  });
+  for (const listener of ['decision', 'extAuthz'] as const) {
+    config[listener]?.trustedProxies.forEach((c, i) => {
+      if (!parseCidr(c)) out.push({ path: [listener, 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
+    });
+  }
   return out;
 }
 

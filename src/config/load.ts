@@ -219,8 +219,11 @@ function describeAjvError(
       message = `must be ${hint ?? `a string matching ${String(err.params.pattern)}`}${got(err.data)}`;
       break;
     }
-    default:
-      message = `${err.message ?? 'is invalid'}${got(err.data)}`;
+    default: {
+      // A bound with a reason (`why` in the schema) says it, so the fix is clear.
+      const why = (err.parentSchema as { why?: string } | undefined)?.why;
+      message = `${err.message ?? 'is invalid'}${got(err.data)}${why ? `: ${why}` : ''}`;
+    }
   }
   return { file, line: lineOf(nodeAt(doc, at)), path: formatPath(at), message };
 }

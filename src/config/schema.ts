@@ -68,7 +68,7 @@ const Server = obj({
   bodyLimitBytes: Type.Integer({ minimum: 0, default: 1048576, description: 'Largest form-encoded body read (they are scanned for `access_token`); other bodies stream without limit' }),
   upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin; further requests queue until one is free (bounded by upstreamTimeoutMs)' }),
   allowInsecureHttpHosts: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', 'localhost', '::1'], description: 'Hosts that IdP fetches (discovery, JWKS, introspection) may reach over plain http; every other IdP URL must be https. Default: loopback only' }),
-  workers: Type.Integer({ minimum: 0, maximum: 4, default: 0, description: 'Gateway processes sharing the proxy port (node:cluster), at most 4. 0: one per CPU the process may use (a cgroup CPU quota such as a Kubernetes CPU limit caps it, rounded down), at least 1 and at most 4; 1: a single process. Each worker keeps its own key and token caches (the IdP sees up to one JWKS fetch per refresh and one introspection call per token per worker); a primary process serves the admin port (readiness of all workers, summed metrics), holds the DPoP proof ids of a memory replay store and forwards SIGHUP/SIGTERM; restart-only' }),
+  workers: Type.Integer({ minimum: 0, maximum: 4, default: 0, why: 'each worker keeps its own key and token caches, so the IdP sees one JWKS fetch and one introspection call per worker; scale out with replicas', description: 'Gateway processes sharing the proxy port (node:cluster), at most 4. 0: one per CPU the process may use (a cgroup CPU quota such as a Kubernetes CPU limit caps it, rounded down), at least 1 and at most 4; 1: a single process. Each worker keeps its own key and token caches (the IdP sees up to one JWKS fetch per refresh and one introspection call per token per worker); a primary process serves the admin port (readiness of all workers, summed metrics), holds the DPoP proof ids of a memory replay store and forwards SIGHUP/SIGTERM; restart-only' }),
   dpop: Dpop,
   redis: Redis,
   clientCert: ClientCert,
@@ -84,6 +84,12 @@ const Decision = obj({
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8081, description: 'Forward-auth port (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz HTTP)' }),
   trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers whose X-Forwarded-*/X-Original-* headers are believed; anyone else gets 403' }),
 }, 'Optional forward-auth decision listener; absent: no such listener', false);
+
+const ExtAuthz = obj({
+  host: Type.String({ default: '0.0.0.0', description: 'ext_authz listen address' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 9191, description: 'gRPC port (h2c) serving envoy.service.auth.v3.Authorization/Check and grpc.health.v1.Health (Envoy ext_authz, Istio CUSTOM AuthorizationPolicy, Envoy Gateway, Contour)' }),
+  trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers (the Envoys) allowed to ask; anyone else gets PERMISSION_DENIED' }),
+}, 'Optional Envoy external-authorization listener over gRPC; absent: no such listener', false);
 
 const Jwks = obj({
   cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS when it is this old (a shorter Cache-Control max-age wins; never more often than once a second), whatever cooldownSec says: a removed key stops working within this time' }),
@@ -176,6 +182,7 @@ export const ConfigSchema = Type.Object({
   server: Server,
   admin: Admin,
   decision: Type.Optional(Decision),
+  extAuthz: Type.Optional(ExtAuthz),
   issuers: Type.Array(Issuer, { default: [], description: 'Token issuers' }),
   routes: Type.Array(Route, { minItems: 1, description: 'Routes; no match is 404' }),
 }, { ...closed, description: 'tokengate configuration' });

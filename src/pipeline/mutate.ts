@@ -113,6 +113,15 @@ function encodeClaims(claims: Readonly<Record<string, unknown>>): string {
 }
 
 /**
+ * Whether a header name, in canonical spelling (lower case, `_` read as `-`), is in the
+ * identity namespace: a name some route sets, or one with `server.identityHeaderPrefix`.
+ * A client's header of that name must never reach an upstream.
+ */
+export function isIdentityHeader(config: CompiledConfig, canon: string): boolean {
+  return config.identityHeaders.has(canon) || (config.identityPrefix !== '' && canon.startsWith(config.identityPrefix));
+}
+
+/**
  * `claimsHeader` values, kept per verified claim set: a cached token's claims are one
  * frozen object shared by all its requests, so each is encoded once. Refusals are not
  * remembered (they are recomputed, and cost no upstream request). One per gateway.
@@ -156,7 +165,6 @@ export function upstreamHeaders(
   out['x-forwarded-proto'] = forwarded.proto;
   if (forwarded.host) out['x-forwarded-host'] = forwarded.host;
   const listed = connectionTokens(connection);
-  const prefix = config.identityPrefix;
   for (const name in incoming) {
     const v = incoming[name];
     if (v === undefined || HOP_BY_HOP.has(name) || (listed && listed.has(name))) continue;
@@ -165,7 +173,7 @@ export function upstreamHeaders(
     const canon = name.includes('_') ? name.replace(/_/g, '-') : name;
     // RFC 8705: a client-certificate header from a peer outside clientCert.trustedProxies is never forwarded.
     if (untrustedCertHeader !== undefined && canon === untrustedCertHeader) continue;
-    if (config.identityHeaders.has(canon) || (prefix !== '' && canon.startsWith(prefix))) continue;
+    if (isIdentityHeader(config, canon)) continue;
     if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon.startsWith('x-forwarded-'))) continue;
     if (OVERRIDE_HEADERS.has(canon)) continue;
     // Other X-Forwarded-* (port, server, ...) and the client-address headers describe the client's request only

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/compile.js';
 import type { Metrics } from '../metrics.js';
 import type { Verifiers } from '../pipeline/run.js';
+import type { Readiness } from '../cluster/channel.js';
 import type { RequestRecorder } from './record.js';
 
 /** The gateway as its listeners see it. */
@@ -19,4 +20,6 @@ export interface GatewayCore {
   readonly recorder: RequestRecorder;
   /** Shutdown has begun (the listeners are closing). */
   readonly draining: boolean;
+  /** What `/readyz` would answer now (the gRPC health service reports it too). */
+  readiness(): Readiness;
 }

@@ -47,6 +47,23 @@ export function errorParts(err: GatewayError, cors: CorsHeaders | null = null): 
   return { status: err.status, headers, body: bodyFor(err) };
 }
 
+/**
+ * The gRPC status code (grpc/grpc `doc/statuscodes.md`) for a refusal with HTTP status
+ * `status`: 401 UNAUTHENTICATED (16), 403 PERMISSION_DENIED (7), 404 UNIMPLEMENTED (12),
+ * 400 INVALID_ARGUMENT (3), 429/502/503/504 UNAVAILABLE (14, the codes a client may
+ * retry), anything else INTERNAL (13).
+ */
+export function grpcStatusFor(status: number): number {
+  switch (status) {
+    case 401: return 16;
+    case 403: return 7;
+    case 404: return 12;
+    case 400: return 3;
+    case 429: case 502: case 503: case 504: return 14;
+    default: return 13;
+  }
+}
+
 /** Writes `err` to `reply` (headers and body), for any Fastify instance; `cors` as for {@link errorParts}. */
 export function sendError(reply: FastifyReply, err: GatewayError, cors: CorsHeaders | null = null): FastifyReply {
   const { status, headers, body } = errorParts(err, cors);

@@ -23,8 +23,11 @@ export class Exchange implements RecordedRequest, ForwardObserver {
   upstreamStart = 0;
   private recorded = false;
 
-  /** `config` is the config in force when the request arrived: it finishes on it. */
-  constructor(readonly config: CompiledConfig, private readonly core: GatewayCore) {}
+  /**
+   * `config` is the config in force when the request arrived: it finishes on it.
+   * `listener` names the door on the access line when it is not the proxy.
+   */
+  constructor(readonly config: CompiledConfig, private readonly core: GatewayCore, readonly listener?: string) {}
 
   /**
    * Runs the decision once for the facts `read` returns (reading them may refuse the
@@ -34,6 +37,7 @@ export class Exchange implements RecordedRequest, ForwardObserver {
    */
   async judge<A>(read: (config: CompiledConfig, arg: A) => RequestFacts, arg: A): Promise<GatewayError | null> {
     try {
+      if (this.core.draining) throw new GatewayError('shutting_down', { retryAfterSec: 1 });
       await decide(this.config, read(this.config, arg), this.core.verifiers, this.ctx);
     } catch (e) {
       this.error = e instanceof GatewayError ? e : this.bug(e);

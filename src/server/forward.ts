@@ -31,10 +31,16 @@ export interface ForwardObserver {
   onUpstreamError(err: GatewayError): void;
   /**
    * The response to the client is complete (`status` sent), or was cut short after its
-   * headers; not called when the client left before any response was written.
+   * headers, or the client left before any response was written ({@link CLIENT_CLOSED}).
    */
   onResponseDone(status: number): void;
 }
+
+/**
+ * The status recorded for a request whose client left before its answer was written
+ * (nginx's convention): it was forwarded, so it is logged, but nothing was sent.
+ */
+export const CLIENT_CLOSED = 499;
 
 /** One request on its way upstream. */
 export interface ForwardRequest {
@@ -138,7 +144,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
       this.observer.onResponseDone(this.res.statusCode);
       return;
     }
-    if (this.res.destroyed) return;
+    if (this.res.destroyed) return void this.observer.onResponseDone(CLIENT_CLOSED);
     this.fail(upstreamError(error));
   }
 

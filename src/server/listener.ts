@@ -91,7 +91,9 @@ export function listenerOptions(core: GatewayCore, extra: { bodyLimit?: number }
       // 30 s by default: sweep often enough that the configured limits mean what they say.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(server.headersTimeoutMs / 2))),
     },
-    return503OnClosing: true,
+    // Requests on open connections once shutdown began reach the handler, which refuses them
+    // (503 `shutting_down`) and records them; Fastify adds `Connection: close`.
+    return503OnClosing: false,
     forceCloseConnections: false,
     frameworkErrors: (_err, _req, reply) => {
       const ex = new Exchange(core.config, core);

@@ -15,6 +15,8 @@ export interface RecordedRequest {
   readonly start: number;
   /** The refusal or failure it was answered with; null when it was allowed. */
   readonly error: GatewayError | null;
+  /** The door it came by, when it is not the proxy (e.g. `ext_authz`). */
+  readonly listener?: string;
 }
 
 /** The outcome label of a request: allowed, denied (4xx, and 503 "cannot validate now"), or error. */
@@ -39,7 +41,7 @@ export class RequestRecorder {
     this.metrics.countRequest(route, outcome, reason);
     const p = req.ctx.principal;
     this.access.write({
-      route, status, ms: Math.round((performance.now() - req.start) * 100) / 100,
+      listener: req.listener, route, status, ms: Math.round((performance.now() - req.start) * 100) / 100,
       sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
     });
   }

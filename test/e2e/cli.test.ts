@@ -11,7 +11,12 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { PROTO_FILES, PROTO_OPTIONS } from '../../src/server/ext-authz-proto.js';
+import { loadCompiled } from '../../src/config/index.js';
+import { frontProxySnippet } from '../../src/snippet.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'tokengate-cli-'));
@@ -168,6 +173,40 @@ routes:
       }
       assert.equal(await exited(child), 0, `exit code (${how}); stderr: ${err}`);
     }
+  });
+
+  test('snippet: prints the front-proxy setup for the config; unknown proxy exit 2; a config without its listener exit 1', () => {
+    const example = join(ROOT, 'config/front-proxy.yaml');
+    const ok = cli(['snippet', 'caddy', '--config', example]);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(ok.stdout, frontProxySnippet(loadCompiled(example), 'caddy'));
+    assert.equal(cli(['snippet', 'haproxy', '--config', example]).status, 2);
+    const bare = cli(['snippet', 'nginx', '--config', file('bare.yaml', 'routes: [{ id: r, match: { pathPrefix: / }, upstream: http://u, auth: { mode: none } }]\n')]);
+    assert.equal(bare.status, 1);
+    assert.match(bare.stderr, /add a `decision:` block/);
+  });
+
+  test('the installed bin serves extAuthz (its protos found beside dist/): grpc.health.v1 SERVING', async () => {
+    const [port, adminPort, grpcPort] = [await freePort(), await freePort(), await freePort()];
+    const f = file('ext-authz.yaml', `server: { host: 127.0.0.1, port: ${port}, shutdownGraceSec: 1, logLevel: warn }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+extAuthz: { host: 127.0.0.1, port: ${grpcPort} }
+routes: [{ id: open, match: { pathPrefix: / }, upstream: ${up.url}, auth: { mode: none } }]
+`);
+    const child = spawn(process.execPath, [join(ROOT, 'bin/tokengate.js'), '--config', f], { cwd: dir, stdio: 'ignore' });
+    const pkg = grpc.loadPackageDefinition(loadSync(PROTO_FILES, PROTO_OPTIONS)) as unknown as { grpc: { health: { v1: { Health: typeof grpc.Client } } } };
+    const health = new pkg.grpc.health.v1.Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & {
+      Check(req: { service: string }, cb: (e: grpc.ServiceError | null, r: { status: number }) => void): void;
+    };
+    try {
+      await waitFor(`http://127.0.0.1:${adminPort}/readyz`, 200, 60_000);
+      const answer = await new Promise((resolve, reject) => health.Check({ service: '' }, (e, r) => (e ? reject(e) : resolve(r))));
+      assert.deepEqual(answer, { status: 1 });
+    } finally {
+      health.close();
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited(child), 0);
   });
 
   test('npm run dev: prints curl lines whose outcomes are 200 / 403 / 401; SIGTERM exits 0', async () => {

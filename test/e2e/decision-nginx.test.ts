@@ -5,29 +5,27 @@
  * to the auth subrequest, so the setups must replace each header the listener reads: a
  * client's forged `X-Forwarded-*` / `X-Original-*` must not change what is judged.
  * nginx runs as a child process on loopback with a generated config in a temp dir.
- * Skipped, with a message, only when no nginx binary is installed (`.ci/run` installs
- * Debian's nginx-light).
+ * Skipped, with a message, only when no nginx binary or no headers-more module (the README
+ * block clears the identity prefix with it) is installed (`.ci/run` installs Debian's
+ * nginx-light and libnginx-mod-http-headers-more-filter).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/ports.js';
 import { issuerYaml } from '../helpers/fixture.js';
 import { parse as parseYaml } from 'yaml';
+import { findBinary, HEADERS_MORE_MODULE, nginxConf as nginxHttpConf, startNginx, type ProxyProcess } from '../helpers/proxy-process.js';
 
-const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find((p) => existsSync(p))
-  ?? (spawnSync('sh', ['-c', 'command -v nginx'], { encoding: 'utf8' }).stdout.trim() || null);
-const skip = NGINX ? false : 'nginx is not installed (apt-get install nginx-light); skipping the auth_request end-to-end test';
+const NGINX = findBinary('nginx', ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']);
+const skip = !NGINX ? 'nginx is not installed (apt-get install nginx-light); skipping the auth_request end-to-end test'
+  : !HEADERS_MORE_MODULE ? 'the nginx headers-more module the README block uses is not installed (apt-get install libnginx-mod-http-headers-more-filter); skipping' : false;
 
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;
-let nginx: ChildProcess | null = null; let dir = ''; let base = ''; let ingressBase = '';
+let nginx: ProxyProcess | null = null; let base = ''; let ingressBase = '';
 
 /** The first fenced block of language `lang` after `marker` in README.md. */
 function readmeBlock(marker: string, lang: string): string {
@@ -43,25 +41,15 @@ function readmeBlock(marker: string, lang: string): string {
  * location ingress-nginx's template renders (its fixed headers, then the README's ConfigMap
  * as `proxy_set_header 'Name' 'value';` lines), each in front of the decision listener.
  */
-function nginxConf(port: number, ingressPort: number, decision: string, upstream: string): string {
+function nginxConf(dir: string, port: number, ingressPort: number, decision: string, upstream: string): string {
   const block = readmeBlock('**nginx** `auth_request`', 'nginx')
-    .replace('proxy_pass http://orders;', `proxy_pass ${upstream};`)
+    .replace('proxy_pass http://app.internal:3000;', `proxy_pass ${upstream};`)
     .replace(/proxy_pass http:\/\/tokengate[^;]*:8081\/;/, `proxy_pass ${decision}/;`)
     .replace('server {', `server {\n  listen 127.0.0.1:${port};`);
   assert.ok(block.includes(`proxy_pass ${upstream};`) && block.includes(`proxy_pass ${decision}/;`), 'README block adapted');
   const configMap = parseYaml(readmeBlock('**ingress-nginx**', 'yaml')) as { data: Record<string, string> };
   const configMapLines = Object.entries(configMap.data).map(([k, v]) => `proxy_set_header '${k}' '${v}';`).sort().join('\n      ');
-  return `
-worker_processes 1;
-error_log ${dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
+  return nginxHttpConf(dir, `
 ${block}
   server {
     listen 127.0.0.1:${ingressPort};
@@ -89,8 +77,7 @@ ${block}
       proxy_pass ${decision}/;
     }
   }
-}
-`;
+`, `load_module ${HEADERS_MORE_MODULE};`);
 }
 
 before(async () => {
@@ -115,39 +102,17 @@ ${issuerYaml(iss)}routes:
     forward: { headers: { x-auth-subject: sub, x-auth-scopes: scope } }
 `);
   await gw.ready();
-  dir = mkdtempSync(join(tmpdir(), 'tokengate-nginx-'));
-  mkdirSync(join(dir, 'tmp'));
   const port = await freePort();
   const ingressPort = await freePort();
   base = `http://127.0.0.1:${port}`;
   ingressBase = `http://127.0.0.1:${ingressPort}`;
-  writeFileSync(join(dir, 'nginx.conf'), nginxConf(port, ingressPort, gw.decisionUrl!, up.url));
   // As root, nginx's workers switch to `nobody`; they only need the listening socket.
-  nginx = spawn(NGINX!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', `daemon off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  nginx.stderr!.on('data', (c) => (stderr += c));
-  const until = Date.now() + 10_000;
-  for (;;) {
-    if (nginx.exitCode !== null) throw new Error(`nginx exited: ${stderr} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(ingressPort, '127.0.0.1', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) break;
-    if (Date.now() > until) throw new Error(`nginx did not start: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  nginx = await startNginx(NGINX!, ingressPort, (dir) => nginxConf(dir, port, ingressPort, gw.decisionUrl!, up.url));
 });
 
 after(async () => {
-  if (nginx && nginx.exitCode === null) {
-    const exited = new Promise((r) => nginx!.once('exit', r));
-    nginx.kill('SIGQUIT');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    if (nginx.exitCode === null) nginx.kill('SIGKILL');
-  }
+  await nginx?.stop();
   await gw?.close(); await up?.close(); await iss?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test('nginx auth_request → decision listener → echo upstream', { skip }, async () => {

@@ -65,8 +65,10 @@ function build(dir: string): K8s[] {
   return objects;
 }
 
+/** Kubernetes' own kinds from kubernetes-models, Istio's CRDs from @kubernetes-models/istio (their published schemas). */
 async function validateModel(o: K8s): Promise<void> {
-  const mod = await import(`kubernetes-models/${o.apiVersion}`) as Record<string, new (x: K8s) => { validate(): void }>;
+  const pkg = /\.istio\.io\//.test(o.apiVersion) ? '@kubernetes-models/istio' : 'kubernetes-models';
+  const mod = await import(`${pkg}/${o.apiVersion}`) as Record<string, new (x: K8s) => { validate(): void }>;
   const Model = mod[o.kind];
   assert.ok(Model, `kubernetes-models knows ${o.apiVersion} ${o.kind}`);
   new Model(o).validate();
@@ -77,7 +79,8 @@ const selects = (selector: Record<string, string>, labels: Record<string, string
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
 test('every manifest under deploy/ parses and validates against the Kubernetes schemas', async () => {
-  const files = yamlFiles(DEPLOY);
+  // deploy/envoy holds an Envoy bootstrap and a tokengate config, not Kubernetes objects (checked below).
+  const files = yamlFiles(DEPLOY).filter((f) => !f.startsWith(join(DEPLOY, 'envoy')));
   assert.ok(files.length >= 10);
   let n = 0;
   for (const f of files) {
@@ -181,3 +184,77 @@ for (const overlay of ['gateway', 'sidecar']) {
     }
   });
 }
+
+/** `loadCompiled` of a config held as text (a ConfigMap's data, a deploy file). */
+function compiledFrom(text: string): ReturnType<typeof loadCompiled> {
+  const dir = mkdtempSync(join(tmpdir(), 'tokengate-deploy-'));
+  writeFileSync(join(dir, 'gateway.yaml'), text);
+  try {
+    return loadCompiled(join(dir, 'gateway.yaml'), { ...process.env, ...ENV });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('istio: mesh provider, CUSTOM policy, tokengate Deployment + Service (appProtocol grpc) agree with each other and the config', async () => {
+  const objs = build(join(DEPLOY, 'istio'));
+  for (const o of objs) await validateModel(o);
+  const [mesh] = parseFile(join(DEPLOY, 'istio', 'mesh-config.yaml'));
+  await validateModel(mesh);
+  // IstioOperator's published schema leaves spec open: the fields that matter are checked by name.
+  const providers = mesh.spec.meshConfig.extensionProviders as K8s[];
+  const policy = find(objs, 'AuthorizationPolicy', 'orders-tokengate')!;
+  assert.equal(policy.spec.action, 'CUSTOM');
+  // The Istio validator is live: an action the CRD does not know is reported.
+  await assert.rejects(validateModel({ ...policy, spec: { ...policy.spec, action: 'MAYBE' } }), /action/);
+  const provider = providers.find((p) => p.name === policy.spec.provider.name);
+  assert.ok(provider?.envoyExtAuthzGrpc, 'the policy names an envoyExtAuthzGrpc provider of the mesh config');
+  assert.equal(provider.envoyExtAuthzGrpc.failOpen, false, 'fail closed');
+
+  const svc = find(objs, 'Service', 'tokengate')!;
+  const dep = find(objs, 'Deployment', 'tokengate')!;
+  assert.equal(provider.envoyExtAuthzGrpc.service, `${svc.metadata.name}.${svc.metadata.namespace}.svc.cluster.local`);
+  const sp = svc.spec.ports.find((p: K8s) => p.port === provider.envoyExtAuthzGrpc.port);
+  assert.ok(sp, 'the provider port is a Service port');
+  assert.equal(sp.appProtocol, 'grpc');
+  assert.ok(selects(svc.spec.selector, dep.spec.template.metadata.labels), 'Service selects the pods');
+  const pod = dep.spec.template.spec;
+  const tg = pod.containers.find((c: K8s) => c.name === 'tokengate');
+  assert.match(tg.image, /^registry\.example\.com\/tokengate:\d+\.\d+\.\d+$/, 'image override applied');
+  const target = tg.ports.find((p: K8s) => p.name === sp.targetPort);
+  assert.ok(target, 'the Service targets a named container port');
+  assert.equal(pod.securityContext.runAsNonRoot, true);
+  assert.equal(tg.securityContext.readOnlyRootFilesystem, true);
+  assert.deepEqual(tg.securityContext.capabilities.drop, ['ALL']);
+
+  const cm = find(objs, 'ConfigMap', pod.volumes.find((v: K8s) => v.name === 'config').configMap.name)!;
+  const cfg = compiledFrom(cm.data['gateway.yaml']);
+  assert.ok(cfg.extAuthz, 'the embedded config enables the extAuthz listener');
+  assert.equal(cfg.extAuthz.port, target.containerPort);
+  assert.equal(cfg.extAuthz.host, '0.0.0.0');
+  assert.deepEqual(tg.readinessProbe.grpc, { port: cfg.extAuthz.port }, 'readiness through grpc.health.v1 on the ext_authz port');
+  const sleep = Number(tg.lifecycle.preStop.exec.command[1]);
+  assert.ok(pod.terminationGracePeriodSeconds >= sleep + cfg.server.shutdownGraceSec + 1, 'drain timing adds up');
+});
+
+test('envoy: the standalone bootstrap asks tokengate over gRPC with the filter `tokengate snippet envoy` prints', async () => {
+  const [bootstrap] = parseFile(join(DEPLOY, 'envoy', 'envoy.yaml'));
+  const cfg = compiledFrom(readFileSync(join(DEPLOY, 'envoy', 'tokengate.yaml'), 'utf8'));
+  assert.ok(cfg.extAuthz);
+  const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  const filters = hcm.http_filters as K8s[];
+  assert.equal(filters.at(-1)!.name, 'envoy.filters.http.router', 'the router comes last');
+  const authz = filters.find((f) => f.name === 'envoy.filters.http.ext_authz')!.typed_config;
+  const { frontProxySnippet } = await import('../../src/snippet.js');
+  const snippet = parseAllDocuments(frontProxySnippet(cfg, 'envoy'))[0].toJS() as K8s;
+  assert.deepEqual(authz, snippet.http_filters[0].typed_config, 'the same ext_authz filter as the snippet');
+  assert.equal(authz.failure_mode_allow, false);
+  assert.equal(authz.allowed_headers, undefined, 'every request header reaches tokengate (it lists what to remove)');
+  const cluster = (bootstrap.static_resources.clusters as K8s[]).find((c) => c.name === authz.grpc_service.envoy_grpc.cluster_name);
+  assert.ok(cluster, 'the ext_authz cluster exists');
+  assert.ok(cluster.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].explicit_http_config.http2_protocol_options, 'gRPC needs HTTP/2 to tokengate');
+  const addr = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+  assert.equal(addr.port_value, cfg.extAuthz.port);
+  assert.ok(cfg.extAuthzTrusted!(addr.address), 'tokengate trusts the Envoy that asks');
+  assert.ok(cluster.health_checks[0].grpc_health_check, 'Envoy health-checks tokengate with grpc.health.v1');
+});

@@ -64,6 +64,7 @@ test('multi-stage: build with dev dependencies, runtime with production ones onl
   const copies = runtime.instrs.filter((x) => x.keyword === 'COPY').map((x) => x.args);
   assert.ok(copies.some((c) => /^--from=build\s+\/app\/dist\s+/.test(c)), 'dist/ comes from the build stage');
   assert.ok(copies.some((c) => /^bin\s/.test(c)), 'bin/ is copied');
+  assert.ok(copies.some((c) => /^proto\s/.test(c)), 'proto/ is copied (the ext_authz listener loads it at start)');
   assert.ok(!copies.some((c) => /\bsrc\b/.test(c)), 'no sources in the runtime image');
 });
 

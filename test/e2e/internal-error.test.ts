@@ -6,37 +6,25 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
-import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { issuerYaml } from '../helpers/fixture.js';
+import { issuerYaml, startFixture, type Fixture } from '../helpers/fixture.js';
 
-let iss: MockIssuer;
-let up: EchoUpstream;
-let gw: TestGateway;
+let f: Fixture;
 const logs: string[] = [];
 
 before(async () => {
-  iss = await startMockIssuer();
-  up = await startUpstream();
-  gw = await startGateway(`
+  f = await startFixture((iss, up) => `
 ${issuerYaml(iss)}routes:
   - id: api
     match: { pathPrefix: /api }
     upstream: ${up.url}
     auth: { mode: jwt }
 `, { logs });
-  await gw.ready();
 });
-after(async () => {
-  await gw?.close();
-  await up?.close();
-  await iss?.close();
-});
+after(() => f?.close());
 
 test('a non-catalogue throw in the decision: 500, logged with its stack, recorded as an error, no token anywhere', async () => {
-  const token = await iss.sign({});
-  const jwt = gw.gw.verifiers.jwt as { verify(token: string): Promise<unknown> };
+  const token = await f.iss.sign({});
+  const jwt = f.gw.gw.verifiers.jwt as { verify(token: string): Promise<unknown> };
   const real = jwt.verify;
   jwt.verify = async (t: string) => {
     const broken: { claims?: { sub: string } } = {};
@@ -45,12 +33,12 @@ test('a non-catalogue throw in the decision: 500, logged with its stack, recorde
     return null;
   };
   try {
-    const r = await fetch(`${gw.url}/api/x`, { headers: { authorization: `Bearer ${token}` } });
+    const r = await fetch(`${f.gw.url}/api/x`, { headers: { authorization: `Bearer ${token}` } });
     const body = await r.text();
     assert.equal(r.status, 500);
     assert.deepEqual(JSON.parse(body), { error: 'server_error', error_description: 'Internal error' });
     assert.equal(r.headers.get('www-authenticate'), null, 'not a token refusal');
-    assert.equal(up.requests.length, 0);
+    assert.equal(f.up.requests.length, 0);
     await new Promise((res) => setTimeout(res, 20));
     const lines = logs.map((l) => JSON.parse(l));
     const bug = lines.find((l) => l.level === 'error');
@@ -61,7 +49,7 @@ test('a non-catalogue throw in the decision: 500, logged with its stack, recorde
     for (const l of logs) assert.ok(!l.includes(token) && !l.includes(token.split('.')[1]), 'no token in any log line');
     const access = lines.filter((l) => l.msg === 'access');
     assert.deepEqual(access.map((l) => [l.status, l.outcome, l.reason]), [[500, 'error', 'internal']]);
-    const metrics = await gw.gw.metrics.registry.metrics();
+    const metrics = await f.gw.gw.metrics.registry.metrics();
     assert.match(metrics, /^tokengate_requests_total\{route="api",outcome="error",reason="internal"\} 1$/m);
   } finally {
     jwt.verify = real;

@@ -89,3 +89,24 @@ test('a large upstream answer streams whole to a body-less request, with one acc
   await new Promise((res) => setTimeout(res, 50));
   assert.deepEqual(accessLines().map((l) => [l.route, l.status]), [['big', 200]]);
 });
+
+test('a client that leaves before the upstream answers: the forwarded request is still recorded, once, as 499', async () => {
+  logs.length = 0;
+  up.reset();
+  up.delayMs = 500;
+  try {
+    const ac = new AbortController();
+    const pending = fetch(`${gw.url}/pub/leaving`, { signal: ac.signal }).catch(() => 'aborted');
+    const until = Date.now() + 3000;
+    while (up.requests.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(up.requests.length, 1, 'forwarded');
+    ac.abort();
+    assert.equal(await pending, 'aborted');
+    const seen = Date.now() + 3000;
+    while (accessLines().length === 0 && Date.now() < seen) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 600)); // the upstream's late answer must not add a second line
+    assert.deepEqual(accessLines().map((l) => [l.route, l.status]), [['pub', 499]]);
+  } finally {
+    up.delayMs = 0;
+  }
+});

@@ -18,46 +18,57 @@ import { startMockIntrospection, type MockIntrospection } from '../helpers/mock-
 
 const INTROSPECT = '/token/introspection';
 let idp: TestIdp; let relay: Relay; let up: EchoUpstream;
-const gateways: CliReplica[] = [];
+let expiring: MockIntrospection; let failing: MockIntrospection;
+/** When the `/exp` endpoint's token expires (set by its test; the endpoint says inactive after). */
+let exp = 0;
 
 before(async () => {
   idp = await startIdp();
   relay = await startRelay(idp.issuer);
   up = await startUpstream();
+  expiring = await startMockIntrospection();
+  expiring.answer = () => (Date.now() / 1000 < exp
+    ? { body: { active: true, exp, aud: IDP_RESOURCES.opaque, iss: idp.issuer, sub: 's' } }
+    : { body: { active: false } });
+  failing = await startMockIntrospection();
+  failing.answer = () => ({ status: 500, body: { error: 'boom' }, delayMs: 300 });
 });
 after(async () => {
-  for (const g of gateways) await g.stop();
   await up?.close(); await relay?.close(); await idp?.close();
+  await expiring?.close(); await failing?.close();
 });
 
-async function gateway(workers: number, cacheTtlSec: number, negativeCacheTtlSec: number, endpoint = `${relay.url}${INTROSPECT}`): Promise<CliReplica> {
-  const g = await startCliReplica(`
-server:
-  workers: ${workers}
-  shutdownGraceSec: 1
-issuers:
-  - id: idp
+/** An issuer entry for the IdP, introspecting at `endpoint` with these cache lifetimes. */
+const issuer = (id: string, endpoint: string, cacheTtlSec: number, negativeCacheTtlSec: number) => `
+  - id: ${id}
     issuer: ${idp.issuer}
     introspection:
       endpoint: ${endpoint}
       clientId: ${IDP_CLIENT.clientId}
       clientSecret: "${IDP_CLIENT.clientSecret}"
       cacheTtlSec: ${cacheTtlSec}
-      negativeCacheTtlSec: ${negativeCacheTtlSec}
-routes:
-  - id: orders
-    match: { pathPrefix: /orders }
+      negativeCacheTtlSec: ${negativeCacheTtlSec}`;
+const route = (id: string, issuerId: string) => `
+  - id: ${id}
+    match: { pathPrefix: /${id} }
     upstream: ${up.url}
-    auth: { mode: introspection, audiences: [${IDP_RESOURCES.opaque}] }
+    auth: { mode: introspection, issuers: [${issuerId}], audiences: [${IDP_RESOURCES.opaque}] }`;
+
+/** One gateway per worker count: a route per introspection setup. */
+function gateway(workers: number): Promise<CliReplica> {
+  return startCliReplica(`
+server:
+  workers: ${workers}
+  shutdownGraceSec: 1
+issuers:${issuer('cached', `${relay.url}${INTROSPECT}`, 60, 30)}${issuer('uncached', `${relay.url}${INTROSPECT}`, 0, 0)}${issuer('expiring', expiring.endpoint, 60, 30)}${issuer('failing', failing.endpoint, 60, 30)}
+routes:${route('orders', 'cached')}${route('live', 'uncached')}${route('exp', 'expiring')}${route('fail', 'failing')}
 `);
-  gateways.push(g);
-  return g;
 }
 
 /** One request on its own connection (the kernel hands each connection to one worker). */
-function send(g: CliReplica, token: string): Promise<number> {
+function send(g: CliReplica, token: string, path = '/orders/1'): Promise<number> {
   return new Promise((resolve, reject) => {
-    http.get(`${g.url}/orders/1`, { agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
+    http.get(`${g.url}${path}`, { agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     }).on('error', reject);
@@ -69,8 +80,15 @@ const metric = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
 
 for (const workers of [1, 2]) {
   describe(`server.workers: ${workers}`, () => {
+    let g: CliReplica;
+    before(async () => {
+      g = await gateway(workers);
+    });
+    after(async () => {
+      await g?.stop();
+    });
+
     test('at most one introspection call per token per worker; the cache and the calls are counted for the pod', { timeout: 60_000 }, async () => {
-      const g = await gateway(workers, 60, 30);
       const token = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
       const before = calls();
       for (let i = 0; i < 6; i++) assert.equal(await send(g, token), 200, `sequential ${i}`);
@@ -84,7 +102,7 @@ for (const workers of [1, 2]) {
       assert.ok(calls() - mid <= workers, `twenty concurrent requests: ${calls() - mid} calls`);
 
       const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
-      assert.equal(metric(text, /^tokengate_introspection_requests_total\{issuer="idp",result="active"\} (\d+)$/m), calls() - before, 'the metric counts the calls the IdP saw');
+      assert.equal(metric(text, /^tokengate_introspection_requests_total\{issuer="cached",result="active"\} (\d+)$/m), calls() - before, 'the metric counts the calls the IdP saw');
       const hits = metric(text, /^tokengate_cache_requests_total\{cache="introspection",result="hit"\} (\d+)$/m);
       const misses = metric(text, /^tokengate_cache_requests_total\{cache="introspection",result="miss"\} (\d+)$/m);
       assert.equal(hits + misses, 26, 'every lookup counted once, summed over the workers');
@@ -92,51 +110,35 @@ for (const workers of [1, 2]) {
     });
 
     test('a cached active answer never outlives the token\'s exp, whichever worker holds it', { timeout: 60_000 }, async () => {
-      const mock: MockIntrospection = await startMockIntrospection();
-      try {
-        const g = await gateway(workers, 60, 30, mock.endpoint);
-        const exp = Math.floor(Date.now() / 1000) + 3;
-        // The IdP says active until exp, and inactive after (as RFC 7662 §2.2 has it).
-        mock.answer = () => (Date.now() / 1000 < exp
-          ? { body: { active: true, exp, aud: IDP_RESOURCES.opaque, iss: idp.issuer, sub: 's' } }
-          : { body: { active: false } });
-        const before = await Promise.all(Array.from({ length: 6 }, () => send(g, 'opaque-with-exp')));
-        assert.deepEqual(before, Array(6).fill(200));
-        await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 300));
-        const afterExp = await Promise.all(Array.from({ length: 8 }, () => send(g, 'opaque-with-exp')));
-        assert.deepEqual(afterExp, Array(8).fill(401), 'past exp: refused on every connection');
-      } finally {
-        await mock.close();
-      }
+      exp = Math.floor(Date.now() / 1000) + 3;
+      const token = `opaque-with-exp-${workers}`;
+      assert.deepEqual(await Promise.all(Array.from({ length: 6 }, () => send(g, token, '/exp/1'))), Array(6).fill(200));
+      await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 300));
+      const afterExp = await Promise.all(Array.from({ length: 8 }, () => send(g, token, '/exp/1')));
+      assert.deepEqual(afterExp, Array(8).fill(401), 'past exp: refused on every connection');
     });
 
     test('cacheTtlSec 0: a revocation is seen at once on every worker', { timeout: 60_000 }, async () => {
-      const g = await gateway(workers, 0, 0);
       const token = await idp.token({ resource: IDP_RESOURCES.opaque, scope: 'orders:read' });
       const before = calls();
-      for (let i = 0; i < 4; i++) assert.equal(await send(g, token), 200);
+      for (let i = 0; i < 4; i++) assert.equal(await send(g, token, '/live/1'), 200);
       assert.equal(calls() - before, 4, 'one call per request');
       await idp.revoke(token);
-      for (let i = 0; i < 4; i++) assert.equal(await send(g, token), 401);
+      for (let i = 0; i < 4; i++) assert.equal(await send(g, token, '/live/1'), 401);
     });
 
     test('a failing endpoint: 503 fail-closed, each call counted, never cached', { timeout: 60_000 }, async () => {
-      const mock: MockIntrospection = await startMockIntrospection();
-      try {
-        mock.answer = () => ({ status: 500, body: { error: 'boom' }, delayMs: 300 });
-        const g = await gateway(workers, 60, 30, mock.endpoint);
-        const statuses = await Promise.all(Array.from({ length: 10 }, () => send(g, 'opaque-token-1')));
-        assert.deepEqual(statuses, Array(10).fill(503));
-        const joined = mock.requests.length;
-        assert.ok(joined >= 1 && joined <= workers, `concurrent requests joined per worker: ${joined} calls`);
-        const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
-        assert.equal(metric(text, /^tokengate_introspection_requests_total\{issuer="idp",result="error"\} (\d+)$/m), joined);
-        // Failures are never cached: the next request asks again.
-        assert.equal(await send(g, 'opaque-token-1'), 503);
-        assert.equal(mock.requests.length, joined + 1);
-      } finally {
-        await mock.close();
-      }
+      const before = failing.requests.length;
+      const token = `opaque-failing-${workers}`;
+      const statuses = await Promise.all(Array.from({ length: 10 }, () => send(g, token, '/fail/1')));
+      assert.deepEqual(statuses, Array(10).fill(503));
+      const joined = failing.requests.length - before;
+      assert.ok(joined >= 1 && joined <= workers, `concurrent requests joined per worker: ${joined} calls`);
+      const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
+      assert.equal(metric(text, /^tokengate_introspection_requests_total\{issuer="failing",result="error"\} (\d+)$/m), joined);
+      // Failures are never cached: the next request asks again.
+      assert.equal(await send(g, token, '/fail/1'), 503);
+      assert.equal(failing.requests.length - before, joined + 1);
     });
   });
 }

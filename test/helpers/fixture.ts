@@ -29,7 +29,7 @@ export interface Fixture {
  */
 export async function startFixture(
   yaml: (iss: MockIssuer, up: EchoUpstream) => string,
-  opts: { algs?: Array<'RS256' | 'ES256' | 'EdDSA'>; ready?: boolean; env?: NodeJS.ProcessEnv; now?: () => number } = {},
+  opts: { algs?: Array<'RS256' | 'ES256' | 'EdDSA'>; ready?: boolean; env?: NodeJS.ProcessEnv; now?: () => number; logs?: string[] } = {},
 ): Promise<Fixture> {
   const iss = await startMockIssuer({ algs: opts.algs });
   let up: EchoUpstream | undefined;
@@ -42,7 +42,7 @@ export async function startFixture(
   };
   try {
     up = await startUpstream();
-    gw = await startGateway(yaml(iss, up), { env: opts.env, now: opts.now });
+    gw = await startGateway(yaml(iss, up), { env: opts.env, now: opts.now, logs: opts.logs });
     if (opts.ready !== false) await gw.ready(15_000);
   } catch (e) {
     await close().catch(() => undefined);

@@ -18,6 +18,8 @@ export interface TestGateway {
   adminUrl: string;
   /** The decision (forward-auth) listener, when the config has a `decision:` block. */
   decisionUrl?: string;
+  /** The gRPC ext_authz listener's `host:port`, when the config has an `extAuthz:` block. */
+  extAuthzAddress?: string;
   file: string;
   /** Resolves once /readyz would answer 200 (keys fetched), or rejects after `ms`. */
   ready(ms?: number): Promise<void>;
@@ -39,18 +41,20 @@ export async function startGateway(yaml: string, opts: { env?: NodeJS.ProcessEnv
     server: { ...config.server, host: '127.0.0.1', port: 0 },
     admin: { ...config.admin, host: '127.0.0.1', port: 0 },
     decision: config.decision ? { ...config.decision, host: '127.0.0.1', port: 0 } : null,
+    extAuthz: config.extAuthz ? { ...config.extAuthz, host: '127.0.0.1', port: 0 } : null,
   };
   const logs = opts.logs;
   const logger = logs
     ? pino(loggerOptions('trace'), { write: (line: string) => void logs.push(line) })
     : pino(loggerOptions(process.env.TOKENGATE_TEST_LOGS ? 'debug' : 'silent'));
   const gw = new Gateway(forced, { logger, now: opts.now });
-  const { proxy, admin, decision } = await gw.start();
+  const { proxy, admin, decision, extAuthz } = await gw.start();
   return {
     gw,
     url: proxy,
     adminUrl: admin,
     decisionUrl: decision,
+    extAuthzAddress: extAuthz,
     file,
     async ready(ms = 5000) {
       const until = Date.now() + ms;

@@ -8,22 +8,15 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
-import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange } from '../helpers/raw-http.js';
-import { issuerYaml } from '../helpers/fixture.js';
+import { issuerYaml, startFixture, type Fixture } from '../helpers/fixture.js';
 
-let iss: MockIssuer;
-let up: EchoUpstream;
-let gw: TestGateway;
+let f: Fixture;
 let port: number;
 const logs: string[] = [];
 
 before(async () => {
-  iss = await startMockIssuer();
-  up = await startUpstream();
-  gw = await startGateway(`
+  f = await startFixture((iss, up) => `
 ${issuerYaml(iss)}routes:
   - id: api
     match: { pathPrefix: /api }
@@ -36,16 +29,11 @@ ${issuerYaml(iss)}routes:
     websocket: true
     auth: { mode: none }
 `, { logs });
-  await gw.ready();
-  port = Number(new URL(gw.url).port);
+  port = Number(new URL(f.gw.url).port);
 });
-after(async () => {
-  await gw?.close();
-  await up?.close();
-  await iss?.close();
-});
+after(() => f?.close());
 beforeEach(() => {
-  up.reset();
+  f.up.reset();
   logs.length = 0;
 });
 
@@ -53,12 +41,12 @@ const H2C = ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Setti
 const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 
 test('an h2c offer is ignored: served over HTTP/1.1 with the identity headers, upgrade headers not forwarded', async () => {
-  const token = await iss.sign({ claims: { sub: 'user-1' } });
+  const token = await f.iss.sign({ claims: { sub: 'user-1' } });
   const ex = await rawExchange(port, [head('GET /api/x?q=1 HTTP/1.1', 'Host: 127.0.0.1', `Authorization: Bearer ${token}`, 'X-Auth-Subject: forged', ...H2C, 'Connection: close')], 10_000);
   assert.equal(ex.responses.length, 1, ex.raw.slice(0, 300));
   assert.equal(ex.responses[0].status, 200, 'never a 101, never refused for the header');
-  assert.equal(up.requests.length, 1);
-  const seen = up.requests[0];
+  assert.equal(f.up.requests.length, 1);
+  const seen = f.up.requests[0];
   assert.equal(seen.url, '/api/x?q=1');
   assert.equal(seen.headers['x-auth-subject'], 'user-1', 'identity from the token, the forged one removed');
   assert.equal(seen.headers.upgrade, undefined);
@@ -70,19 +58,19 @@ test('an h2c offer does not get past the token check', async () => {
   const ex = await rawExchange(port, [head('GET /api/x HTTP/1.1', 'Host: 127.0.0.1', ...H2C)], 10_000);
   assert.equal(ex.responses[0]?.status, 401, ex.raw.slice(0, 300));
   assert.equal(ex.responses[0].headers['www-authenticate'], 'Bearer realm="tokengate"');
-  assert.equal(up.requests.length, 0);
+  assert.equal(f.up.requests.length, 0);
 });
 
 test('with an h2c offer, a body arrives whole and the connection keeps serving (keep-alive, pipelining)', async () => {
-  const token = await iss.sign({});
+  const token = await f.iss.sign({});
   const body = 'x'.repeat(5000);
   const ex = await rawExchange(port, [
     head('POST /api/a HTTP/1.1', 'Host: 127.0.0.1', `Authorization: Bearer ${token}`, `Content-Length: ${body.length}`, ...H2C) + body +
     head('GET /api/b HTTP/1.1', 'Host: 127.0.0.1', `Authorization: Bearer ${token}`, ...H2C, 'Connection: close'),
   ], 10_000);
   assert.deepEqual(ex.responses.map((r) => r.status), [200, 200], ex.raw.slice(0, 300));
-  assert.deepEqual(up.requests.map((r) => r.url), ['/api/a', '/api/b']);
-  assert.equal(up.requests[0].body, body);
+  assert.deepEqual(f.up.requests.map((r) => r.url), ['/api/a', '/api/b']);
+  assert.equal(f.up.requests[0].body, body);
   await new Promise((r) => setTimeout(r, 50));
   const lines = logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'access');
   assert.deepEqual(lines.map((l) => [l.route, l.status]), [['api', 200], ['api', 200]], 'each recorded once');
@@ -91,5 +79,5 @@ test('with an h2c offer, a body arrives whole and the connection keeps serving (
 test('an h2c offer on a WebSocket route is still a plain request (only `websocket` upgrades)', async () => {
   const ex = await rawExchange(port, [head('GET /ws/x HTTP/1.1', 'Host: 127.0.0.1', ...H2C, 'Connection: close')], 10_000);
   assert.equal(ex.responses[0]?.status, 200, ex.raw.slice(0, 300));
-  assert.equal(up.requests[0]?.headers.upgrade, undefined);
+  assert.equal(f.up.requests[0]?.headers.upgrade, undefined);
 });

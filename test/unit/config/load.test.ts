@@ -191,3 +191,10 @@ routes:
     { protocol: 'http:', hostname: '127.0.0.1', port: '81' },
   ]);
 });
+
+test('server.workers above 4 is refused with the reason (one cache per worker: the IdP load grows with each)', () => {
+  const p = errors(`server:\n  workers: 8\n${ROUTE}`);
+  assert.equal(p.length, 1);
+  assert.match(p[0], /^gw\.yaml:2 server\.workers must be <= 4 \(got 8\): each worker keeps its own key and token caches/);
+  assert.equal(errors(`server:\n  workers: 4\n${ROUTE}`).length, 0);
+});
