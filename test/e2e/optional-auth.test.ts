@@ -1,6 +1,7 @@
 /**
  * `auth.optional: true` through every door: the proxy (jwt, introspection,
- * jwt_or_introspection), the decision listener, WebSocket upgrades and `explain`. A
+ * jwt_or_introspection), the decision listener, ext_authz (gRPC), WebSocket upgrades and
+ * `explain`. A
  * request without an Authorization header passes as anonymous with no identity headers
  * (forged ones still removed), counted as `allowed`/`anonymous`; a request with any
  * credential is judged as on a route without `optional` — a bad token is a 401 and the
@@ -11,6 +12,9 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { PROTO_FILES, PROTO_OPTIONS, type CheckRequest, type CheckResponse } from '../../src/server/ext-authz-proto.js';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startMockIntrospection, type MockIntrospection } from '../helpers/mock-introspection.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
@@ -41,6 +45,7 @@ before(async () => {
   gw = await startGateway(`
 decision:
   trustedProxies: [127.0.0.1/32]
+extAuthz: { trustedProxies: [127.0.0.1/32] }
 issuers:
   - id: a
     issuer: ${iss.issuer}
@@ -231,4 +236,28 @@ test('explain says anonymous for no credential and deny for a bad one', async ()
   const bad = await explain(config, { method: 'GET', url: '/catalog/x', token: 'x.y.z' });
   assert.equal(bad.allowed, false);
   assert.equal(bad.status, 401);
+});
+
+type Unary<Req, Res> = (req: Req, cb: (err: grpc.ServiceError | null, res: Res) => void) => void;
+interface AuthzClient extends grpc.Client { Check: Unary<CheckRequest, CheckResponse> }
+
+test('ext_authz: anonymous is OK with no identity headers set and the forged ones removed; a bad token is UNAUTHENTICATED', async () => {
+  const pkg = grpc.loadPackageDefinition(loadSync(PROTO_FILES, PROTO_OPTIONS)) as unknown as {
+    envoy: { service: { auth: { v3: { Authorization: new (a: string, c: grpc.ChannelCredentials) => AuthzClient } } } };
+  };
+  const client = new pkg.envoy.service.auth.v3.Authorization(gw.extAuthzAddress!, grpc.credentials.createInsecure());
+  const check = (headers: Record<string, string>) => new Promise<CheckResponse>((resolve, reject) => client.Check({
+    attributes: { request: { http: { method: 'GET', path: '/catalog/x', host: 'api.example.com', scheme: 'https', protocol: 'HTTP/1.1', headers: { ':path': '/catalog/x', ':method': 'GET', ':authority': 'api.example.com', ...headers } } } },
+  }, (err, res) => (err ? reject(err) : resolve(res))));
+  try {
+    const anon = await check({ 'x-auth-subject': 'forged' });
+    assert.equal(anon.status.code, 0, JSON.stringify(anon));
+    assert.deepEqual(anon.ok_response?.headers ?? [], []);
+    assert.ok(anon.ok_response?.headers_to_remove.includes('x-auth-subject'), JSON.stringify(anon.ok_response));
+    const bad = await check({ authorization: 'Bearer x.y.z' });
+    assert.equal(bad.status.code, 16, JSON.stringify(bad));
+    assert.equal(bad.denied_response?.status.code, 401);
+  } finally {
+    client.close();
+  }
 });
