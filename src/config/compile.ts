@@ -4,93 +4,15 @@
  * Nothing on the request path parses or validates config.
  */
 import { createHash } from 'node:crypto';
-import { hostOnly } from '../pipeline/match.js';
+import { hostOnly } from '../pipeline/host.js';
+import { buildRouteIndex } from '../pipeline/match.js';
 import type { Config, IssuerConfig, RouteConfig } from './schema.js';
-import { addressMatcher, type AddressMatcher } from './address-matcher.js';
+import { addressMatcher } from './address-matcher.js';
+import type { ClaimPath, CompiledAuth, CompiledConfig, CompiledRoute } from './compiled-types.js';
 
-/** A dotted claim path, split once; `raw` is also tried as a literal key (`https://x/roles`). */
-export interface ClaimPath {
-  raw: string;
-  segs: readonly string[];
-}
-
-/** One header the route sets from a claim. `scope` is the virtual space-joined scope claim. */
-export interface HeaderRule {
-  name: string;
-  claim: ClaimPath | 'scope';
-}
-
-/** The auth policy of one route. */
-export interface CompiledAuth {
-  mode: 'jwt' | 'introspection' | 'jwt_or_introspection' | 'none';
-  /** Issuers accepted on this route, by their exact `iss`. */
-  issuersByIss: ReadonlyMap<string, IssuerConfig>;
-  issuersById: ReadonlyMap<string, IssuerConfig>;
-  issuerIds: readonly string[];
-  /** Route-level audiences; null: each issuer's own list (or none). */
-  audiences: readonly string[] | null;
-  scopesAll: readonly string[];
-  scopesAny: readonly string[];
-  /** The `scope=` value of a 403 challenge: every scope the route names. */
-  requiredScopeText: string;
-  claims: ReadonlyArray<{ path: ClaimPath; value: string | number | boolean }>;
-  /** Sender-constraint policy (RFC 9449 / RFC 8705); bound tokens need their proof whatever it says. Absent: allow. */
-  binding?: 'allow' | 'require-dpop' | 'require-mtls' | 'require-any';
-}
-
-/** Where client certificates come from (RFC 8705), compiled. */
-export interface CompiledClientCert {
-  /** Canonical (lower-case, `_`→`-`) header name. */
-  header: string;
-  /** Whether the header is believed from this peer address. */
-  trusted: AddressMatcher;
-}
-
-/** A route as the request path uses it. */
-export interface CompiledRoute {
-  id: string;
-  index: number;
-  host: string | null;
-  exactPath: string | null;
-  /** Without trailing slash; '' for `/` (matches everything). */
-  prefix: string | null;
-  methods: ReadonlySet<string> | null;
-  upstreamOrigin: string;
-  /** `host[:port]` sent as the upstream Host header. */
-  upstreamHost: string;
-  /** The origin as node:http(s) request options (WebSocket upgrades): IPv6 without brackets. */
-  upstreamTarget: Readonly<{ protocol: string; hostname: string; port: string }>;
-  /** Upstream base path without trailing slash ('' for none). */
-  upstreamBasePath: string;
-  stripPrefix: boolean;
-  websocket: boolean;
-  auth: CompiledAuth;
-  headers: readonly HeaderRule[];
-  claimsHeader: string | null;
-  passAuthorization: boolean;
-  source: RouteConfig;
-}
-
-/** The whole compiled config. */
-export interface CompiledConfig {
-  source: Config;
-  server: Config['server'];
-  admin: Config['admin'];
-  decision: Config['decision'] | null;
-  /** `decision.trustedProxies`, compiled; null without a decision block. */
-  decisionTrusted: AddressMatcher | null;
-  issuers: ReadonlyMap<string, IssuerConfig>;
-  routes: readonly CompiledRoute[];
-  /** Canonical (lower-case, `_`→`-`) names of every header any route may set. */
-  identityHeaders: ReadonlySet<string>;
-  /** Canonical identity prefix ('' disables). */
-  identityPrefix: string;
-  clientCert: CompiledClientCert;
-  /** The `algs` attribute of DPoP challenges (RFC 9449 §7.1): the accepted proof algorithms. */
-  dpopAlgs: string;
-  /** {@link configHash} of `source`: which config runs (the `tokengate_config_info` metric). */
-  hash: string;
-}
+export type {
+  ClaimPath, HeaderRule, CompiledAuth, CompiledClientCert, CompiledRoute, CompiledConfig, RouteIndex,
+} from './compiled-types.js';
 
 /** Keys whose values are secrets: left out of {@link configHash}. */
 const SECRET_KEYS = new Set(['clientSecret', 'nonceSecret']);
@@ -194,6 +116,7 @@ export function compileConfig(config: Config): CompiledConfig {
     decisionTrusted: config.decision ? addressMatcher(config.decision.trustedProxies) : null,
     issuers: new Map(config.issuers.map((i) => [i.id, i])),
     routes: Object.freeze(routes),
+    routeIndex: buildRouteIndex(routes),
     identityHeaders,
     identityPrefix: canonicalHeader(config.server.identityHeaderPrefix),
     clientCert: Object.freeze({

@@ -16,7 +16,7 @@
  *   caller's token crosses the network in clear.
  */
 import { isLoopbackHost } from '../idp/http.js';
-import { hostOnly } from '../pipeline/match.js';
+import { hostOnly } from '../pipeline/host.js';
 import type { CrossProblem } from './cross-check.js';
 import type { Config, RouteConfig } from './schema.js';
 
