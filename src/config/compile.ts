@@ -50,14 +50,17 @@ function claimPath(raw: string): ClaimPath {
   return Object.freeze({ raw, segs: Object.freeze(raw.split('.')) });
 }
 
-function compileRoute(route: RouteConfig, index: number, config: Config): CompiledRoute {
+function compileRoute(route: RouteConfig, index: number, config: Config, issuerById: ReadonlyMap<string, IssuerConfig>): CompiledRoute {
   const m = route.match;
   const auth = route.auth;
   const ids = auth.mode === 'none' ? [] : auth.issuers ?? config.issuers.map((i) => i.id);
   const issuersByIss = new Map<string, IssuerConfig>();
+  const issuersById = new Map<string, IssuerConfig>();
   for (const id of ids) {
-    const iss = config.issuers.find((i) => i.id === id);
-    if (iss) issuersByIss.set(iss.issuer, iss);
+    const iss = issuerById.get(id);
+    if (!iss) continue;
+    issuersByIss.set(iss.issuer, iss);
+    issuersById.set(id, iss);
   }
   const up = new URL(route.upstream);
   const required = [...auth.scopes.allOf, ...auth.scopes.anyOf.filter((s) => !auth.scopes.allOf.includes(s))];
@@ -81,7 +84,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
       mode: auth.mode as CompiledAuth['mode'],
       issuersByIss,
       // From the ids, not from issuersByIss: two issuers may share an `iss` (e.g. two introspection clients).
-      issuersById: new Map(ids.flatMap((id) => config.issuers.filter((i) => i.id === id).map((i) => [id, i] as const))),
+      issuersById,
       issuerIds: Object.freeze(ids),
       audiences: auth.audiences ? Object.freeze([...auth.audiences]) : null,
       scopesAll: Object.freeze([...auth.scopes.allOf]),
@@ -102,7 +105,10 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
 
 /** Compiles and deep-freezes `config`. */
 export function compileConfig(config: Config): CompiledConfig {
-  const routes = config.routes.map((r, i) => compileRoute(r, i, config));
+  // Ids are unique (cross-check); the first of a duplicate would win, as a search would find it.
+  const issuerById = new Map<string, IssuerConfig>();
+  for (const i of config.issuers) if (!issuerById.has(i.id)) issuerById.set(i.id, i);
+  const routes = config.routes.map((r, i) => compileRoute(r, i, config, issuerById));
   const identityHeaders = new Set<string>();
   for (const r of routes) {
     for (const h of r.headers) identityHeaders.add(canonicalHeader(h.name));

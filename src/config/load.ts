@@ -3,7 +3,7 @@
  * substitution, schema validation (Ajv, defaults applied) and cross-reference checks.
  * Every problem is reported as `file:line key.path why`, all at once.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigSchema, REDIS_URL_DEFAULT, type Config } from './schema.js';
@@ -34,6 +34,19 @@ export function formatProblem(p: ConfigProblem): string {
   return `${p.file}:${p.line} ${p.path || '(root)'} ${p.message}`;
 }
 
+/**
+ * The largest config file read, in bytes (10 MiB). Tens of thousands of routes fit well
+ * below it; a larger file is refused before it is parsed, so that a wrong path (a log, an
+ * image) or a runaway generator costs neither minutes nor gigabytes at start or reload.
+ */
+export const MAX_CONFIG_BYTES = 10 * 1024 * 1024;
+
+/** The problem of a config of `bytes` bytes: over {@link MAX_CONFIG_BYTES}. */
+function tooLarge(file: string, bytes: number): ConfigError {
+  const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  return new ConfigError([{ file, line: 0, path: '', message: `is ${mib(bytes)}, more than the ${mib(MAX_CONFIG_BYTES)} a config file may have` }]);
+}
+
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, verbose: true });
 const validate = ajv.compile<Config>(ConfigSchema);
 
@@ -41,8 +54,11 @@ const validate = ajv.compile<Config>(ConfigSchema);
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
   let text: string;
   try {
+    const size = statSync(file).size;
+    if (size > MAX_CONFIG_BYTES) throw tooLarge(file, size);
     text = readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError([{ file, line: 0, path: '', message: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}` }]);
   }
   return parseConfig(text, file, env);
@@ -50,6 +66,11 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
 
 /** Validates config text; `file` is only used in messages. Throws {@link ConfigError}. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  // UTF-16 length is at most the UTF-8 byte count: only texts that may be too large are measured.
+  if (text.length > MAX_CONFIG_BYTES / 3) {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > MAX_CONFIG_BYTES) throw tooLarge(file, bytes);
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const lineOf = (node: { range?: [number, number, number?] | null } | null | undefined): number =>
@@ -61,8 +82,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     })));
   }
   const envProblems = substituteEnv(doc, env);
+  const pathOf = envProblems.length ? nodePaths(doc) : new Map<Node, string>();
   const problems: ConfigProblem[] = envProblems.map((p) => ({
-    file, line: lineOf(p.node), path: pathOfNode(doc, p.node), message: p.message,
+    file, line: lineOf(p.node), path: pathOf.get(p.node) ?? '', message: p.message,
   }));
 
   const envPaths = new Set(problems.map((p) => p.path));
@@ -141,26 +163,23 @@ function nodeAt(doc: Document, segs: readonly Seg[]): Node | null {
   return isNode(node) ? node : null;
 }
 
-/** The key path of a node, found by walking the document (used for env problems). */
-function pathOfNode(doc: Document, target: Node): string {
-  const walk = (node: unknown, segs: Seg[]): Seg[] | null => {
-    if (node === target) return segs;
+/** The key path of every node, from one walk of the document (used for env problems). */
+function nodePaths(doc: Document): Map<Node, string> {
+  const paths = new Map<Node, string>();
+  const walk = (node: unknown, segs: Seg[]): void => {
+    if (isNode(node) && !paths.has(node)) paths.set(node, formatPath(segs));
     if (isMap(node)) {
       for (const pair of node.items) {
         const key = isNode(pair.key) ? String((pair.key as { value?: unknown }).value) : String(pair.key);
-        const found = walk(pair.value, [...segs, key]);
-        if (found) return found;
+        walk(pair.value, [...segs, key]);
       }
     } else if (isNode(node) && 'items' in node) {
       const items = (node as { items: unknown[] }).items;
-      for (let i = 0; i < items.length; i++) {
-        const found = walk(items[i], [...segs, i]);
-        if (found) return found;
-      }
+      for (let i = 0; i < items.length; i++) walk(items[i], [...segs, i]);
     }
-    return null;
   };
-  return formatPath(walk(doc.contents, []) ?? []);
+  walk(doc.contents, []);
+  return paths;
 }
 
 /** Ajv reports each failing branch of a union; keep one line per location and keyword family. */
