@@ -9,7 +9,7 @@
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled, type CompiledConfig } from './config/index.js';
+import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadChecked, loadCompiled, type CompiledConfig } from './config/index.js';
 import { DRAIN, logWarnings, PrimaryReplayStore, runPrimary, shareIdpRequestsThroughPrimary, serveWorker, workerCount, workerLogger } from './cluster.js';
 import { Gateway } from './gateway.js';
 import { installReload } from './reload.js';
@@ -64,11 +64,10 @@ function check(file: string | undefined): number {
     return 2;
   }
   try {
-    const config = loadCompiled(file);
+    const { config, warnings } = loadChecked(file);
     console.log(`${file}: OK, ${config.routes.length} route(s), first match wins:`);
     for (const line of describeRoutes(config)) console.log(`  ${line}`);
     // Warnings never fail the check (exit 0): legal, but probably not what was meant.
-    const warnings = lintWarnings(file, config);
     for (const w of warnings) console.error(formatWarning(w));
     if (warnings.length) console.error(`${file}: ${warnings.length} warning(s)`);
     return 0;

@@ -52,6 +52,11 @@ const validate = ajv.compile<Config>(ConfigSchema);
 
 /** Reads and validates the file at `file`. Throws {@link ConfigError}. */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parseConfigLocated(readConfigText(file), file, env).config;
+}
+
+/** Reads the file at `file` (at most {@link MAX_CONFIG_BYTES}), for {@link parseConfigLocated}. Throws {@link ConfigError}. */
+export function readConfigText(file: string): string {
   let text: string;
   try {
     const size = statSync(file).size;
@@ -61,11 +66,23 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
     if (e instanceof ConfigError) throw e;
     throw new ConfigError([{ file, line: 0, path: '', message: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}` }]);
   }
-  return parseConfig(text, file, env);
+  return text;
 }
 
 /** Validates config text; `file` is only used in messages. Throws {@link ConfigError}. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parseConfigLocated(text, file, env).config;
+}
+
+/** A validated config and a way to place more problems (lint warnings) at their lines. */
+export interface LocatedConfig {
+  config: Config;
+  /** Places problems found on `config` in the text it was read from, without parsing it again. */
+  locate(found: readonly CrossProblem[]): ConfigProblem[];
+}
+
+/** Like {@link parseConfig}, keeping the parsed document for {@link LocatedConfig.locate}. */
+export function parseConfigLocated(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LocatedConfig {
   // UTF-16 length is at most the UTF-8 byte count: only texts that may be too large are measured.
   if (text.length > MAX_CONFIG_BYTES / 3) {
     const bytes = Buffer.byteLength(text, 'utf8');
@@ -112,7 +129,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     if (!seen.has(path)) problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path, message: c.message });
   }
   if (problems.length) throw new ConfigError(problems);
-  return config;
+  return {
+    config,
+    // `${VAR}` substitution never changes the document's shape: paths of the config are paths of the document.
+    locate: (found) => found.map((c) => ({ file, line: lineOf(nodeAt(doc, c.path)), path: formatPath(c.path), message: c.message })),
+  };
 }
 
 /**

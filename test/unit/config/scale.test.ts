@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, describeRoutes, formatProblem, lintWarnings, loadCompiled } from '../../../src/config/index.js';
+import { ConfigError, describeRoutes, formatProblem, loadChecked, loadCompiled } from '../../../src/config/index.js';
 import { MAX_CONFIG_BYTES, parseConfig } from '../../../src/config/load.js';
 import { matchRoute } from '../../../src/pipeline/match.js';
 import { startGateway } from '../../helpers/gateway.js';
@@ -60,10 +60,10 @@ async function check(n: number): Promise<{ ms: number; bytes: number }> {
   const file = join(dir, `routes-${n}.yaml`);
   writeFileSync(file, text);
   const ms = await cpuMs(() => {
-    const config = loadCompiled(file, {});
+    const { config, warnings: found } = loadChecked(file, {});
     assert.equal(config.routes.length, n + 1);
     assert.equal(describeRoutes(config).length, n + 1);
-    const warnings = lintWarnings(file, config).map(formatProblem);
+    const warnings = found.map(formatProblem);
     assert.deepEqual(warnings, [
       `${file}:5 routes[0].match mode: none shadows protected routes[1] (docs-admin): its requests match here first and pass without a token`,
       `${file}:6 routes[1].match is unreachable: routes[0] (public-docs) comes first and takes every request this route matches`,
