@@ -132,11 +132,12 @@ export class JwtVerifier {
 }
 
 /**
- * The time claims (RFC 7519 §4.1.4-4.1.6) with the issuer's clock tolerance: `exp` required,
- * and `exp`, `nbf`, `iat` finite numbers when present (RFC 7519 §2 NumericDate: JSON's 1e400
- * parses as Infinity, an `exp` that would never expire). Returns `exp`.
+ * Checks the time claims of a token (RFC 7519 §4.1.4-4.1.6), or of an introspection answer
+ * (RFC 7662 §2.2), with the issuer's clock tolerance `tol`: `exp` required, and `exp`,
+ * `nbf`, `iat` finite numbers when present (RFC 7519 §2 NumericDate: JSON's 1e400 parses as
+ * Infinity, an `exp` that would never expire). Throws the refusal; returns `exp`.
  */
-function checkTimes(claims: Record<string, unknown>, tol: number, nowSec: number): number {
+export function checkTimes(claims: Readonly<Record<string, unknown>>, tol: number, nowSec: number): number {
   const { exp, nbf, iat } = claims;
   if (typeof exp !== 'number' || !Number.isFinite(exp)) throw new GatewayError('missing_exp');
   if (pastExp(exp, tol, nowSec)) throw new GatewayError('expired');
