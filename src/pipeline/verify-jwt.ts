@@ -2,7 +2,9 @@
  * JWT access-token verification (RFC 7519, RFC 8725, RFC 9068), per issuer:
  * the issuer is chosen by the exact `iss` among the route's issuers, the key by `kid`
  * from that issuer's JWKS only (a header's `jku`, `x5u`, `jwk` and `x5c` are never read),
- * the algorithm from the issuer's allow-list. Cheap checks run before any key lookup.
+ * the algorithm from the issuer's allow-list. The token is parsed once (`jws.ts`), every
+ * check that needs no key (issuer, algorithm, `crit`, `typ`, time claims) runs before the
+ * key lookup, and the signature is checked synchronously with `node:crypto`.
  * Verified tokens are cached (exact token → claims) until `exp` and while their key is
  * still published; audience and policy are re-applied per route on every hit.
  */
