@@ -101,7 +101,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   ctx.search = target.search;
   if (ctx.trace) note(ctx, 'path', true, `normalized to ${target.path}`);
 
-  const route = matchRoute(config.routes, facts.method, hostOnly(facts.host), target.path);
+  const route = matchRoute(config.routeIndex, facts.method, hostOnly(facts.host), target.path);
   if (!route) {
     note(ctx, 'route', false, 'no route matches method, host and path');
     throw new GatewayError('no_route');
