@@ -147,7 +147,7 @@ function makeToken(header: Buffer, claims: Buffer, how: Signer, mutation: [TextM
   const input = `${header.toString('base64url')}.${claims.toString('base64url')}`;
   let alg: Alg = 'RS256';
   try {
-    const a = JSON.parse(header.toString('utf8'))?.alg;
+    const a = JSON.parse(header.toString('utf8').replace(/^\uFEFF/, ''))?.alg;
     if ((ALLOWED as readonly unknown[]).includes(a)) alg = a;
   } catch { /* not JSON: sign with RS256 anyway */ }
   let sig: Buffer;
@@ -169,7 +169,8 @@ function makeToken(header: Buffer, claims: Buffer, how: Signer, mutation: [TextM
 async function joseVerdict(token: string, typed: boolean): Promise<Record<string, unknown> | null> {
   let alg: unknown;
   try {
-    alg = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString('utf8'))?.alg;
+    // As jose reads the header (TextDecoder drops a leading BOM), so the key fits the alg it will check.
+    alg = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString('utf8').replace(/^\uFEFF/, ''))?.alg;
   } catch { /* jose refuses it too */ }
   try {
     const { payload } = await jwtVerify(token, verificationKey(alg), {
