@@ -2,8 +2,11 @@
  * In-process cost of the decision pipeline per request, without sockets: `decide()` on a
  * `mode: none` route against a `mode: jwt` route whose token is a verified-token cache hit
  * (plus the identity headers), for RS256/ES256/EdDSA tokens, each as a first request and as
- * a later request of the same keep-alive connection (the credential memo). It isolates what
- * auth adds to a request from the proxying, which the socket benchmark (bench/run.ts) includes.
+ * a later request of the same keep-alive connection (the credential memo); then the cost of
+ * a miss (a token never seen: one parse, one signature check), of a tampered token and of
+ * an expired one, against `jose.jwtVerify` on the same token for comparison. It isolates
+ * what auth adds to a request from the proxying, which the socket benchmark (bench/run.ts)
+ * includes.
  *
  *   node --import tsx bench/decide-micro.ts [ITERATIONS]
  */
@@ -12,8 +15,9 @@ import { parseConfig } from '../src/config/load.js';
 import { newCredentialMemo } from '../src/pipeline/extract.js';
 import { decide, newContext, type RequestFacts } from '../src/pipeline/run.js';
 import { JwtVerifier, type KeySource } from '../src/pipeline/verify-jwt.js';
-import { importJWK } from 'jose';
-import { generateKeys, signToken, type BenchAlg } from './lib/tokens.js';
+import { KeyObject } from 'node:crypto';
+import { importJWK, jwtVerify } from 'jose';
+import { generateKeys, signToken, tamper, type BenchAlg } from './lib/tokens.js';
 
 const N = Number(process.argv[2] ?? 200_000);
 const keys = generateKeys();
@@ -29,8 +33,8 @@ routes:
     auth: { mode: jwt, scopes: { allOf: [bench:read] } }
     forward: { headers: { x-auth-subject: sub, x-auth-scopes: scope } }
 `, 'micro.yaml', {}));
-const imported = new Map<string, { key: CryptoKey | Uint8Array; id: string }>();
-for (const k of Object.values(keys)) imported.set(k.kid, { key: await importJWK(k.jwk as never, k.alg), id: k.kid });
+const imported = new Map<string, { key: KeyObject; id: string }>();
+for (const k of Object.values(keys)) imported.set(k.kid, { key: KeyObject.from(await importJWK(k.jwk as never, k.alg) as CryptoKey), id: k.kid });
 const source: KeySource = {
   getKey: async (_i, kid) => imported.get(kid as string)!,
   hasKey: (_i, id) => imported.has(id),
@@ -65,4 +69,39 @@ for (const alg of ['RS256', 'ES256', 'EdDSA'] as BenchAlg[]) {
   const kept = await perRequestUs({ ...facts, credentialMemo: newCredentialMemo() });
   console.log(`  jwt ${alg.padEnd(5)} hit, new connection  ${fresh.toFixed(2)}   (+${(fresh - none).toFixed(2)})`);
   console.log(`  jwt ${alg.padEnd(5)} hit, same connection ${kept.toFixed(2)}   (+${(kept - none).toFixed(2)})`);
+}
+
+// Misses: a verifier without a token cache sees every token as new.
+const noCache = new JwtVerifier({ keys: source, cacheSize: 0 });
+const jwtAuth = config.routes[1].auth;
+const M = Math.max(1000, Math.floor(N / 20));
+async function verifyUs(token: string, expectOk: boolean): Promise<number> {
+  const once = async () => {
+    try {
+      await noCache.verify(token, jwtAuth);
+      if (!expectOk) throw new Error('accepted');
+    } catch (e) {
+      if (expectOk) throw e;
+    }
+  };
+  for (let i = 0; i < 500; i++) await once();
+  return cpuUsPer(once);
+}
+/** CPU time (all threads: jose's WebCrypto work runs on the libuv pool) per call of `f`, in µs. */
+async function cpuUsPer(f: () => Promise<unknown>): Promise<number> {
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < M; i++) await f();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / M;
+}
+console.log(`JwtVerifier.verify() without a token cache, ${M} iterations (CPU µs per call, all threads):`);
+for (const alg of ['RS256', 'ES256', 'EdDSA'] as BenchAlg[]) {
+  const token = signToken(keys[alg], { iss, aud: 'bench-api' });
+  const miss = await verifyUs(token, true);
+  const bad = await verifyUs(tamper(token), false);
+  const expired = await verifyUs(signToken(keys[alg], { iss, aud: 'bench-api', ttlSec: -3600 }), false);
+  const key = imported.get(keys[alg].kid)!.key;
+  for (let i = 0; i < 200; i++) await jwtVerify(token, key, { algorithms: [alg] });
+  const jose = await cpuUsPer(() => jwtVerify(token, key, { algorithms: [alg] }));
+  console.log(`  ${alg.padEnd(5)} valid ${miss.toFixed(1)}  tampered ${bad.toFixed(1)}  expired ${expired.toFixed(1)}   (jose.jwtVerify ${jose.toFixed(1)})`);
 }

@@ -21,7 +21,8 @@ const AUDIENCE = 'bench-api';
 
 /** Every scenario name, in run order (`BENCH_SCENARIOS` filters by substring). */
 export const SCENARIOS = [
-  'upstream-direct', 'none', 'none-bearer', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-rs256-tampered',
+  'upstream-direct', 'none', 'none-bearer', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct',
+  'jwt-eddsa-distinct', 'jwt-rs256-tampered',
   'introspection-warm', 'kid-flood', 'memory',
 ] as const;
 /** A scenario name. */
@@ -375,14 +376,17 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const k = iss.keys;
     const claims = { iss: iss.issuer, aud: AUDIENCE };
     const rs = signToken(k.RS256, claims);
-    let tokensFile: string | undefined;
-    if (want('jwt-rs256-distinct')) {
+    // One file of distinct tokens per algorithm: every request of those scenarios is a miss.
+    const distinctFiles = new Map<string, string>();
+    for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) {
+      if (!want(`jwt-${alg.toLowerCase()}-distinct` as ScenarioName)) continue;
       const n = Math.max(3 * opts.cacheSize, 300);
-      log(`signing ${n} distinct RS256 tokens (3× tokenCacheSize ${opts.cacheSize}: cycling through them never hits the cache) ...`);
-      tokensFile = join(dir, 'distinct.txt');
+      log(`signing ${n} distinct ${alg} tokens (3× tokenCacheSize ${opts.cacheSize}: cycling through them never hits the cache) ...`);
+      const file = join(dir, `distinct-${alg}.txt`);
       const lines: string[] = [];
-      for (let i = 0; i < n; i++) lines.push(signToken(k.RS256, claims));
-      writeFileSync(tokensFile, lines.join('\n'));
+      for (let i = 0; i < n; i++) lines.push(signToken(k[alg], claims));
+      writeFileSync(file, lines.join('\n'));
+      distinctFiles.set(alg, file);
     }
     const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
     const es = signToken(k.ES256, claims);
@@ -395,7 +399,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       { name: 'jwt-rs256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs) },
       { name: 'jwt-es256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(es) },
       { name: 'jwt-eddsa', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(ed) },
-      { name: 'jwt-rs256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile } },
+      { name: 'jwt-rs256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('RS256') } },
+      { name: 'jwt-es256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('ES256') } },
+      { name: 'jwt-eddsa-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('EdDSA') } },
       { name: 'jwt-rs256-tampered', variant, url: `${g.url}/jwt/x`, expectedStatus: 401, cache: null, job: bearer(tamper(rs)) },
       { name: 'introspection-warm', variant, url: `${g.url}/introspect/x`, expectedStatus: 200, cache: 'introspection', job: bearer(opaque), skipped: skip },
     ];

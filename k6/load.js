@@ -4,27 +4,31 @@
  * offered load down), with p99 and error-rate thresholds per route.
  *   k6 run -e BASE_URL=... -e TOKEN_ENDPOINT=... -e RATE=500 -e DURATION=5m k6/load.js
  */
-import { obtainTokens, request, scenarioBlock, thresholds } from './lib/common.js';
+import { obtainTokens, request, scenarioBlock, selectedScenarios, thresholds } from './lib/common.js';
+import { droppedIterationsBudget } from './lib/plan.js';
 
 const rate = Number(__ENV.RATE || 200);
+const duration = __ENV.DURATION || '2m';
+const vus = Number(__ENV.VUS || 50);
 
 export const options = {
   scenarios: scenarioBlock(() => ({
     executor: 'constant-arrival-rate',
     rate,
     timeUnit: '1s',
-    duration: __ENV.DURATION || '2m',
-    preAllocatedVUs: Number(__ENV.VUS || 50),
+    duration,
+    preAllocatedVUs: vus,
     maxVUs: Number(__ENV.MAX_VUS || 500),
   })),
   thresholds: {
     ...thresholds(Number(__ENV.P99_MS || 50), Number(__ENV.MAX_ERROR_RATE || 0.001)),
-    dropped_iterations: [`count<=${Math.ceil(rate * 0.01)}`],
+    // At most 1 % of the iterations offered: RATE per second in each scenario for DURATION.
+    dropped_iterations: [`count<=${droppedIterationsBudget(rate, duration, selectedScenarios().length, 0.01)}`],
   },
 };
 
 export function setup() {
-  return obtainTokens();
+  return obtainTokens(vus);
 }
 
 /** @param {ReturnType<typeof obtainTokens>} tokens */

@@ -11,7 +11,7 @@ export const options = {
 };
 
 export function setup() {
-  return obtainTokens();
+  return obtainTokens(1);
 }
 
 /** @param {ReturnType<typeof obtainTokens>} tokens */

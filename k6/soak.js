@@ -2,10 +2,13 @@
 /**
  * Soak: a moderate constant arrival rate for hours, to catch leaks and slow drift (watch
  * the gateway's RSS and tokengate_* metrics meanwhile). Tokens from the token endpoint
- * are renewed per VU before they expire, so the run may outlast their lifetime.
+ * are renewed per VU before they expire (the all-distinct ones by lib/common.js), so the run
+ * may outlast their lifetime.
  *   k6 run -e BASE_URL=... -e TOKEN_ENDPOINT=... -e RATE=100 -e DURATION=4h k6/soak.js
  */
 import { fetchToken, obtainTokens, request, scenarioBlock, secondsLeft, thresholds } from './lib/common.js';
+
+const vus = Number(__ENV.VUS || 20);
 
 export const options = {
   scenarios: scenarioBlock(() => ({
@@ -13,14 +16,14 @@ export const options = {
     rate: Number(__ENV.RATE || 50),
     timeUnit: '1s',
     duration: __ENV.DURATION || '1h',
-    preAllocatedVUs: Number(__ENV.VUS || 20),
+    preAllocatedVUs: vus,
     maxVUs: Number(__ENV.MAX_VUS || 200),
   })),
   thresholds: thresholds(Number(__ENV.P99_MS || 100), Number(__ENV.MAX_ERROR_RATE || 0.001)),
 };
 
 export function setup() {
-  return obtainTokens();
+  return obtainTokens(vus);
 }
 
 /** This VU's tokens, renewed when one has less than a minute left. */

@@ -8,13 +8,14 @@ import { obtainTokens, request, scenarioBlock, thresholds } from './lib/common.j
 
 const rate = Number(__ENV.RATE || 100);
 const peak = rate * Number(__ENV.SPIKE_FACTOR || 10);
+const vus = Number(__ENV.VUS || 100);
 
 export const options = {
   scenarios: scenarioBlock(() => ({
     executor: 'ramping-arrival-rate',
     startRate: rate,
     timeUnit: '1s',
-    preAllocatedVUs: Number(__ENV.VUS || 100),
+    preAllocatedVUs: vus,
     maxVUs: Number(__ENV.MAX_VUS || 2000),
     stages: [
       { target: rate, duration: '30s' },
@@ -28,7 +29,7 @@ export const options = {
 };
 
 export function setup() {
-  return obtainTokens();
+  return obtainTokens(vus);
 }
 
 /** @param {ReturnType<typeof obtainTokens>} tokens */

@@ -11,7 +11,7 @@
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { ConfigError, describeRoutes, formatProblem, formatWarning, lintWarnings, loadCompiled, type CompiledConfig } from './config/index.js';
+import { ConfigError, describeRoutes, formatProblem, formatWarning, loadChecked, loadCompiled } from './config/index.js';
 import { runPrimary, workerCount } from './cluster/primary.js';
 import { processRole } from './cluster/worker.js';
 import { Gateway } from './gateway.js';
@@ -73,11 +73,10 @@ function check(file: string | undefined): number {
     return 2;
   }
   try {
-    const config = loadCompiled(file);
+    const { config, warnings } = loadChecked(file);
     console.log(`${file}: OK, ${config.routes.length} route(s), first match wins:`);
     for (const line of describeRoutes(config)) console.log(`  ${line}`);
     // Warnings never fail the check (exit 0): legal, but probably not what was meant.
-    const warnings = lintWarnings(file, config);
     for (const w of warnings) console.error(formatWarning(w));
     if (warnings.length) console.error(`${file}: ${warnings.length} warning(s)`);
     return 0;
@@ -89,10 +88,10 @@ function check(file: string | undefined): number {
   }
 }
 
-/** Loads `file`; on config errors prints each as `file:line key.path why` and returns null. */
-function loadOrReport(file: string): CompiledConfig | null {
+/** Runs `load`; on config errors prints each as `file:line key.path why` and returns null. */
+function loadOrReport<T>(load: () => T): T | null {
   try {
-    return loadCompiled(file);
+    return load();
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     for (const p of e.problems) console.error(formatProblem(p));
@@ -105,7 +104,7 @@ async function explainCmd(file: string | undefined, opts: { method?: string; url
     console.error(`--config FILE and --url URL are required\n${USAGE}`);
     return 2;
   }
-  const config = loadOrReport(file);
+  const config = loadOrReport(() => loadCompiled(file));
   if (!config) return 2;
   const { explain } = await import('./explain.js');
   try {
@@ -123,11 +122,13 @@ async function run(file: string | undefined): Promise<number> {
     console.error(`--config FILE (or TOKENGATE_CONFIG) is required\n${USAGE}`);
     return 2;
   }
-  const config = loadOrReport(file);
-  if (!config) return 1;
+  // One parse gives the config and its lint warnings (logged once, by the primary or the single process).
+  const checked = loadOrReport(() => loadChecked(file));
+  if (!checked) return 1;
+  const { config, warnings } = checked;
   // server.workers > 1: this process becomes the cluster primary (src/cluster/primary.ts).
-  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config, lintWarnings(file, config));
-  const role = processRole(() => lintWarnings(file, config));
+  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config, warnings);
+  const role = processRole(() => warnings);
   const gw = new Gateway(config, role.gatewayOptions(config.server.logLevel));
   const addrs = await gw.start();
   role.started(gw);

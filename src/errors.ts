@@ -138,7 +138,16 @@ export class GatewayError extends Error {
 
   constructor(reason: Reason, extra?: { scope?: string; retryAfterSec?: number; dpop?: DpopChallenge }) {
     const kind: ErrorKind = ERRORS[reason];
-    super(kind.description);
+    // A refusal (4xx) is an answer, not a fault: nothing reads its stack, and capturing one
+    // costs more than parsing the token it refuses, on every forged or expired token. A 5xx
+    // keeps its stack. The limit is restored before any other code can run.
+    const limit = Error.stackTraceLimit;
+    if (kind.status < 500) Error.stackTraceLimit = 0;
+    try {
+      super(kind.description);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.name = 'GatewayError';
     this.reason = reason;
     this.status = kind.status;

@@ -15,14 +15,22 @@
  *   TOKEN               use this token for every JWT scenario instead (no token endpoint needed)
  *   TOKEN_RS256, TOKEN_ES256, TOKEN_EDDSA   per-algorithm tokens instead
  *   OPAQUE_TOKEN        an opaque token for the introspection scenario
- *   DISTINCT_TOKENS     tokens fetched for the all-distinct scenario (default 100; 0 turns it off)
+ *   DISTINCT_TOKENS     tokens the all-distinct scenario cycles through (default 100; 0 turns it off),
+ *                       spread over the script's VUs: each VU fetches its share on first use and
+ *                       renews a token before its `exp` (needs TOKEN_ENDPOINT)
  *   SCENARIOS           comma-separated subset of: none,jwt-rs256,jwt-es256,jwt-eddsa,jwt-rs256-distinct,jwt-rs256-tampered,introspection-warm
  */
 import http from 'k6/http';
 import { check, fail } from 'k6';
 import encoding from 'k6/encoding';
+import { DistinctTokens } from './plan.js';
 
-/** @typedef {{ rs256: string[], es256: string[], eddsa: string[], distinct: string[], opaque: string }} Tokens */
+/**
+ * What setup() hands every VU: the repeat tokens, and how many all-distinct tokens each VU
+ * fetches for itself (never the distinct tokens themselves: k6 copies setup data into
+ * every VU).
+ * @typedef {{ rs256: string[], es256: string[], eddsa: string[], distinctPerVu: number, opaque: string }} Tokens
+ */
 
 const env = __ENV;
 export const BASE_URL = (env.BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
@@ -38,7 +46,7 @@ export function selectedScenarios() {
   const wanted = env.SCENARIOS ? env.SCENARIOS.split(',').map((s) => s.trim()) : ALL_SCENARIOS;
   return wanted.filter((s) => {
     if (s === 'introspection-warm') return Boolean(INTROSPECTION_PATH && env.OPAQUE_TOKEN);
-    if (s === 'jwt-rs256-distinct') return Number(env.DISTINCT_TOKENS ?? 100) > 0 && !env.TOKEN && !env.TOKEN_RS256;
+    if (s === 'jwt-rs256-distinct') return Number(env.DISTINCT_TOKENS ?? 100) > 0 && Boolean(env.TOKEN_ENDPOINT) && !env.TOKEN && !env.TOKEN_RS256;
     return ALL_SCENARIOS.includes(s);
   });
 }
@@ -70,10 +78,12 @@ export function fetchToken(alg) {
 
 /**
  * The tokens of a run: from TOKEN / TOKEN_<ALG> when set, else from the token endpoint.
- * Call it from `setup()`.
+ * Call it from `setup()`; `vus` is the number of VUs the all-distinct tokens are spread over
+ * (the script's pre-allocated VUs).
+ * @param {number} vus
  * @returns {Tokens}
  */
-export function obtainTokens() {
+export function obtainTokens(vus) {
   const scenarios = selectedScenarios();
   const algs = (env.ALGS || 'RS256,ES256,EdDSA').split(',').map((a) => a.trim());
   /** @param {string} alg */
@@ -83,16 +93,12 @@ export function obtainTokens() {
     return algs.includes(alg) ? [fetchToken(alg)] : [];
   };
   const needs = (/** @type {string} */ s) => scenarios.includes(s);
-  const distinct = [];
-  if (needs('jwt-rs256-distinct')) {
-    const n = Number(env.DISTINCT_TOKENS ?? 100);
-    for (let i = 0; i < n; i++) distinct.push(fetchToken('RS256'));
-  }
+  const distinct = needs('jwt-rs256-distinct') ? Number(env.DISTINCT_TOKENS ?? 100) : 0;
   return {
     rs256: needs('jwt-rs256') || needs('jwt-rs256-tampered') ? one('RS256') : [],
     es256: needs('jwt-es256') ? one('ES256') : [],
     eddsa: needs('jwt-eddsa') ? one('EdDSA') : [],
-    distinct,
+    distinctPerVu: Math.ceil(distinct / Math.max(1, vus)),
     opaque: env.OPAQUE_TOKEN || '',
   };
 }
@@ -105,7 +111,9 @@ export function tamper(token) {
 
 const ok200 = http.expectedStatuses({ min: 200, max: 299 });
 const ok401 = http.expectedStatuses(401);
-let distinctNext = 0;
+/** This VU's share of the all-distinct tokens, made on its first distinct request. */
+/** @type {DistinctTokens | null} */
+let distinct = null;
 
 /**
  * Sends one request of `scenario`; tags carry the route and the scenario, so thresholds
@@ -124,7 +132,10 @@ export function request(scenario, tokens) {
     case 'jwt-rs256': token = tokens.rs256[0]; break;
     case 'jwt-es256': token = tokens.es256[0]; break;
     case 'jwt-eddsa': token = tokens.eddsa[0]; break;
-    case 'jwt-rs256-distinct': token = tokens.distinct[distinctNext++ % tokens.distinct.length]; break;
+    case 'jwt-rs256-distinct':
+      if (!distinct) distinct = new DistinctTokens(tokens.distinctPerVu, () => fetchToken('RS256'), secondsLeft);
+      token = distinct.take();
+      break;
     case 'jwt-rs256-tampered': token = tamper(tokens.rs256[0]); break;
     case 'introspection-warm': path = INTROSPECTION_PATH; token = tokens.opaque; route = 'introspection'; break;
     default: fail(`unknown scenario ${scenario}`);

@@ -4,101 +4,16 @@
  * Nothing on the request path parses or validates config.
  */
 import { createHash } from 'node:crypto';
-import { hostOnly } from '../pipeline/match.js';
+import { hostOnly } from '../pipeline/host.js';
+import { buildRouteIndex } from '../pipeline/match.js';
 import type { Config, IssuerConfig, RouteConfig } from './schema.js';
-import { addressMatcher, type AddressMatcher } from './address-matcher.js';
-import { compileCors, type CompiledCors } from '../pipeline/cors.js';
+import { addressMatcher } from './address-matcher.js';
+import { compileCors } from '../pipeline/cors.js';
+import type { ClaimPath, CompiledAuth, CompiledConfig, CompiledRoute } from './compiled-types.js';
 
-/** A dotted claim path, split once; `raw` is also tried as a literal key (`https://x/roles`). */
-export interface ClaimPath {
-  raw: string;
-  segs: readonly string[];
-}
-
-/** One header the route sets from a claim. `scope` is the virtual space-joined scope claim. */
-export interface HeaderRule {
-  name: string;
-  claim: ClaimPath | 'scope';
-}
-
-/** The auth policy of one route. */
-export interface CompiledAuth {
-  mode: 'jwt' | 'introspection' | 'jwt_or_introspection' | 'none';
-  /** Issuers accepted on this route, by their exact `iss`. */
-  issuersByIss: ReadonlyMap<string, IssuerConfig>;
-  issuersById: ReadonlyMap<string, IssuerConfig>;
-  issuerIds: readonly string[];
-  /** Route-level audiences; null: each issuer's own list (or none). */
-  audiences: readonly string[] | null;
-  scopesAll: readonly string[];
-  scopesAny: readonly string[];
-  /** The `scope=` value of a 403 challenge: every scope the route names. */
-  requiredScopeText: string;
-  claims: ReadonlyArray<{ path: ClaimPath; value: string | number | boolean }>;
-  /** Sender-constraint policy (RFC 9449 / RFC 8705); bound tokens need their proof whatever it says. Absent: allow. */
-  binding?: 'allow' | 'require-dpop' | 'require-mtls' | 'require-any';
-  /** A request without an `Authorization` header passes as anonymous (never with scopes, claims or a required binding). Absent: false. */
-  optional?: boolean;
-}
-
-/** Where client certificates come from (RFC 8705), compiled. */
-export interface CompiledClientCert {
-  /** Canonical (lower-case, `_`→`-`) header name. */
-  header: string;
-  /** Whether the header is believed from this peer address. */
-  trusted: AddressMatcher;
-}
-
-/** A route as the request path uses it. */
-export interface CompiledRoute {
-  id: string;
-  index: number;
-  host: string | null;
-  exactPath: string | null;
-  /** Without trailing slash; '' for `/` (matches everything). */
-  prefix: string | null;
-  methods: ReadonlySet<string> | null;
-  upstreamOrigin: string;
-  /** `host[:port]` sent as the upstream Host header. */
-  upstreamHost: string;
-  /** The origin as node:http(s) request options (WebSocket upgrades): IPv6 without brackets. */
-  upstreamTarget: Readonly<{ protocol: string; hostname: string; port: string }>;
-  /** Upstream base path without trailing slash ('' for none). */
-  upstreamBasePath: string;
-  stripPrefix: boolean;
-  websocket: boolean;
-  auth: CompiledAuth;
-  headers: readonly HeaderRule[];
-  claimsHeader: string | null;
-  passAuthorization: boolean;
-  /** The route's CORS policy (Fetch standard), or null: the gateway adds no CORS headers and a preflight is an ordinary request. */
-  cors: CompiledCors | null;
-  source: RouteConfig;
-}
-
-/** The whole compiled config. */
-export interface CompiledConfig {
-  source: Config;
-  server: Config['server'];
-  admin: Config['admin'];
-  decision: Config['decision'] | null;
-  /** `decision.trustedProxies`, compiled; null without a decision block. */
-  decisionTrusted: AddressMatcher | null;
-  extAuthz: Config['extAuthz'] | null;
-  /** `extAuthz.trustedProxies`, compiled; null without an extAuthz block. */
-  extAuthzTrusted: AddressMatcher | null;
-  issuers: ReadonlyMap<string, IssuerConfig>;
-  routes: readonly CompiledRoute[];
-  /** Canonical (lower-case, `_`→`-`) names of every header any route may set. */
-  identityHeaders: ReadonlySet<string>;
-  /** Canonical identity prefix ('' disables). */
-  identityPrefix: string;
-  clientCert: CompiledClientCert;
-  /** The `algs` attribute of DPoP challenges (RFC 9449 §7.1): the accepted proof algorithms. */
-  dpopAlgs: string;
-  /** {@link configHash} of `source`: which config runs (the `tokengate_config_info` metric). */
-  hash: string;
-}
+export type {
+  ClaimPath, HeaderRule, CompiledAuth, CompiledClientCert, CompiledRoute, CompiledConfig, RouteIndex,
+} from './compiled-types.js';
 
 /** Keys whose values are secrets: left out of {@link configHash}. */
 const SECRET_KEYS = new Set(['clientSecret', 'nonceSecret']);
@@ -136,14 +51,17 @@ function claimPath(raw: string): ClaimPath {
   return Object.freeze({ raw, segs: Object.freeze(raw.split('.')) });
 }
 
-function compileRoute(route: RouteConfig, index: number, config: Config): CompiledRoute {
+function compileRoute(route: RouteConfig, index: number, config: Config, issuerById: ReadonlyMap<string, IssuerConfig>): CompiledRoute {
   const m = route.match;
   const auth = route.auth;
   const ids = auth.mode === 'none' ? [] : auth.issuers ?? config.issuers.map((i) => i.id);
   const issuersByIss = new Map<string, IssuerConfig>();
+  const issuersById = new Map<string, IssuerConfig>();
   for (const id of ids) {
-    const iss = config.issuers.find((i) => i.id === id);
-    if (iss) issuersByIss.set(iss.issuer, iss);
+    const iss = issuerById.get(id);
+    if (!iss) continue;
+    issuersByIss.set(iss.issuer, iss);
+    issuersById.set(id, iss);
   }
   const up = new URL(route.upstream);
   const required = [...auth.scopes.allOf, ...auth.scopes.anyOf.filter((s) => !auth.scopes.allOf.includes(s))];
@@ -167,7 +85,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
       mode: auth.mode as CompiledAuth['mode'],
       issuersByIss,
       // From the ids, not from issuersByIss: two issuers may share an `iss` (e.g. two introspection clients).
-      issuersById: new Map(ids.flatMap((id) => config.issuers.filter((i) => i.id === id).map((i) => [id, i] as const))),
+      issuersById,
       issuerIds: Object.freeze(ids),
       audiences: auth.audiences ? Object.freeze([...auth.audiences]) : null,
       scopesAll: Object.freeze([...auth.scopes.allOf]),
@@ -190,7 +108,10 @@ function compileRoute(route: RouteConfig, index: number, config: Config): Compil
 
 /** Compiles and deep-freezes `config`. */
 export function compileConfig(config: Config): CompiledConfig {
-  const routes = config.routes.map((r, i) => compileRoute(r, i, config));
+  // Ids are unique (cross-check); the first of a duplicate would win, as a search would find it.
+  const issuerById = new Map<string, IssuerConfig>();
+  for (const i of config.issuers) if (!issuerById.has(i.id)) issuerById.set(i.id, i);
+  const routes = config.routes.map((r, i) => compileRoute(r, i, config, issuerById));
   const identityHeaders = new Set<string>();
   for (const r of routes) {
     for (const h of r.headers) identityHeaders.add(canonicalHeader(h.name));
@@ -206,6 +127,8 @@ export function compileConfig(config: Config): CompiledConfig {
     extAuthzTrusted: config.extAuthz ? addressMatcher(config.extAuthz.trustedProxies) : null,
     issuers: new Map(config.issuers.map((i) => [i.id, i])),
     routes: Object.freeze(routes),
+    routeIndex: buildRouteIndex(routes),
+    corsRoutes: Object.freeze(routes.filter((r) => r.cors !== null)),
     identityHeaders,
     identityPrefix: canonicalHeader(config.server.identityHeaderPrefix),
     clientCert: Object.freeze({

@@ -4,7 +4,7 @@
  */
 import { compileConfig, type CompiledConfig } from './compile.js';
 import { lintConfig } from './lint.js';
-import { loadConfigFile, locateProblems, type ConfigProblem } from './load.js';
+import { loadConfigFile, locateProblems, parseConfigLocated, readConfigText, type ConfigProblem } from './load.js';
 
 export { ConfigError, formatProblem } from './load.js';
 export type { ConfigProblem } from './load.js';
@@ -13,6 +13,16 @@ export type { CompiledConfig } from './compile.js';
 /** Loads, validates and compiles `file`. Throws ConfigError. */
 export function loadCompiled(file: string, env: NodeJS.ProcessEnv = process.env): CompiledConfig {
   return compileConfig(loadConfigFile(file, env));
+}
+
+/**
+ * What `tokengate check` needs: the compiled config of `file` and its lint warnings, read
+ * and parsed once (the warnings are placed with the same parsed document). Throws ConfigError.
+ */
+export function loadChecked(file: string, env: NodeJS.ProcessEnv = process.env): { config: CompiledConfig; warnings: ConfigProblem[] } {
+  const located = parseConfigLocated(readConfigText(file), file, env);
+  const config = compileConfig(located.config);
+  return { config, warnings: located.locate(lintConfig(config.source)) };
 }
 
 /** Lint warnings of a loaded config, located in `file` (they never make a config invalid). */

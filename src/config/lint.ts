@@ -20,7 +20,7 @@
  *   that origin's pages and call the API as them.
  */
 import { isLoopbackHost } from '../idp/http.js';
-import { hostOnly } from '../pipeline/match.js';
+import { hostOnly } from '../pipeline/host.js';
 import type { CrossProblem } from './cross-check.js';
 import type { Config, RouteConfig } from './schema.js';
 
@@ -64,6 +64,87 @@ function sharesRequests(a: Match, b: Match): boolean {
   return a.methods.some((m) => b.methods!.includes(m));
 }
 
+/** A node of the trie of route path rules: the routes whose prefix ends here, or whose exact path is this one. */
+interface RuleNode {
+  children: Map<string, RuleNode>;
+  /** Positions in file order (ascending). */
+  prefix: number[];
+  exact: number[];
+}
+
+/** The trie and, by route position, the node its rule ends at. */
+interface RuleTrie {
+  root: RuleNode;
+  ends: RuleNode[];
+}
+
+/** The nodes along a rule's segments ('' is the root), creating them; the last is the rule's own. */
+function walk(root: RuleNode, path: string): RuleNode[] {
+  const nodes = [root];
+  if (path === '') return nodes;
+  let node = root;
+  for (const seg of path.slice(1).split('/')) {
+    let next = node.children.get(seg);
+    if (!next) node.children.set(seg, (next = { children: new Map(), prefix: [], exact: [] }));
+    nodes.push((node = next));
+  }
+  return nodes;
+}
+
+/**
+ * The trie of every route's path rule, by segment. A prefix covers a path at a segment
+ * boundary exactly when its segments begin the path's (`under`), so the rules covering a
+ * route's lie on the route's own walk from the root, and those it covers lie below it.
+ */
+function ruleTrie(routes: readonly RouteConfig[]): RuleTrie {
+  const root: RuleNode = { children: new Map(), prefix: [], exact: [] };
+  const ends = routes.map((r, i) => {
+    const rr = rule(r.match);
+    const nodes = walk(root, rr.exact ?? (rr.prefix as string));
+    const end = nodes[nodes.length - 1];
+    (rr.exact !== null ? end.exact : end.prefix).push(i);
+    return end;
+  });
+  return { root, ends };
+}
+
+/** The first route before `j` that takes every request route `j` would, or -1. */
+function firstCovering(routes: readonly RouteConfig[], trie: RuleTrie, j: number): number {
+  const rj = rule(routes[j].match);
+  const nodes = walk(trie.root, rj.exact ?? (rj.prefix as string));
+  let best = -1;
+  const consider = (list: readonly number[]) => {
+    for (const i of list) {
+      if (i >= j || (best !== -1 && i >= best)) return;
+      if (covers(routes[i].match, routes[j].match)) {
+        best = i;
+        return;
+      }
+    }
+  };
+  for (const n of nodes) consider(n.prefix);
+  if (rj.exact !== null) consider(nodes[nodes.length - 1].exact);
+  return best;
+}
+
+/** Positions after `j`, ascending, of the routes whose path rule route `j`'s covers. */
+function coveredLater(trie: RuleTrie, j: number, exact: boolean): number[] {
+  const end = trie.ends[j];
+  const found: number[] = [];
+  if (exact) {
+    for (const k of end.exact) if (k > j) found.push(k);
+    return found;
+  }
+  const stack = [end];
+  while (stack.length) {
+    const n = stack.pop() as RuleNode;
+    for (const k of n.prefix) if (k > j) found.push(k);
+    for (const k of n.exact) if (k > j) found.push(k);
+    for (const c of n.children.values()) stack.push(c);
+  }
+  return found.sort((a, b) => a - b);
+}
+
 function plainHttpHost(url: string | undefined): string | null {
   if (!url) return null;
   try {
@@ -99,24 +180,24 @@ export function lintConfig(config: Config): CrossProblem[] {
     }
   });
 
+  // The overlap checks look only at routes whose path rules lie on one path of the segment
+  // trie (an ancestor covers, a descendant is covered), so that they stay near-linear in the
+  // number of routes instead of comparing every pair.
+  const trie = ruleTrie(config.routes);
   config.routes.forEach((route, j) => {
-    for (let i = 0; i < j; i++) {
-      const earlier = config.routes[i];
-      if (covers(earlier.match, route.match)) {
-        out.push({ path: ['routes', j, 'match'], message: `is unreachable: routes[${i}] (${earlier.id}) comes first and takes every request this route matches` });
-        break;
-      }
+    const earlier = firstCovering(config.routes, trie, j);
+    if (earlier !== -1) {
+      out.push({ path: ['routes', j, 'match'], message: `is unreachable: routes[${earlier}] (${config.routes[earlier].id}) comes first and takes every request this route matches` });
     }
     if (route.auth.mode === 'none') {
-      config.routes.forEach((later, k) => {
-        if (k <= j || later.auth.mode === 'none') return;
-        if (pathCovers(route.match, later.match) && sharesRequests(route.match, later.match)) {
-          out.push({
-            path: ['routes', j, 'match'],
-            message: `mode: none shadows protected routes[${k}] (${later.id}): its requests match here first and pass without a token`,
-          });
-        }
-      });
+      for (const k of coveredLater(trie, j, route.match.path !== undefined)) {
+        const later = config.routes[k];
+        if (later.auth.mode === 'none' || !pathCovers(route.match, later.match) || !sharesRequests(route.match, later.match)) continue;
+        out.push({
+          path: ['routes', j, 'match'],
+          message: `mode: none shadows protected routes[${k}] (${later.id}): its requests match here first and pass without a token`,
+        });
+      }
     }
     if (route.forward.authorization === 'pass') {
       const host = plainHttpHost(route.upstream);

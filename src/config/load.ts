@@ -3,7 +3,7 @@
  * substitution, schema validation (Ajv, defaults applied) and cross-reference checks.
  * Every problem is reported as `file:line key.path why`, all at once.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigSchema, REDIS_URL_DEFAULT, type Config } from './schema.js';
@@ -34,22 +34,60 @@ export function formatProblem(p: ConfigProblem): string {
   return `${p.file}:${p.line} ${p.path || '(root)'} ${p.message}`;
 }
 
+/**
+ * The largest config file read, in bytes (10 MiB). Tens of thousands of routes fit well
+ * below it; a larger file is refused before it is parsed, so that a wrong path (a log, an
+ * image) or a runaway generator costs neither minutes nor gigabytes at start or reload.
+ */
+export const MAX_CONFIG_BYTES = 10 * 1024 * 1024;
+
+/** The problem of a config of `bytes` bytes: over {@link MAX_CONFIG_BYTES}. */
+function tooLarge(file: string, bytes: number): ConfigError {
+  const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  return new ConfigError([{ file, line: 0, path: '', message: `is ${mib(bytes)}, more than the ${mib(MAX_CONFIG_BYTES)} a config file may have` }]);
+}
+
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, verbose: true });
 const validate = ajv.compile<Config>(ConfigSchema);
 
 /** Reads and validates the file at `file`. Throws {@link ConfigError}. */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parseConfigLocated(readConfigText(file), file, env).config;
+}
+
+/** Reads the file at `file` (at most {@link MAX_CONFIG_BYTES}), for {@link parseConfigLocated}. Throws {@link ConfigError}. */
+export function readConfigText(file: string): string {
   let text: string;
   try {
+    const size = statSync(file).size;
+    if (size > MAX_CONFIG_BYTES) throw tooLarge(file, size);
     text = readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError([{ file, line: 0, path: '', message: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}` }]);
   }
-  return parseConfig(text, file, env);
+  return text;
 }
 
 /** Validates config text; `file` is only used in messages. Throws {@link ConfigError}. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parseConfigLocated(text, file, env).config;
+}
+
+/** A validated config and a way to place more problems (lint warnings) at their lines. */
+export interface LocatedConfig {
+  config: Config;
+  /** Places problems found on `config` in the text it was read from, without parsing it again. */
+  locate(found: readonly CrossProblem[]): ConfigProblem[];
+}
+
+/** Like {@link parseConfig}, keeping the parsed document for {@link LocatedConfig.locate}. */
+export function parseConfigLocated(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LocatedConfig {
+  // UTF-16 length is at most the UTF-8 byte count: only texts that may be too large are measured.
+  if (text.length > MAX_CONFIG_BYTES / 3) {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > MAX_CONFIG_BYTES) throw tooLarge(file, bytes);
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const lineOf = (node: { range?: [number, number, number?] | null } | null | undefined): number =>
@@ -61,8 +99,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     })));
   }
   const envProblems = substituteEnv(doc, env);
+  const pathOf = envProblems.length ? nodePaths(doc) : new Map<Node, string>();
   const problems: ConfigProblem[] = envProblems.map((p) => ({
-    file, line: lineOf(p.node), path: pathOfNode(doc, p.node), message: p.message,
+    file, line: lineOf(p.node), path: pathOf.get(p.node) ?? '', message: p.message,
   }));
 
   const envPaths = new Set(problems.map((p) => p.path));
@@ -90,7 +129,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     if (!seen.has(path)) problems.push({ file, line: lineOf(nodeAt(doc, c.path)), path, message: c.message });
   }
   if (problems.length) throw new ConfigError(problems);
-  return config;
+  return {
+    config,
+    // `${VAR}` substitution never changes the document's shape: paths of the config are paths of the document.
+    locate: (found) => found.map((c) => ({ file, line: lineOf(nodeAt(doc, c.path)), path: formatPath(c.path), message: c.message })),
+  };
 }
 
 /**
@@ -141,26 +184,23 @@ function nodeAt(doc: Document, segs: readonly Seg[]): Node | null {
   return isNode(node) ? node : null;
 }
 
-/** The key path of a node, found by walking the document (used for env problems). */
-function pathOfNode(doc: Document, target: Node): string {
-  const walk = (node: unknown, segs: Seg[]): Seg[] | null => {
-    if (node === target) return segs;
+/** The key path of every node, from one walk of the document (used for env problems). */
+function nodePaths(doc: Document): Map<Node, string> {
+  const paths = new Map<Node, string>();
+  const walk = (node: unknown, segs: Seg[]): void => {
+    if (isNode(node) && !paths.has(node)) paths.set(node, formatPath(segs));
     if (isMap(node)) {
       for (const pair of node.items) {
         const key = isNode(pair.key) ? String((pair.key as { value?: unknown }).value) : String(pair.key);
-        const found = walk(pair.value, [...segs, key]);
-        if (found) return found;
+        walk(pair.value, [...segs, key]);
       }
     } else if (isNode(node) && 'items' in node) {
       const items = (node as { items: unknown[] }).items;
-      for (let i = 0; i < items.length; i++) {
-        const found = walk(items[i], [...segs, i]);
-        if (found) return found;
-      }
+      for (let i = 0; i < items.length; i++) walk(items[i], [...segs, i]);
     }
-    return null;
   };
-  return formatPath(walk(doc.contents, []) ?? []);
+  walk(doc.contents, []);
+  return paths;
 }
 
 /** Ajv reports each failing branch of a union; keep one line per location and keyword family. */

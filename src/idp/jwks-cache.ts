@@ -19,8 +19,9 @@
  *   const cache = new JwksCache({ issuerId: 'corp', resolveUri: async () => url, policy, now: Date.now });
  *   const { key, id } = await cache.getKey(header.kid, header.alg);
  */
-import { createHash } from 'node:crypto';
+import { createHash, KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
+import { keyFitsAlg } from '../pipeline/jws.js';
 import { GatewayError } from '../errors.js';
 import { fetchJson, maxAgeOf } from './http.js';
 
@@ -41,7 +42,8 @@ export interface JwksEvents {
 
 /** A usable public key and its identity as published. */
 export interface SelectedKey {
-  key: CryptoKey | Uint8Array;
+  /** A `KeyObject` from this cache; a `CryptoKey` is accepted too (the verifier unwraps it). */
+  key: KeyObject | CryptoKey;
   /** RFC 7638 thumbprint plus a hash of the JWK: stable across refreshes while the key is republished unchanged. */
   id: string;
 }
@@ -54,7 +56,12 @@ interface KeyEntry {
    * verifications end, its imports are redone).
    */
   id: string;
-  imported: Map<string, Promise<CryptoKey | Uint8Array>>;
+  /**
+   * The key imported per `alg` (jose's importJWK checks the JWK against the algorithm), kept
+   * as the `KeyObject` that `node:crypto` verifies with: once per key and algorithm for as
+   * long as the key stays published unchanged, never per request.
+   */
+  imported: Map<string, Promise<KeyObject>>;
 }
 
 interface KeySet {
@@ -201,7 +208,7 @@ export class JwksCache {
     }
     let imported = entry.imported.get(alg);
     if (!imported) {
-      imported = importJWK(entry.jwk, alg);
+      imported = importKeyObject(entry.jwk, alg);
       entry.imported.set(alg, imported);
     }
     try {
@@ -260,6 +267,18 @@ export class JwksCache {
       this.events.onFetch?.('failure', (e as Error).message);
     }
   }
+}
+
+/**
+ * Imports a published JWK for `alg` with jose (which checks `kty`, `crv` and key material
+ * against the algorithm as WebCrypto does) and unwraps the `KeyObject` beneath the
+ * CryptoKey, which `node:crypto` verifies with synchronously. Refuses a key the algorithm
+ * may not use (an RSA key under 2048 bits, RFC 7518 §3.3).
+ */
+async function importKeyObject(jwk: JWK, alg: string): Promise<KeyObject> {
+  const key = KeyObject.from((await importJWK(jwk, alg)) as CryptoKey);
+  if (!keyFitsAlg(key, alg)) throw new Error('key unusable for this algorithm');
+  return key;
 }
 
 /** Parses a JWKS body; keys that are not public asymmetric signature keys are dropped. */

@@ -134,13 +134,13 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
   const pf = facts.answersPreflight === true ? preflightRequest(facts.method, facts.rawHeaders) : null;
   let route: CompiledRoute | null = null;
   if (pf !== null) {
-    route = matchRoute(config.routes, pf.method, host, target.path);
-    if (route === null || route.cors === null) route = corsRouteAt(config.routes, host, target.path);
+    route = matchRoute(config.routeIndex, pf.method, host, target.path);
+    if (route === null || route.cors === null) route = corsRouteAt(config.corsRoutes, host, target.path);
   }
-  route ??= matchRoute(config.routes, facts.method, host, target.path);
+  route ??= matchRoute(config.routeIndex, facts.method, host, target.path);
   if (!route) {
     note(ctx, 'route', false, 'no route matches method, host and path');
-    const near = corsRouteAt(config.routes, host, target.path);
+    const near = corsRouteAt(config.corsRoutes, host, target.path);
     if (near !== null) ctx.cors = actualHeaders(near.cors!, facts.rawHeaders);
     throw new GatewayError('no_route');
   }

@@ -19,7 +19,7 @@ import type { IssuerConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { IntrospectionAnswer } from '../idp/introspection-client.js';
 import { scopesOf, type Principal } from './principal.js';
-import { checkAudience } from './verify-jwt.js';
+import { checkAudience, checkTimes } from './verify-jwt.js';
 
 /** Where answers come from: the gateway's per-issuer introspectors (cached). */
 export interface IntrospectionSource {
@@ -42,19 +42,9 @@ const REFRESH_TYPES = new Set(['refresh_token', 'refresh', 'urn:ietf:params:oaut
  * `nowSec` is seconds since the epoch.
  */
 export function checkIntrospectionAnswer(answer: IntrospectionAnswer, issuer: IssuerConfig, auth: CompiledAuth, nowSec: number): void {
-  const tol = issuer.clockToleranceSec;
-  const { exp, nbf, iat, iss, aud } = answer;
+  const { iss, aud } = answer;
   // RFC 7662 §2.2 lists exp/nbf/iat as optional integers; we require exp, like a JWT's (RFC 8725 §3.10 spirit).
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw new GatewayError('missing_exp');
-  if (exp + tol <= nowSec) throw new GatewayError('expired');
-  if (nbf !== undefined) {
-    if (typeof nbf !== 'number' || !Number.isFinite(nbf)) throw new GatewayError('claims_invalid');
-    if (nbf - tol > nowSec) throw new GatewayError('not_yet_valid');
-  }
-  if (iat !== undefined) {
-    if (typeof iat !== 'number' || !Number.isFinite(iat)) throw new GatewayError('claims_invalid');
-    if (iat - tol > nowSec) throw new GatewayError('issued_in_future');
-  }
+  checkTimes(answer, issuer.clockToleranceSec, nowSec);
   // RFC 7662 §2.2 `iss`: when given it must be this issuer's exact identifier.
   if (iss !== undefined && iss !== issuer.issuer) throw new GatewayError('issuer');
   // RFC 7662 §2.2 `aud`: when given, one value must be accepted here (the same rule as for JWTs).

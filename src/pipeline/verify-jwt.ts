@@ -2,17 +2,21 @@
  * JWT access-token verification (RFC 7519, RFC 8725, RFC 9068), per issuer:
  * the issuer is chosen by the exact `iss` among the route's issuers, the key by `kid`
  * from that issuer's JWKS only (a header's `jku`, `x5u`, `jwk` and `x5c` are never read),
- * the algorithm from the issuer's allow-list. Cheap checks run before any key lookup.
+ * the algorithm from the issuer's allow-list. The token is parsed once (`jws.ts`), every
+ * check that needs no key (issuer, algorithm, `crit`, `typ`, time claims) runs before the
+ * key lookup, and the signature is checked synchronously with `node:crypto`.
  * Verified tokens are cached (exact token → claims) until `exp` and while their key is
  * still published; audience and policy are re-applied per route on every hit.
  */
 import { normalizeTyp } from '../http/headers.js';
-import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { KeyObject } from 'node:crypto';
+import { decodeProtectedHeader } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { CompiledAuth } from '../config/compile.js';
 import type { IssuerConfig } from '../config/schema.js';
-import { GatewayError, type Reason } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import type { SelectedKey } from '../idp/jwks-cache.js';
+import { keyFitsAlg, parseJws, verifyJwsSignature } from './jws.js';
 import { scopesOf, type Principal } from './principal.js';
 
 /** Where keys come from, per issuer id (the gateway's JWKS caches). */
@@ -94,96 +98,67 @@ export class JwtVerifier {
     }
     this.onCache?.('miss');
 
-    // Cheap structural checks before any key lookup.
-    if (!looksLikeJwtShape(token)) throw new GatewayError('malformed');
-    let header: ReturnType<typeof decodeProtectedHeader>;
-    let unverified: JWTPayload;
-    try {
-      header = decodeProtectedHeader(token);
-      unverified = decodeJwt(token);
-    } catch {
-      throw new GatewayError('malformed');
-    }
-    if (typeof unverified.iss !== 'string') throw new GatewayError('issuer');
-    const issuer = auth.issuersByIss.get(unverified.iss);
+    // One parse (RFC 7515 §5.2), then every check that needs no key, cheapest first: a
+    // refusal here costs neither a key lookup nor a signature check, and a flood of forged
+    // tokens with made-up `kid`s cannot make the JWKS cache refetch.
+    const jws = parseJws(token);
+    if (jws === null) throw new GatewayError('malformed');
+    const { header, claims } = jws;
+    if (typeof claims.iss !== 'string') throw new GatewayError('issuer');
+    const issuer = auth.issuersByIss.get(claims.iss);
     if (!issuer || !(issuer.jwksUri || issuer.discovery)) throw new GatewayError('issuer');
     const alg = header.alg;
     if (typeof alg !== 'string' || !(issuer.algorithms as readonly string[]).includes(alg)) throw new GatewayError('algorithm');
-    if (header.kid !== undefined && typeof header.kid !== 'string') throw new GatewayError('malformed');
-    // RFC 7515 §4.1.11: we implement no JWS extension (jose would honour `b64`), so any `crit` fails.
+    const kid = header.kid;
+    if (kid !== undefined && typeof kid !== 'string') throw new GatewayError('malformed');
+    // RFC 7515 §4.1.11: we implement no JWS extension (not even `b64`, RFC 7797), so any `crit`
+    // fails; without `crit`, a `b64` member has no meaning and is ignored.
     if (header.crit !== undefined) throw new GatewayError('malformed');
     if (issuer.requireTyp !== undefined && !typMatches(header.typ, issuer.requireTyp)) throw new GatewayError('token_type');
+    const exp = checkTimes(claims, issuer.clockToleranceSec, nowSec);
 
-    // An `exp` already past is refused before the key lookup and the signature check: the
-    // answer is a refusal whoever signed it, and an expired token (or a flood of them with
-    // made-up `kid`s) costs neither a signature check nor a JWKS refresh.
-    if (typeof unverified.exp === 'number' && pastExp(unverified.exp, issuer.clockToleranceSec, nowSec)) throw new GatewayError('expired');
+    const selected = await this.keys.getKey(issuer.id, kid, alg);
+    const key = selected.key instanceof KeyObject ? selected.key : KeyObject.from(selected.key);
+    if (!keyFitsAlg(key, alg)) throw new GatewayError('unknown_kid'); // a published key that cannot be used for this alg
+    if (!verifyJwsSignature(token, jws.dot2, alg, key)) throw new GatewayError('bad_signature');
 
-    const selected = await this.keys.getKey(issuer.id, header.kid, alg);
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, selected.key, {
-        algorithms: [alg],
-        issuer: issuer.issuer,
-        clockTolerance: issuer.clockToleranceSec,
-        requiredClaims: ['exp'],
-        currentDate: new Date(nowSec * 1000),
-      }));
-    } catch (e) {
-      throw new GatewayError(reasonOf(e));
-    }
-    // RFC 7519 §2 NumericDate: a JSON number too large for a double (1e400) parses as ±Infinity;
-    // such an `exp` would never expire, such an `nbf`/`iat` could never be compared.
-    if (!Number.isFinite(payload.exp)) throw new GatewayError('missing_exp');
-    if ((payload.nbf !== undefined && !Number.isFinite(payload.nbf)) || (payload.iat !== undefined && !Number.isFinite(payload.iat))) {
-      throw new GatewayError('claims_invalid');
-    }
-    // RFC 8725 §3.10 / RFC 7519 §4.1.6: an `iat` in the future is not acceptable.
-    if (payload.iat !== undefined && payload.iat - issuer.clockToleranceSec > nowSec) throw new GatewayError('issued_in_future');
     const principal: Principal = Object.freeze({
       issuerId: issuer.id,
-      claims: Object.freeze(payload as Record<string, unknown>),
-      scopes: Object.freeze(scopesOf(payload as Record<string, unknown>)),
+      claims: Object.freeze(claims),
+      scopes: Object.freeze(scopesOf(claims)),
       source: 'jwt' as const,
     });
-    this.cache?.set(token, { issuer, keyId: selected.id, exp: payload.exp as number, nbf: payload.nbf, principal });
+    this.cache?.set(token, { issuer, keyId: selected.id, exp, nbf: claims.nbf as number | undefined, principal });
     checkAudience(principal.claims, auth, issuer);
     return principal;
   }
 }
 
+/**
+ * Checks the time claims of a token (RFC 7519 §4.1.4-4.1.6), or of an introspection answer
+ * (RFC 7662 §2.2), with the issuer's clock tolerance `tol`: `exp` required, and `exp`,
+ * `nbf`, `iat` finite numbers when present (RFC 7519 §2 NumericDate: JSON's 1e400 parses as
+ * Infinity, an `exp` that would never expire). Throws the refusal; returns `exp`.
+ */
+export function checkTimes(claims: Readonly<Record<string, unknown>>, tol: number, nowSec: number): number {
+  const { exp, nbf, iat } = claims;
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw new GatewayError('missing_exp');
+  if (pastExp(exp, tol, nowSec)) throw new GatewayError('expired');
+  if (nbf !== undefined) {
+    if (typeof nbf !== 'number' || !Number.isFinite(nbf)) throw new GatewayError('claims_invalid');
+    if (nbf - tol > nowSec) throw new GatewayError('not_yet_valid');
+  }
+  if (iat !== undefined) {
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) throw new GatewayError('claims_invalid');
+    // RFC 8725 §3.10 / RFC 7519 §4.1.6: an `iat` in the future is not acceptable.
+    if (iat - tol > nowSec) throw new GatewayError('issued_in_future');
+  }
+  return exp;
+}
+
 /** Whether a token with this `exp` is expired at `nowSec`, tolerance included (jose's rule: expired at exp + tolerance). */
 function pastExp(exp: number, toleranceSec: number, nowSec: number): boolean {
   return exp + toleranceSec <= nowSec;
-}
-
-/**
- * JWS compact serialization (RFC 7515 §7.1): three non-empty parts of canonical base64url
- * (§2: no padding, no `+`/`/`, unused trailing bits zero). Lenient decoders map several
- * texts to one signature; refusing the variants keeps one token text per signature.
- */
-function looksLikeJwtShape(token: string): boolean {
-  const a = token.indexOf('.');
-  const b = a === -1 ? -1 : token.indexOf('.', a + 1);
-  if (!(a > 0 && b > a + 1 && b < token.length - 1 && token.indexOf('.', b + 1) === -1)) return false;
-  return isCanonicalB64url(token, 0, a) && isCanonicalB64url(token, a + 1, b) && isCanonicalB64url(token, b + 1, token.length);
-}
-
-const B64URL_VALUE = new Int8Array(128).fill(-1);
-for (let i = 0; i < 64; i++) B64URL_VALUE['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(i)] = i;
-
-/** Whether `s[start, end)` is canonical unpadded base64url (RFC 4648 §5, §3.5). */
-function isCanonicalB64url(s: string, start: number, end: number): boolean {
-  const rem = (end - start) % 4;
-  if (rem === 1) return false;
-  let v = 0;
-  for (let i = start; i < end; i++) {
-    const c = s.charCodeAt(i);
-    v = c < 128 ? B64URL_VALUE[c] : -1;
-    if (v < 0) return false;
-  }
-  // The last character carries 4 (rem 2) or 2 (rem 3) unused low bits: they must be zero.
-  return rem === 0 || (v & (rem === 2 ? 0x0f : 0x03)) === 0;
 }
 
 /** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */
@@ -205,23 +180,4 @@ export function checkAudience(claims: Readonly<Record<string, unknown>>, auth: C
     for (const a of aud) if (typeof a === 'string' && accepted.includes(a)) return;
   }
   throw new GatewayError('audience');
-}
-
-/** Maps jose's error codes (never its messages) to our reasons. */
-function reasonOf(e: unknown): Reason {
-  if (e instanceof joseErrors.JWTExpired) return 'expired';
-  if (e instanceof joseErrors.JWTClaimValidationFailed) {
-    switch (e.claim) {
-      case 'iss': return 'issuer';
-      case 'aud': return 'audience';
-      case 'nbf': return e.reason === 'check_failed' ? 'not_yet_valid' : 'claims_invalid';
-      case 'exp': return 'missing_exp';
-      case 'iat': return 'claims_invalid';
-      default: return 'claims_invalid';
-    }
-  }
-  if (e instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad_signature';
-  if (e instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm';
-  if (e instanceof joseErrors.JOSENotSupported) return 'malformed'; // e.g. an unknown `crit` (RFC 7515 §4.1.11)
-  return 'malformed';
 }

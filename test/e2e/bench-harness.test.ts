@@ -2,7 +2,8 @@
  * `npm run bench` in miniature: the harness starts its upstream, issuer, the real CLI
  * gateway (from src/, through tsx) and the autocannon process, and runs every load
  * scenario for a fraction of a second. Only correctness is asserted, never speed:
- * valid tokens all pass (2xx), the tampered one is always 401, distinct tokens never hit
+ * valid tokens all pass (2xx), the tampered one is always 401, distinct tokens (one
+ * scenario per algorithm) never hit
  * the cache, a random-`kid` flood costs at most one JWKS fetch, and the gateway's CPU time
  * per request is measured for every scenario that goes through it.
  */
@@ -16,7 +17,8 @@ test('bench harness, quick: every scenario answers as expected', { timeout: 90_0
     warmupSec: 0,
     rounds: 1,
     connections: 8,
-    scenarios: ['upstream-direct', 'none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-rs256-tampered', 'introspection-warm', 'kid-flood'],
+    scenarios: ['upstream-direct', 'none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct',
+      'jwt-rs256-tampered', 'introspection-warm', 'kid-flood'],
     // Each worker has its own cache and the kernel may hand it as few as one of the 8
     // connections: it then sees ~1/8 of the 300-token rotation (the harness minimum) between
     // two sends of a token, ~37 tokens. A cache of 10 is still far below that, so "distinct
@@ -31,7 +33,7 @@ test('bench harness, quick: every scenario answers as expected', { timeout: 90_0
     serverExtra: {},
   });
   const byName = new Map(report.scenarios.map((s) => [s.name, s]));
-  assert.equal(byName.size, 8);
+  assert.equal(byName.size, 10);
   for (const s of report.scenarios) {
     assert.equal(s.skipped, undefined, `${s.name} ran`);
     assert.ok(s.total > 0, `${s.name} got responses`);
@@ -39,10 +41,12 @@ test('bench harness, quick: every scenario answers as expected', { timeout: 90_0
   }
   assert.equal(byName.get('jwt-rs256-tampered')!.expectedStatus, 401);
   assert.deepEqual(Object.keys(byName.get('jwt-rs256-tampered')!.statusCodes), ['401']);
-  for (const name of ['none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'introspection-warm'] as const) {
+  for (const name of ['none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct', 'introspection-warm'] as const) {
     assert.deepEqual(Object.keys(byName.get(name)!.statusCodes), ['200'], name);
   }
-  assert.equal(byName.get('jwt-rs256-distinct')!.cacheHitRatio, 0, 'distinct tokens never hit the cache');
+  for (const name of ['jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct'] as const) {
+    assert.equal(byName.get(name)!.cacheHitRatio, 0, `${name}: distinct tokens never hit the cache`);
+  }
   assert.ok(byName.get('jwt-rs256')!.cacheHitRatio! > 0.5, 'a repeated token is served from the cache');
   assert.ok(report.flood, 'flood ran');
   assert.ok(report.flood.requests > 0);

@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { parseConfig } from '../../../src/config/load.js';
 import { lintConfig } from '../../../src/config/lint.js';
 import { formatWarning, lintWarnings, loadCompiled } from '../../../src/config/index.js';
@@ -131,4 +132,56 @@ test('warnings carry file, line and key path; `tokengate check` prints them and 
   assert.equal(run.code, 0, run.err);
   assert.match(run.out, /OK, 2 route\(s\)/);
   assert.equal(run.err, `${lines.join('\n')}\n${file}: 2 warning(s)\n`);
+});
+
+// ---- the overlap warnings against an all-pairs reference ---------------------------------
+
+type M = { path?: string; pathPrefix?: string; host?: string; methods?: string[] };
+/** The overlap rules read directly: every pair of routes compared, in file order. */
+function referenceOverlaps(routes: Array<{ id: string; match: M; none: boolean }>): string[] {
+  const prefixOf = (m: M) => (m.pathPrefix === undefined ? null : m.pathPrefix.replace(/\/$/, ''));
+  const under = (p: string, pre: string) => pre === '' || p === pre || p.startsWith(pre + '/');
+  const pathCovers = (a: M, b: M) => {
+    const pa = prefixOf(a);
+    if (pa === null) return b.path === a.path;
+    return under(b.path ?? (prefixOf(b) as string), pa);
+  };
+  const host = (m: M) => m.host?.toLowerCase() ?? null;
+  const covers = (a: M, b: M) => pathCovers(a, b) && (host(a) === null || host(a) === host(b)) &&
+    (a.methods === undefined || (b.methods !== undefined && b.methods.every((x) => a.methods!.includes(x))));
+  const shares = (a: M, b: M) => !(host(a) !== null && host(b) !== null && host(a) !== host(b)) &&
+    (a.methods === undefined || b.methods === undefined || a.methods.some((x) => b.methods!.includes(x)));
+  const out: string[] = [];
+  routes.forEach((r, j) => {
+    const i = routes.findIndex((e, i) => i < j && covers(e.match, r.match));
+    if (i !== -1) out.push(`routes[${j}].match: is unreachable: routes[${i}] (${routes[i].id}) comes first and takes every request this route matches`);
+    if (r.none) {
+      routes.forEach((l, k) => {
+        if (k > j && !l.none && pathCovers(r.match, l.match) && shares(r.match, l.match)) {
+          out.push(`routes[${j}].match: mode: none shadows protected routes[${k}] (${l.id}): its requests match here first and pass without a token`);
+        }
+      });
+    }
+  });
+  return out;
+}
+
+test('property: the unreachable and shadow warnings are those of an all-pairs comparison', () => {
+  const seg = fc.constantFrom('a', 'b', 'ab', 'c');
+  const rulePath = fc.tuple(fc.array(seg, { maxLength: 3 }), fc.boolean()).map(([s, slash]) => '/' + s.join('/') + (slash && s.length ? '/' : ''));
+  const routeArb = fc.record({
+    kind: fc.constantFrom('path', 'pathPrefix'),
+    rule: rulePath,
+    host: fc.option(fc.constantFrom('a.test', 'b.test'), { nil: undefined }),
+    methods: fc.option(fc.subarray(['GET', 'POST'], { minLength: 1 }), { nil: undefined }),
+    none: fc.boolean(),
+  });
+  fc.assert(fc.property(fc.array(routeArb, { minLength: 1, maxLength: 14 }), (table) => {
+    const routes = table.map((r, i) => ({
+      id: `r${i}`, none: r.none,
+      match: { [r.kind]: r.rule, ...(r.host ? { host: r.host } : {}), ...(r.methods ? { methods: r.methods } : {}) } as M,
+    }));
+    const yaml = routes.map((r) => route(r.id, JSON.stringify(r.match), r.none ? '{ mode: none }' : '{ mode: jwt }')).join('');
+    assert.deepEqual(lint(yaml), referenceOverlaps(routes));
+  }), { numRuns: 300 });
 });
