@@ -23,10 +23,11 @@ const ENV = { INTROSPECTION_CLIENT_ID: 'tokengate', INTROSPECTION_SECRET: 'test-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type K8s = Record<string, any>;
 
+/** Kubernetes manifests (a Prometheus rule file is not one: test/e2e/observability.test.ts checks it). */
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
     const p = join(dir, n);
-    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(n) ? [p] : [];
+    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(n) && !n.endsWith('.rules.yaml') ? [p] : [];
   });
 }
 
@@ -67,7 +68,9 @@ function build(dir: string): K8s[] {
 
 /** Kubernetes' own kinds from kubernetes-models, Istio's CRDs from @kubernetes-models/istio (their published schemas). */
 async function validateModel(o: K8s): Promise<void> {
-  const pkg = /\.istio\.io\//.test(o.apiVersion) ? '@kubernetes-models/istio' : 'kubernetes-models';
+  // The Prometheus Operator's kinds (ServiceMonitor, PrometheusRule) come from its own models package.
+  const pkg = /\.istio\.io\//.test(o.apiVersion) ? '@kubernetes-models/istio'
+    : o.apiVersion.startsWith('monitoring.coreos.com/') ? '@kubernetes-models/prometheus-operator' : 'kubernetes-models';
   const mod = await import(`${pkg}/${o.apiVersion}`) as Record<string, new (x: K8s) => { validate(): void }>;
   const Model = mod[o.kind];
   assert.ok(Model, `kubernetes-models knows ${o.apiVersion} ${o.kind}`);
