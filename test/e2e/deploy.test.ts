@@ -150,6 +150,18 @@ for (const overlay of ['gateway', 'sidecar']) {
       assert.equal(cfg.admin.host, '0.0.0.0', 'probes reach the admin port on the pod IP');
       assert.deepEqual(tg.livenessProbe.httpGet, { path: '/healthz', port: 'admin' });
       assert.deepEqual(tg.readinessProbe.httpGet, { path: '/readyz', port: 'admin' });
+      // The admin port shares the event loop with the proxy: one slow answer must not take the pod out.
+      const rp = tg.readinessProbe;
+      assert.ok(rp.failureThreshold >= 3 && rp.timeoutSeconds >= 2 && rp.periodSeconds * rp.failureThreshold >= 10,
+        `readiness tolerates a slow answer (period ${rp.periodSeconds} s, timeout ${rp.timeoutSeconds} s, failureThreshold ${rp.failureThreshold})`);
+      assert.ok(tg.livenessProbe.failureThreshold >= 3 && tg.livenessProbe.timeoutSeconds >= 2, 'liveness tolerates a slow answer');
+      // An idle worker is ~107 MiB resident: the request must cover it.
+      const mib = (q: string) => Number(/^(\d+)(Mi|Gi)$/.exec(q)![1]) * (q.endsWith('Gi') ? 1024 : 1);
+      assert.ok(mib(tg.resources.requests.memory) >= 128, `tokengate requests ${tg.resources.requests.memory}, idle is ~107 MiB`);
+      assert.ok(mib(tg.resources.limits.memory) >= 2 * mib(tg.resources.requests.memory), 'room for the caches above idle');
+      // Annotation-based scraping of the admin port, in both shapes.
+      const ann = dep.spec.template.metadata.annotations ?? {};
+      assert.deepEqual([ann['prometheus.io/scrape'], ann['prometheus.io/path'], Number(ann['prometheus.io/port'])], ['true', '/metrics', cfg.admin.port]);
       // Drain: preStop sleep while endpoints go away, then SIGTERM and up to shutdownGraceSec.
       const sleep = tg.lifecycle.preStop.exec.command;
       assert.equal(sleep[0], 'sleep');
@@ -174,10 +186,26 @@ for (const overlay of ['gateway', 'sidecar']) {
         assert.equal(hpa.spec.scaleTargetRef.name, dep.metadata.name);
         assert.equal(hpa.spec.scaleTargetRef.kind, 'Deployment');
         assert.ok(hpa.spec.minReplicas >= 2, 'at least two replicas (PDB can then allow one down)');
+        assert.equal(dep.spec.replicas, undefined, 'no replicas beside the HPA: every apply would reset its scale');
+        // Edge by default: the ingress controller on proxy and decision ports; other callers by namespace label, proxy port only.
+        const from = (i: K8s) => JSON.stringify(i.from);
+        const ports = (i: K8s) => i.ports.map((p: K8s) => p.port).sort();
+        const rules = np.spec.ingress as K8s[];
+        const ingress = rules.find((i) => from(i).includes('ingress-nginx'))!;
+        const clients = rules.find((i) => from(i).includes('"tokengate/client":"true"'))!;
+        assert.deepEqual(ports(ingress), [8080, 8081]);
+        assert.deepEqual(ports(clients), [8080], 'labelled namespaces reach the proxy port only');
+        assert.ok(!rules.some((i) => i.from === undefined), 'no rule admits every peer');
         assert.ok(cfg.decision, 'the gateway overlay enables the decision listener');
       } else {
         const app = pod.containers.find((c: K8s) => c.name !== 'tokengate');
         assert.equal(app.ports, undefined, 'the app declares no container port');
+        assert.notEqual(pod.serviceAccountName, 'tokengate', 'the app runs under its own service account');
+        // The app listens on loopback: readiness through tokengate's public health route, liveness inside the container.
+        const health = cfg.routes.find((r) => r.exactPath === app.readinessProbe.httpGet.path);
+        assert.ok(health && health.auth.mode === 'none', 'the app readiness path is a mode: none route');
+        assert.equal(app.readinessProbe.httpGet.port, cfg.server.port);
+        assert.ok(app.livenessProbe.exec.command.some((a: string) => a.startsWith('http://127.0.0.1:3000/')), 'liveness checks the app itself');
         assert.equal(app.env.find((e: K8s) => e.name === 'HOST').value, '127.0.0.1', 'the app listens on loopback only');
         for (const r of cfg.routes) assert.match(r.upstreamOrigin, /^http:\/\/127\.0\.0\.1:3000$/, `route ${r.id} goes to the app over loopback`);
         assert.deepEqual(exposed, ['http'], 'tokengate is the only exposed port');
