@@ -289,3 +289,14 @@ test('envoy: the standalone bootstrap asks tokengate over gRPC with the filter `
   assert.ok(cfg.extAuthzTrusted!(addr.address), 'tokengate trusts the Envoy that asks');
   assert.ok(cluster.health_checks[0].grpc_health_check, 'Envoy health-checks tokengate with grpc.health.v1');
 });
+
+test('kubectl kustomize builds each overlay exactly as this emulation does (when kubectl is installed)', { skip: spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0 ? false : 'kubectl not installed' }, () => {
+  const key = (o: K8s) => `${o.kind}/${o.metadata.name}`;
+  const byKey = (objs: K8s[]) => Object.fromEntries(objs.map((o) => [key(o), o]));
+  for (const dir of ['overlays/gateway', 'overlays/sidecar', 'observability']) {
+    const out = spawnSync('kubectl', ['kustomize', join(DEPLOY, dir)], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(out.status, 0, `${dir}: ${out.stderr}`);
+    const real = parseAllDocuments(out.stdout).map((d) => d.toJS() as K8s);
+    assert.deepEqual(byKey(real), byKey(build(join(DEPLOY, dir))), dir);
+  }
+});
