@@ -180,7 +180,7 @@ export function upstreamCause(error: unknown): { cause: UpstreamCause; code: str
  * Headers and connect timeouts are "too slow" (504); refused, reset, DNS, TLS and the rest
  * are 502. The cause is logged: the client's body stays generic.
  */
-function upstreamError(error: Error, origin: string, log: UpstreamPoolOptions['log']): GatewayError {
+export function upstreamError(error: Error, origin: string, log: UpstreamPoolOptions['log']): GatewayError {
   const { cause, code } = upstreamCause(error);
   const err = new GatewayError(cause === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable');
   log?.warn({ upstream: origin, status: err.status, cause, code, detail: error.message }, 'upstream failed');

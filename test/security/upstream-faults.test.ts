@@ -52,6 +52,8 @@ routes:
   - { id: pub, match: { pathPrefix: /pub }, upstream: "${up.url}", auth: { mode: none } }
   - { id: tls, match: { pathPrefix: /tls }, upstream: "${up.url.replace('http:', 'https:')}", auth: { mode: none } }
   - { id: hang, match: { pathPrefix: /hang }, upstream: "${hang}", auth: { mode: none } }
+  - { id: ws-refused, match: { pathPrefix: /ws-refused }, upstream: "http://127.0.0.1:${closedPort}", websocket: true, auth: { mode: none } }
+  - { id: ws-hang, match: { pathPrefix: /ws-hang }, upstream: "${hang}", websocket: true, auth: { mode: none } }
 `, { logs });
 });
 after(async () => {
@@ -97,6 +99,24 @@ test('each 502/504 logs its cause, the upstream and the error code; the client b
     assert.match(String(line.upstream), /^https?:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(line.level, 'warn');
     assert.ok(!body.includes(String(line.code)) && !body.includes('127.0.0.1'), `the body says nothing internal: ${body}`);
+  }
+});
+
+test('a WebSocket upgrade whose upstream refuses or does not answer: 502/504, the cause logged', async () => {
+  for (const [path, status, cause] of [['/ws-refused/x', 502, 'refused'], ['/ws-hang/x', 504, 'timeout']] as const) {
+    logs.length = 0;
+    const got = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${gw.url}${path}`, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+      req.on('response', (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+      req.on('upgrade', () => reject(new Error('upgraded')));
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(got, status, path);
+    const line = logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'upstream failed');
+    assert.ok(line, `${path}: no "upstream failed" line`);
+    assert.equal(line.cause, cause, path);
+    assert.equal(line.status, status, path);
   }
 });
 
