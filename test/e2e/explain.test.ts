@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { startMockIntrospection } from '../helpers/mock-introspection.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange } from '../helpers/raw-http.js';
 import { loadCompiled } from '../../src/config/index.js';
@@ -221,4 +222,30 @@ routes:
   assert.equal(run.code, 1, run.out + run.err);
   assert.match(run.out, /^decision: deny 503 \(reason jwks_unavailable\)$/m);
   assert.match(run.out, /^ {2}the IdP could not be used:\n {4}corp: JWKS fetch failed: connection failed \(ECONNREFUSED\)$/m);
+});
+
+test('an introspection endpoint that fails: explain gives the kind of failure, never the token or the client secret', async () => {
+  const intro = await startMockIntrospection();
+  intro.answer = () => ({ status: 500, body: { error: 'server_error' } });
+  try {
+    const cfgFile = join(mkdtempSync(join(tmpdir(), 'tokengate-explain-')), 'gateway.yaml');
+    writeFileSync(cfgFile, `
+issuers:
+  - id: opaque
+    issuer: https://opaque.example
+    introspection: { endpoint: "${intro.endpoint}", clientId: gw, clientSecret: "s3cret-value" }
+routes:
+  - { id: legacy, match: { pathPrefix: /legacy }, upstream: ${up.url}, auth: { mode: introspection } }
+`);
+    const token = 'opaque-token-value-0123456789';
+    const result = await explainInProcess(loadCompiled(cfgFile), { method: 'GET', url: '/legacy/1', token });
+    const out = result.lines.join('\n');
+    assert.equal(result.status, 503, out);
+    assert.match(out, /^decision: deny 503 \(reason introspection_unavailable\)$/m);
+    assert.match(out, /^ {2}the IdP could not be used:\n {4}opaque: introspection failed: status, HTTP 500$/m);
+    assert.ok(!out.includes(token) && !out.includes('s3cret-value'), 'neither the token nor the secret is printed');
+    assert.equal(intro.requests.length, 1, 'explain called the endpoint itself');
+  } finally {
+    await intro.close();
+  }
 });
