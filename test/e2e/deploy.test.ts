@@ -300,3 +300,23 @@ test('kubectl kustomize builds each overlay exactly as this emulation does (when
     assert.deepEqual(byKey(real), byKey(build(join(DEPLOY, dir))), dir);
   }
 });
+
+test('every tokengate container under deploy/: prometheus.io annotations on its admin port, probes that tolerate one slow answer', () => {
+  let n = 0;
+  for (const f of yamlFiles(DEPLOY)) {
+    for (const o of parseFile(f)) {
+      const tg = o.spec?.template?.spec?.containers?.find((c: K8s) => c.name === 'tokengate');
+      if (!tg) continue;
+      n++;
+      const where = `${relative(ROOT, f)} ${o.kind}/${o.metadata.name}`;
+      const ann = o.spec.template.metadata.annotations ?? {};
+      const admin = tg.ports.find((p: K8s) => p.name === 'admin');
+      assert.deepEqual([ann['prometheus.io/scrape'], ann['prometheus.io/path'], Number(ann['prometheus.io/port'])], ['true', '/metrics', admin?.containerPort], where);
+      for (const kind of ['readinessProbe', 'livenessProbe']) {
+        const p = tg[kind];
+        assert.ok(p.failureThreshold >= 3 && p.timeoutSeconds >= 2 && p.periodSeconds * p.failureThreshold >= 10, `${where} ${kind}: ${JSON.stringify(p)}`);
+      }
+    }
+  }
+  assert.ok(n >= 3, `${n} tokengate pod templates (gateway, sidecar, istio)`);
+});
