@@ -10,14 +10,28 @@
 # gateway directly: `node` is PID 1 (no npm/npx/shell wrapper), so SIGTERM drains and
 # SIGHUP reloads. Nothing is written at run time: the image works with a read-only root
 # filesystem and needs no writable /tmp. Node 24 is the current Active LTS line; the tag is
-# pinned (pin the digest too in your registry mirror).
+# pinned (pin the digest too in your registry mirror), and CI runs the tests on exactly
+# this Node version (.ci/run reads it from here).
+#
+# A private npm registry or proxy: pass its .npmrc and, if its certificate is signed by a
+# private CA, that CA as build secrets. They are mounted for the `npm ci` steps only and
+# never stored in a layer:
+#   docker build --secret id=npmrc,src=$HOME/.npmrc --secret id=npm_ca,src=corp-ca.pem -t tokengate .
+#
+# No HEALTHCHECK: Kubernetes ignores it (the manifests in deploy/ probe /healthz and
+# /readyz), OCI-format images cannot carry it, and a fixed port would be wrong whenever
+# admin.port is changed. With plain Docker, add one at run time on the admin port:
+#   docker run --health-cmd "node -e \"fetch('http://127.0.0.1:9090/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))\"" ...
 ARG NODE_IMAGE=node:24.11.0-alpine3.22
 
 # ---- build: dev dependencies, TypeScript -> dist/ ----------------------------------------
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN --mount=type=secret,id=npmrc,target=/root/.npmrc \
+    --mount=type=secret,id=npm_ca,target=/run/secrets/npm_ca \
+    if [ -s /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi \
+ && npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
@@ -28,7 +42,10 @@ ENV NODE_ENV=production \
     TOKENGATE_CONFIG=/etc/tokengate/gateway.yaml
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+RUN --mount=type=secret,id=npmrc,target=/root/.npmrc \
+    --mount=type=secret,id=npm_ca,target=/run/secrets/npm_ca \
+    if [ -s /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi \
+ && npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force \
  && addgroup -S -g 10001 tokengate \
  && adduser -S -D -H -u 10001 -G tokengate tokengate
@@ -40,7 +57,5 @@ COPY proto ./proto
 USER 10001:10001
 # 8080 proxy, 8081 decision (forward auth), 9191 gRPC ext_authz (each when configured), 9090 admin.
 EXPOSE 8080 8081 9090 9191
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["node", "bin/tokengate.js"]
 CMD []

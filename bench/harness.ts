@@ -320,7 +320,8 @@ async function rssMb(gw: GatewayChild): Promise<number> {
     if (Number.isFinite(total) && total > 0) return total / 1024;
   } catch { /* not Linux */ }
   const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-  const m = /^tokengate_process_\w*resident_memory_bytes (\S+)$/m.exec(text);
+  // Older builds (a BENCH_BASELINE checkout) prefixed the process metrics with tokengate_process_.
+  const m = /^(?:tokengate_process_)?process_resident_memory_bytes (\S+)$/m.exec(text);
   return m ? Number(m[1]) / 1048576 : NaN;
 }
 

@@ -18,10 +18,13 @@
  *                      and a "× baseline" column compares them (before/after in one run)
  *   BENCH_BASELINE_SERVER  server keys for the baseline gateway only (BENCH_BASELINE=. compares settings)
  *   BENCH_JSON         also write the report as JSON to this file
+ *   BENCH_SVG          where the chart of the table goes (.bench-out/bench.svg)
  *   BENCH_KEEP         keep the temp dir (configs, gateway logs)
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { dirname } from 'node:path';
+import { benchChart } from './chart.js';
 import { formatReport, runBench, SCENARIOS, type ScenarioName } from './harness.js';
 import { workersFor } from '../src/cluster/cpus.js';
 
@@ -66,6 +69,11 @@ console.error(`tokengate bench: ${opts.connections} connections, ${opts.duration
 const report = await runBench(opts);
 console.log(formatReport(report));
 if (env.BENCH_JSON) writeFileSync(env.BENCH_JSON, JSON.stringify(report, null, 2));
+const svg = env.BENCH_SVG || '.bench-out/bench.svg';
+mkdirSync(dirname(svg), { recursive: true });
+writeFileSync(svg, benchChart(report, `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · node ${process.version} · ${cpus().length} CPU(s) · ` +
+  `${workers} gateway worker(s) · ${opts.connections} connections · ${opts.durationSec} s × ${opts.rounds} round(s) per scenario`));
+console.error(`bench: chart written to ${svg}`);
 const bad = report.scenarios.some((s) => !s.skipped && s.unexpected > 0) || (report.flood !== null && report.flood.jwksFetches > 1) ||
   (report.memory !== null && report.memory.unexpected > 0);
 if (bad) {

@@ -20,7 +20,7 @@ import { installReload } from './reload.js';
 const USAGE = `usage:
   tokengate [run] --config FILE     run the gateway (TOKENGATE_CONFIG may name the file)
   tokengate check --config FILE     validate a config and print the effective routes
-  tokengate explain --config FILE --method GET --url URL [--token T] [--header 'K: V']...
+  tokengate explain --config FILE --method GET --url URL [--token -|--token-env NAME|--token T] [--header 'K: V']...
                                     show how a request would be decided (exit 0 allow, 1 deny, 2 usage)
   tokengate dev                     try it: dev issuer, echo upstream and gateway, with curl lines
   tokengate snippet nginx|caddy|traefik|envoy --config FILE
@@ -35,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
       method: { type: 'string', short: 'X' },
       url: { type: 'string' },
       token: { type: 'string' },
+      'token-env': { type: 'string' },
       header: { type: 'string', short: 'H', multiple: true },
     },
     allowPositionals: true,
@@ -52,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
     case 'run':
       return run(file);
     case 'explain':
-      return explainCmd(file, values as { method?: string; url?: string; token?: string; header?: string[] });
+      return explainCmd(file, values as { method?: string; url?: string; token?: string; 'token-env'?: string; header?: string[] });
     case 'snippet': {
       const { snippetCommand } = await import('./snippet.js');
       return snippetCommand(file, positionals[1]);
@@ -99,16 +100,17 @@ function loadOrReport<T>(load: () => T): T | null {
   }
 }
 
-async function explainCmd(file: string | undefined, opts: { method?: string; url?: string; token?: string; header?: string[] }): Promise<number> {
+async function explainCmd(file: string | undefined, opts: { method?: string; url?: string; token?: string; 'token-env'?: string; header?: string[] }): Promise<number> {
   if (!file || typeof opts.url !== 'string') {
     console.error(`--config FILE and --url URL are required\n${USAGE}`);
     return 2;
   }
   const config = loadOrReport(() => loadCompiled(file));
   if (!config) return 2;
-  const { explain } = await import('./explain.js');
+  const { explain, resolveToken } = await import('./explain.js');
   try {
-    const result = await explain(config, { method: opts.method ?? 'GET', url: opts.url, token: opts.token, headers: opts.header });
+    const token = await resolveToken({ token: opts.token, tokenEnv: opts['token-env'] });
+    const result = await explain(config, { method: opts.method ?? 'GET', url: opts.url, token, headers: opts.header });
     for (const line of result.lines) console.log(line);
     return result.allowed ? 0 : 1;
   } catch (e) {

@@ -4,11 +4,14 @@
  * It runs the proxy's own decision code — {@link decide} with a tracing context and the
  * gateway's real verifiers (so it may fetch the issuer's JWKS or call introspection) —
  * then renders the outcome with the proxy's own error renderer. There is no second
- * implementation to drift. The token is never printed: only its scheme and length.
+ * implementation to drift. The token is never printed: only its scheme and length (and,
+ * when its issuer is refused, its unverified `iss`). When the IdP cannot be used (keys
+ * or introspection unavailable), the gateway's own warnings say why.
  *
  * @example
- *   tokengate explain --config gateway.yaml --method GET --url https://api.example.com/orders/1 --token "$T"
+ *   printf %s "$T" | tokengate explain --config gateway.yaml --url https://api.example.com/orders/1 --token -
  */
+import { decodeJwt } from 'jose';
 import pino from 'pino';
 import type { CompiledConfig, CompiledRoute } from './config/compile.js';
 import { GatewayError, type Reason } from './errors.js';
@@ -92,6 +95,57 @@ export function redactQueryToken(target: string): string {
   return target.slice(0, q + 1) + parts.join('&') + (h === -1 ? '' : target.slice(h));
 }
 
+/**
+ * The token to explain, from `--token -` (standard input) or `--token-env NAME` (that
+ * environment variable), so it need not be on the command line, where shell history and
+ * `ps` would show it; otherwise `--token VALUE` as given. Surrounding whitespace (the
+ * newline of `echo`) is dropped. Throws on an empty or missing source.
+ */
+export async function resolveToken(
+  opts: { token?: string; tokenEnv?: string },
+  io: { stdin: AsyncIterable<Buffer | string> | Iterable<Buffer | string>; env: NodeJS.ProcessEnv } = { stdin: process.stdin, env: process.env },
+): Promise<string | undefined> {
+  if (opts.token !== undefined && opts.tokenEnv !== undefined) throw new Error('give --token or --token-env, not both');
+  if (opts.tokenEnv !== undefined) {
+    const value = io.env[opts.tokenEnv]?.trim();
+    if (!value) throw new Error(`--token-env: the environment variable ${opts.tokenEnv} is not set or empty`);
+    return value;
+  }
+  if (opts.token !== '-') return opts.token;
+  let text = '';
+  for await (const chunk of io.stdin) {
+    text += chunk.toString();
+    // A bearer token is a few kilobytes; anything this large is not one.
+    if (text.length > 1 << 20) throw new Error('--token -: standard input is larger than 1 MiB');
+  }
+  const token = text.trim();
+  if (!token) throw new Error('--token -: standard input is empty');
+  return token;
+}
+
+/** A JWT's unverified `iss`, printable (JSON-quoted, cut at 200 characters), or null. */
+function unverifiedIss(token: string | undefined): string | null {
+  if (token === undefined) return null;
+  try {
+    const iss = decodeJwt(token).iss;
+    return typeof iss === 'string' ? JSON.stringify(iss.length > 200 ? `${iss.slice(0, 200)}…` : iss) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Warnings of the gateway's IdP layer, as `issuer: what failed: why` (messages built from status and errno only). */
+function idpProblems(logs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const l of logs) {
+    const e = JSON.parse(l) as { msg?: string; issuer?: string; reason?: string; kind?: string; why?: string };
+    if (e.msg !== 'JWKS fetch failed' && e.msg !== 'introspection failed') continue;
+    const line = `${e.issuer ?? '?'}: ${e.msg}: ${e.reason ?? (e.kind ? `${e.kind}, ${e.why}` : e.why)}`;
+    if (!out.includes(line)) out.push(line);
+  }
+  return out;
+}
+
 /** Runs the decision for `req` against `config` and explains it. */
 export async function explain(config: CompiledConfig, req: ExplainRequest): Promise<Explanation> {
   const method = req.method.toUpperCase();
@@ -110,7 +164,9 @@ export async function explain(config: CompiledConfig, req: ExplainRequest): Prom
   // Explains what the proxy does, which answers CORS preflights itself.
   const facts: RequestFacts = { method, target, host, rawHeaders, answersPreflight: true };
 
-  const gw = new Gateway(config, { logger: pino(loggerOptions('silent')) });
+  // The IdP layer's warnings (a failed JWKS fetch or introspection call) are kept to say why.
+  const logs: string[] = [];
+  const gw = new Gateway(config, { logger: pino(loggerOptions('warn'), { write: (line: string) => void logs.push(line) }) });
   const ctx = newContext(true);
   let err: GatewayError | null = null;
   try {
@@ -129,6 +185,13 @@ export async function explain(config: CompiledConfig, req: ExplainRequest): Prom
     const step = stepOf(err.reason);
     if (!(ctx.trace ?? []).some((s) => !s.ok)) lines.push(`  FAILED ${step}: ${err.message}`);
     if (err.reason === 'no_route') lines.push('  routes, in match order:', ...whyNot(config.routes, method, hostOnly(host), ctx.path));
+    const iss = err.reason === 'issuer' ? unverifiedIss(req.token) : null;
+    if (iss !== null) {
+      const accepted = [...(ctx.route?.auth.issuersByIss.keys() ?? [])].map((i) => JSON.stringify(i)).join(', ');
+      lines.push(`  the token's iss (unverified) is ${iss}; this route accepts ${accepted || 'no issuer'}`);
+    }
+    const problems = idpProblems(logs);
+    if (problems.length) lines.push('  the IdP could not be used:', ...problems.map((p) => `    ${p}`));
     lines.push(`decision: deny ${err.status} (reason ${err.reason})`);
     const challenge = challengeFor(err);
     if (challenge) lines.push(`  WWW-Authenticate: ${challenge}`);

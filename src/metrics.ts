@@ -157,16 +157,23 @@ export class RequestHistogram {
 /** The gateway's metrics. */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests: Counter<'route' | 'outcome' | 'reason'> = new Counter({
-    name: 'tokengate_requests_total', help: 'Requests by route, outcome (allowed|denied|error) and reason',
-    labelNames: ['route', 'outcome', 'reason'] as const, registers: [this.registry],
+  readonly requests: Counter<'route' | 'outcome' | 'reason' | 'status_class'> = new Counter({
+    name: 'tokengate_requests_total',
+    help: 'Requests by route, outcome (allowed|denied|error), reason and status class of the answer (1xx..5xx)',
+    labelNames: ['route', 'outcome', 'reason', 'status_class'] as const, registers: [this.registry],
     // Requests are counted in plain cells (countRequest) and added here when scraped.
     collect: () => this.requestCells.flush(),
   });
   private readonly requestCells = new CounterCells(this.requests);
   readonly authDuration = new RequestHistogram({
-    name: 'tokengate_auth_duration_seconds', help: 'Time to reach the auth decision',
-    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1], registers: [this.registry],
+    name: 'tokengate_auth_duration_seconds', help: 'Time to reach the auth decision, by route',
+    labelName: 'route', buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1], registers: [this.registry],
+  });
+  readonly requestDuration = new RequestHistogram({
+    name: 'tokengate_request_duration_seconds',
+    help: 'Time from the request to the end of its answer (refusals included; WebSocket: to the upgrade), by route',
+    labelName: 'route', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
+    registers: [this.registry],
   });
   readonly upstreamDuration = new RequestHistogram({
     name: 'tokengate_upstream_duration_seconds', help: 'Time from forwarding to the upstream response headers, by route',
@@ -230,7 +237,10 @@ export class Metrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tokengate_process_' });
+    // No prefix: process_* and nodejs_* are the names every Prometheus client library uses
+    // for its process collector, so stock dashboards and queries (rate(process_cpu_seconds_total))
+    // work, and the job/instance labels tell the processes apart.
+    collectDefaultMetrics({ register: this.registry });
   }
 
   /** Marks `hash` as the running config (the only `tokengate_config_info` series of this process). */
@@ -239,8 +249,24 @@ export class Metrics {
     this.configInfo.labels(hash).set(1);
   }
 
-  /** Counts one finished request (a plain increment; see {@link CounterCells}). */
-  countRequest(route: string, outcome: 'allowed' | 'denied' | 'error', reason: string): void {
-    this.requestCells.cell(route, outcome, reason).inc();
+  /**
+   * Counts one finished request answered with `status` (a plain increment; see
+   * {@link CounterCells}). An allowed request the upstream answered 5xx is `allowed`
+   * with `status_class="5xx"`: the error rate is computed from the class.
+   */
+  countRequest(route: string, outcome: 'allowed' | 'denied' | 'error', reason: string, status: number): void {
+    this.requestCells.cell(route, outcome, reason, statusClass(status)).inc();
   }
+
+  /** Records the auth decision's duration for `route` (`(none)` when none matched), from `start` (performance.now()). */
+  observeAuth(route: string | undefined, start: number): void {
+    this.authDuration.labels(route ?? '(none)').observe((performance.now() - start) / 1000);
+  }
+}
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+
+/** `1xx` (a WebSocket's 101) to `5xx` for an HTTP status; anything out of range counts as `5xx`. */
+export function statusClass(status: number): string {
+  return STATUS_CLASSES[Math.floor(status / 100) - 1] ?? '5xx';
 }

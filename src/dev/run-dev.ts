@@ -23,7 +23,18 @@ export async function runDev(): Promise<number> {
     return 1;
   }
   const gw = new Gateway(config);
-  const { proxy, admin } = await gw.start();
+  let proxy: string;
+  let admin: string;
+  try {
+    ({ proxy, admin } = await gw.start());
+  } catch (e) {
+    // Close what did start (the issuer, the upstream, key fetches): left open, they would
+    // keep the process running without a gateway.
+    await gw.close(0).catch(() => undefined);
+    await Promise.all([idp.close(), upstream.close()]);
+    console.error(`tokengate dev: ${startFailure(e)}`);
+    return 1;
+  }
   for (let i = 0; i < 50 && !gw.readiness().ready; i++) await new Promise((r) => setTimeout(r, 100));
 
   const good = await idp.issue({ scope: 'orders:read orders:write', audience: 'demo-api' });
@@ -63,4 +74,14 @@ export async function runDev(): Promise<number> {
   await gw.close(1);
   await Promise.all([idp.close(), upstream.close()]);
   return 0;
+}
+
+/** What to tell the user when a listener could not start. */
+function startFailure(e: unknown): string {
+  const err = e as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (err.code === 'EADDRINUSE') {
+    return `port ${err.port} on ${err.address} is already in use (another tokengate dev?); set PORT (proxy) or ADMIN_PORT (admin) to a free port`;
+  }
+  if (err.code === 'EACCES') return `not allowed to listen on port ${err.port} on ${err.address}; set PORT (proxy) or ADMIN_PORT (admin) to a port above 1023`;
+  return `cannot start the gateway: ${err.message}`;
 }

@@ -42,7 +42,7 @@ export class Exchange implements RecordedRequest, ForwardObserver {
     } catch (e) {
       this.error = e instanceof GatewayError ? e : this.bug(e);
     }
-    this.core.metrics.authDuration.observe((performance.now() - this.start) / 1000);
+    this.core.metrics.observeAuth(this.ctx.route?.id, this.start);
     return this.error;
   }
 

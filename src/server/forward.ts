@@ -19,6 +19,8 @@ import { decorateForwarded, type CorsHeaders } from '../pipeline/cors.js';
 export interface UpstreamPoolOptions {
   /** Maximum connections per upstream origin. */
   connections: number;
+  /** Where a 502/504's cause is logged (warn), with the upstream's origin. */
+  log?: { warn(obj: object, msg: string): void };
   /** No response headers by then: 504. */
   timeoutMs: number;
 }
@@ -86,6 +88,8 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     private readonly res: ServerResponse,
     private readonly observer: ForwardObserver,
     private readonly extra: Record<string, string> | null,
+    private readonly origin: string,
+    private readonly log: UpstreamPoolOptions['log'],
     private readonly cors: CorsHeaders | null,
   ) {}
 
@@ -145,7 +149,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.res.destroyed) return void this.observer.onResponseDone(CLIENT_CLOSED);
-    this.fail(upstreamError(error));
+    this.fail(upstreamError(error, this.origin, this.log));
   }
 
   private fail(err: GatewayError): void {
@@ -157,17 +161,48 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Headers and connect timeouts are "too slow" (504); refused, reset, DNS and the rest are 502. */
-function upstreamError(error: Error): GatewayError {
-  const code = (error as { code?: string }).code;
-  return new GatewayError(code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'upstream_timeout' : 'upstream_unavailable');
+/** Why an upstream could not be used, as logged with a 502/504. */
+export type UpstreamCause = 'timeout' | 'refused' | 'reset' | 'dns' | 'tls' | 'unreachable' | 'other';
+
+const CAUSES: Record<string, UpstreamCause> = {
+  UND_ERR_HEADERS_TIMEOUT: 'timeout', UND_ERR_CONNECT_TIMEOUT: 'timeout', ETIMEDOUT: 'timeout',
+  ECONNREFUSED: 'refused',
+  ECONNRESET: 'reset', EPIPE: 'reset', UND_ERR_SOCKET: 'reset', UND_ERR_CLOSED: 'reset',
+  ENOTFOUND: 'dns', EAI_AGAIN: 'dns', EAI_FAIL: 'dns', EAI_NODATA: 'dns',
+  EHOSTUNREACH: 'unreachable', ENETUNREACH: 'unreachable',
+  // OpenSSL's verification codes, as Node's tls passes them on.
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'tls', DEPTH_ZERO_SELF_SIGNED_CERT: 'tls', SELF_SIGNED_CERT_IN_CHAIN: 'tls',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'tls', UNABLE_TO_GET_ISSUER_CERT: 'tls', CERT_HAS_EXPIRED: 'tls',
+  CERT_NOT_YET_VALID: 'tls', CERT_REVOKED: 'tls', CERT_UNTRUSTED: 'tls', CERT_REJECTED: 'tls',
+};
+
+/** The cause of an undici/Node connection error, from its `code` (or its `cause`'s). */
+export function upstreamCause(error: unknown): { cause: UpstreamCause; code: string | undefined } {
+  const e = error as { code?: unknown; cause?: { code?: unknown } } | null;
+  const raw = typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : undefined;
+  if (raw === undefined) return { cause: 'other', code: undefined };
+  const cause = CAUSES[raw] ?? (raw.startsWith('ERR_TLS_') || raw.startsWith('ERR_SSL_') ? 'tls' : 'other');
+  return { cause, code: raw };
+}
+
+/**
+ * Headers and connect timeouts are "too slow" (504); refused, reset, DNS, TLS and the rest
+ * are 502. The cause is logged: the client's body stays generic.
+ */
+export function upstreamError(error: Error, origin: string, log: UpstreamPoolOptions['log']): GatewayError {
+  const { cause, code } = upstreamCause(error);
+  const err = new GatewayError(cause === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable');
+  log?.warn({ upstream: origin, status: err.status, cause, code, detail: error.message }, 'upstream failed');
+  return err;
 }
 
 /** The gateway's connection pools to its upstreams (one Agent; a pool per origin inside). */
 export class UpstreamPool {
   private readonly agent: Agent;
+  private readonly log: UpstreamPoolOptions['log'];
 
   constructor(opts: UpstreamPoolOptions) {
+    this.log = opts.log;
     this.agent = new Agent({
       connections: opts.connections,
       pipelining: 1,
@@ -179,7 +214,7 @@ export class UpstreamPool {
 
   /** Sends `fwd` upstream and streams the answer into `res`. */
   forward(req: IncomingMessage, res: ServerResponse, fwd: ForwardRequest, observer: ForwardObserver): void {
-    const writer = new ResponseWriter(req, res, observer, fwd.responseHeaders, fwd.cors ?? null);
+    const writer = new ResponseWriter(req, res, observer, fwd.responseHeaders, fwd.origin, this.log, fwd.cors ?? null);
     try {
       this.agent.dispatch({
         origin: fwd.origin,
@@ -188,9 +223,10 @@ export class UpstreamPool {
         headers: fwd.headers,
         body: fwd.body,
       }, writer);
-    } catch {
+    } catch (e) {
       // undici refuses a header or method it cannot send: the request cannot be forwarded.
       const err = new GatewayError('upstream_unavailable');
+      this.log?.warn({ upstream: fwd.origin, status: err.status, cause: 'other', code: (e as { code?: string }).code }, 'upstream failed');
       observer.onUpstreamError(err);
       writeErrorRaw(res, err, fwd.cors ?? null);
       observer.onResponseDone(err.status);

@@ -36,7 +36,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
   const app = Fastify(listenerOptions(core, { bodyLimit: server.bodyLimitBytes }));
   hardenListener(app, core);
 
-  const pool = new UpstreamPool({ connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs });
+  const pool = new UpstreamPool({ connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs, log: core.logger });
   app.addHook('onClose', () => pool.close());
 
   // Bodies stream to the upstream untouched; only form bodies are read (bounded by bodyLimit).

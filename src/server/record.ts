@@ -38,10 +38,12 @@ export class RequestRecorder {
     const err = req.error;
     const outcome = outcomeOf(err);
     const reason = err === null ? req.ctx.reason : err.reason;
-    this.metrics.countRequest(route, outcome, reason);
+    this.metrics.countRequest(route, outcome, reason, status);
+    const ms = performance.now() - req.start;
+    this.metrics.requestDuration.labels(route).observe(ms / 1000);
     const p = req.ctx.principal;
     this.access.write({
-      listener: req.listener, route, status, ms: Math.round((performance.now() - req.start) * 100) / 100,
+      listener: req.listener, route, status, ms: Math.round(ms * 100) / 100,
       sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
     });
   }

@@ -17,6 +17,7 @@ import { connectionTokens, HOP_BY_HOP } from '../http/headers.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import type { GatewayCore } from './core.js';
 import { writeRawError } from './error-response.js';
+import { upstreamError } from './forward.js';
 import { Exchange } from './exchange.js';
 import { afterResponses } from './listener.js';
 
@@ -125,7 +126,7 @@ export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: 
       // upstream is verified against the trust store, like every forwarded request.
       const target = route.upstreamTarget;
       const upReq = (target.protocol === 'https:' ? https : http).request({ ...target, path: ctx.upstreamPath + ctx.search, method: 'GET', headers, agent: false });
-      const timer = setTimeout(() => upReq.destroy(new GatewayError('upstream_timeout')), config.server.upstreamTimeoutMs);
+      const timer = setTimeout(() => upReq.destroy(Object.assign(new Error('no answer to the upgrade in time'), { code: 'ETIMEDOUT' })), config.server.upstreamTimeoutMs);
       let upgraded = false;
       socket.once('close', () => {
         if (!upgraded) upReq.destroy();
@@ -133,7 +134,7 @@ export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: 
       upReq.on('error', (e) => {
         clearTimeout(timer);
         if (socket.destroyed) return;
-        fail(e instanceof GatewayError ? e : new GatewayError('upstream_unavailable'));
+        fail(upstreamError(e, route.upstreamOrigin, core.logger));
       });
       upReq.on('response', (res) => {
         // The upstream refused the upgrade: relay its answer and close.

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
-import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { startHandlerUpstream, startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 let iss: MockIssuer; let up: EchoUpstream; let gw: TestGateway;
@@ -67,12 +67,12 @@ test('/metrics: SPEC metric names, labels from ids and reasons, never a path or 
   assert.match(m.headers.get('content-type') ?? '', /^text\/plain/);
   const text = await m.text();
   for (const needle of [
-    'tokengate_requests_total{route="orders",outcome="allowed",reason="ok"} 2',
-    'tokengate_requests_total{route="orders",outcome="denied",reason="scope"} 1',
-    'tokengate_requests_total{route="orders",outcome="denied",reason="bad_signature"} 1',
-    'tokengate_requests_total{route="orders",outcome="denied",reason="jwks_unavailable"} 1',
-    'tokengate_requests_total{route="(none)",outcome="denied",reason="no_route"} 1',
-    'tokengate_requests_total{route="open",outcome="allowed",reason="ok"} 1',
+    'tokengate_requests_total{route="orders",outcome="allowed",reason="ok",status_class="2xx"} 2',
+    'tokengate_requests_total{route="orders",outcome="denied",reason="scope",status_class="4xx"} 1',
+    'tokengate_requests_total{route="orders",outcome="denied",reason="bad_signature",status_class="4xx"} 1',
+    'tokengate_requests_total{route="orders",outcome="denied",reason="jwks_unavailable",status_class="5xx"} 1',
+    'tokengate_requests_total{route="(none)",outcome="denied",reason="no_route",status_class="4xx"} 1',
+    'tokengate_requests_total{route="open",outcome="allowed",reason="ok",status_class="2xx"} 1',
     'tokengate_auth_duration_seconds_bucket{le=',
     'tokengate_upstream_duration_seconds_bucket{le="0.0005",route="orders"}',
     'tokengate_jwks_fetches_total{issuer="corp",result="success"} 1',
@@ -85,6 +85,44 @@ test('/metrics: SPEC metric names, labels from ids and reasons, never a path or 
   ]) assert.ok(text.includes(needle), `metrics lack ${needle}`);
   assert.ok(!text.includes('secret-path'), 'a path leaked into metrics');
   assert.ok(!text.includes(token.slice(0, 20)), 'a token leaked into metrics');
+});
+
+test('/metrics: an upstream 5xx is counted allowed with status_class 5xx; request and auth durations by route', async () => {
+  const failing = await startHandlerUpstream((_req, res) => res.writeHead(500).end('boom'));
+  const g = await startGateway(`
+routes:
+  - { id: flaky, match: { pathPrefix: /flaky }, upstream: "${failing.url}", auth: { mode: none } }
+  - { id: fine, match: { pathPrefix: /fine }, upstream: "${up.url}", auth: { mode: none } }
+`);
+  try {
+    for (let i = 0; i < 3; i++) assert.equal(await (await fetch(`${g.url}/flaky/x`)).text(), 'boom');
+    await (await fetch(`${g.url}/fine/x`)).text();
+    await (await fetch(`${g.url}/nowhere`)).text();
+    await new Promise((r) => setTimeout(r, 50));
+    const text = await (await fetch(g.adminUrl + '/metrics')).text();
+    const lines = (prefix: string) => text.split('\n').filter((l) => l.startsWith(prefix)).sort();
+    assert.deepEqual(lines('tokengate_requests_total{'), [
+      'tokengate_requests_total{route="(none)",outcome="denied",reason="no_route",status_class="4xx"} 1',
+      'tokengate_requests_total{route="fine",outcome="allowed",reason="ok",status_class="2xx"} 1',
+      'tokengate_requests_total{route="flaky",outcome="allowed",reason="ok",status_class="5xx"} 3',
+    ]);
+    assert.deepEqual(lines('tokengate_request_duration_seconds_count'), [
+      'tokengate_request_duration_seconds_count{route="(none)"} 1',
+      'tokengate_request_duration_seconds_count{route="fine"} 1',
+      'tokengate_request_duration_seconds_count{route="flaky"} 3',
+    ]);
+    assert.deepEqual(lines('tokengate_auth_duration_seconds_count'), [
+      'tokengate_auth_duration_seconds_count{route="(none)"} 1',
+      'tokengate_auth_duration_seconds_count{route="fine"} 1',
+      'tokengate_auth_duration_seconds_count{route="flaky"} 3',
+    ]);
+    assert.match(text, /^process_cpu_seconds_total \d/m);
+    assert.match(text, /^process_resident_memory_bytes \d/m);
+    assert.doesNotMatch(text, /tokengate_process_/);
+  } finally {
+    await g.close();
+    await failing.close();
+  }
 });
 
 test('one access line per request: route, status, ms, sub, issuer, outcome, reason; never the token', async () => {

@@ -209,6 +209,25 @@ routes: [{ id: open, match: { pathPrefix: / }, upstream: ${up.url}, auth: { mode
     assert.equal(await exited(child), 0);
   });
 
+  test('npm run dev with its port taken: exits 1 at once with a message naming the port', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'dev'], {
+        cwd: ROOT, env: { ...process.env, PORT: String(port), ADMIN_PORT: String(await freePort()) }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      child.stderr?.on('data', (c: Buffer) => { err += c.toString(); });
+      child.stdout?.resume();
+      assert.equal(await exited(child, 20_000), 1, `it exits by itself, non-zero: ${err}`);
+      assert.match(err, new RegExp(`tokengate dev: port ${port} on 127\\.0\\.0\\.1 is already in use .*set PORT`));
+      assert.doesNotMatch(err, /curl -i/, 'no curl lines for a gateway that is not running');
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
+  });
+
   test('npm run dev: prints curl lines whose outcomes are 200 / 403 / 401; SIGTERM exits 0', async () => {
     const [port, adminPort] = [await freePort(), await freePort()];
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'dev'], {

@@ -148,7 +148,7 @@ test('an allowed preflight: 204 with the allow headers, no token needed, nothing
   const line = lastAccess();
   assert.deepEqual([line.route, line.status, line.outcome, line.reason], ['api', 204, 'allowed', 'cors_preflight']);
   const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-  assert.match(metrics, /tokengate_requests_total\{route="api",outcome="allowed",reason="cors_preflight"\} \d+\n/);
+  assert.match(metrics, /tokengate_requests_total\{route="api",outcome="allowed",reason="cors_preflight",status_class="2xx"\} \d+\n/);
 });
 
 test('a preflight not allowed is 403 without allow headers, its reason in the access line, nothing forwarded', async () => {

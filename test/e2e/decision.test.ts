@@ -148,9 +148,9 @@ test('decision requests count in metrics with the route id', async () => {
   const token = await iss.sign({});
   await ask({ 'x-forwarded-uri': '/orders/9', authorization: `Bearer ${token}` });
   const text = await (await fetch(gw.adminUrl + '/metrics')).text();
-  assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok"\} [1-9]/);
-  assert.match(text, /tokengate_requests_total\{route="orders",outcome="denied",reason="missing_token"\} [1-9]/);
-  assert.match(text, /tokengate_requests_total\{route="\(none\)",outcome="denied",reason="untrusted_peer"\} [1-9]/);
+  assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok",status_class="2xx"\} [1-9]/);
+  assert.match(text, /tokengate_requests_total\{route="orders",outcome="denied",reason="missing_token",status_class="4xx"\} [1-9]/);
+  assert.match(text, /tokengate_requests_total\{route="\(none\)",outcome="denied",reason="untrusted_peer",status_class="4xx"\} [1-9]/);
 });
 
 test('no decision: block, no decision listener', async () => {

@@ -23,10 +23,11 @@ const ENV = { INTROSPECTION_CLIENT_ID: 'tokengate', INTROSPECTION_SECRET: 'test-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type K8s = Record<string, any>;
 
+/** Kubernetes manifests (a Prometheus rule file is not one: test/e2e/observability.test.ts checks it). */
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
     const p = join(dir, n);
-    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(n) ? [p] : [];
+    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(n) && !n.endsWith('.rules.yaml') ? [p] : [];
   });
 }
 
@@ -67,7 +68,9 @@ function build(dir: string): K8s[] {
 
 /** Kubernetes' own kinds from kubernetes-models, Istio's CRDs from @kubernetes-models/istio (their published schemas). */
 async function validateModel(o: K8s): Promise<void> {
-  const pkg = /\.istio\.io\//.test(o.apiVersion) ? '@kubernetes-models/istio' : 'kubernetes-models';
+  // The Prometheus Operator's kinds (ServiceMonitor, PrometheusRule) come from its own models package.
+  const pkg = /\.istio\.io\//.test(o.apiVersion) ? '@kubernetes-models/istio'
+    : o.apiVersion.startsWith('monitoring.coreos.com/') ? '@kubernetes-models/prometheus-operator' : 'kubernetes-models';
   const mod = await import(`${pkg}/${o.apiVersion}`) as Record<string, new (x: K8s) => { validate(): void }>;
   const Model = mod[o.kind];
   assert.ok(Model, `kubernetes-models knows ${o.apiVersion} ${o.kind}`);
@@ -147,6 +150,18 @@ for (const overlay of ['gateway', 'sidecar']) {
       assert.equal(cfg.admin.host, '0.0.0.0', 'probes reach the admin port on the pod IP');
       assert.deepEqual(tg.livenessProbe.httpGet, { path: '/healthz', port: 'admin' });
       assert.deepEqual(tg.readinessProbe.httpGet, { path: '/readyz', port: 'admin' });
+      // The admin port shares the event loop with the proxy: one slow answer must not take the pod out.
+      const rp = tg.readinessProbe;
+      assert.ok(rp.failureThreshold >= 3 && rp.timeoutSeconds >= 2 && rp.periodSeconds * rp.failureThreshold >= 10,
+        `readiness tolerates a slow answer (period ${rp.periodSeconds} s, timeout ${rp.timeoutSeconds} s, failureThreshold ${rp.failureThreshold})`);
+      assert.ok(tg.livenessProbe.failureThreshold >= 3 && tg.livenessProbe.timeoutSeconds >= 2, 'liveness tolerates a slow answer');
+      // An idle worker is ~107 MiB resident: the request must cover it.
+      const mib = (q: string) => Number(/^(\d+)(Mi|Gi)$/.exec(q)![1]) * (q.endsWith('Gi') ? 1024 : 1);
+      assert.ok(mib(tg.resources.requests.memory) >= 128, `tokengate requests ${tg.resources.requests.memory}, idle is ~107 MiB`);
+      assert.ok(mib(tg.resources.limits.memory) >= 2 * mib(tg.resources.requests.memory), 'room for the caches above idle');
+      // Annotation-based scraping of the admin port, in both shapes.
+      const ann = dep.spec.template.metadata.annotations ?? {};
+      assert.deepEqual([ann['prometheus.io/scrape'], ann['prometheus.io/path'], Number(ann['prometheus.io/port'])], ['true', '/metrics', cfg.admin.port]);
       // Drain: preStop sleep while endpoints go away, then SIGTERM and up to shutdownGraceSec.
       const sleep = tg.lifecycle.preStop.exec.command;
       assert.equal(sleep[0], 'sleep');
@@ -171,10 +186,26 @@ for (const overlay of ['gateway', 'sidecar']) {
         assert.equal(hpa.spec.scaleTargetRef.name, dep.metadata.name);
         assert.equal(hpa.spec.scaleTargetRef.kind, 'Deployment');
         assert.ok(hpa.spec.minReplicas >= 2, 'at least two replicas (PDB can then allow one down)');
+        assert.equal(dep.spec.replicas, undefined, 'no replicas beside the HPA: every apply would reset its scale');
+        // Edge by default: the ingress controller on proxy and decision ports; other callers by namespace label, proxy port only.
+        const from = (i: K8s) => JSON.stringify(i.from);
+        const ports = (i: K8s) => i.ports.map((p: K8s) => p.port).sort();
+        const rules = np.spec.ingress as K8s[];
+        const ingress = rules.find((i) => from(i).includes('ingress-nginx'))!;
+        const clients = rules.find((i) => from(i).includes('"tokengate/client":"true"'))!;
+        assert.deepEqual(ports(ingress), [8080, 8081]);
+        assert.deepEqual(ports(clients), [8080], 'labelled namespaces reach the proxy port only');
+        assert.ok(!rules.some((i) => i.from === undefined), 'no rule admits every peer');
         assert.ok(cfg.decision, 'the gateway overlay enables the decision listener');
       } else {
         const app = pod.containers.find((c: K8s) => c.name !== 'tokengate');
         assert.equal(app.ports, undefined, 'the app declares no container port');
+        assert.notEqual(pod.serviceAccountName, 'tokengate', 'the app runs under its own service account');
+        // The app listens on loopback: readiness through tokengate's public health route, liveness inside the container.
+        const health = cfg.routes.find((r) => r.exactPath === app.readinessProbe.httpGet.path);
+        assert.ok(health && health.auth.mode === 'none', 'the app readiness path is a mode: none route');
+        assert.equal(app.readinessProbe.httpGet.port, cfg.server.port);
+        assert.ok(app.livenessProbe.exec.command.some((a: string) => a.startsWith('http://127.0.0.1:3000/')), 'liveness checks the app itself');
         assert.equal(app.env.find((e: K8s) => e.name === 'HOST').value, '127.0.0.1', 'the app listens on loopback only');
         for (const r of cfg.routes) assert.match(r.upstreamOrigin, /^http:\/\/127\.0\.0\.1:3000$/, `route ${r.id} goes to the app over loopback`);
         assert.deepEqual(exposed, ['http'], 'tokengate is the only exposed port');
@@ -257,4 +288,35 @@ test('envoy: the standalone bootstrap asks tokengate over gRPC with the filter `
   assert.equal(addr.port_value, cfg.extAuthz.port);
   assert.ok(cfg.extAuthzTrusted!(addr.address), 'tokengate trusts the Envoy that asks');
   assert.ok(cluster.health_checks[0].grpc_health_check, 'Envoy health-checks tokengate with grpc.health.v1');
+});
+
+test('kubectl kustomize builds each overlay exactly as this emulation does (when kubectl is installed)', { skip: spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0 ? false : 'kubectl not installed' }, () => {
+  const key = (o: K8s) => `${o.kind}/${o.metadata.name}`;
+  const byKey = (objs: K8s[]) => Object.fromEntries(objs.map((o) => [key(o), o]));
+  for (const dir of ['overlays/gateway', 'overlays/sidecar', 'observability']) {
+    const out = spawnSync('kubectl', ['kustomize', join(DEPLOY, dir)], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(out.status, 0, `${dir}: ${out.stderr}`);
+    const real = parseAllDocuments(out.stdout).map((d) => d.toJS() as K8s);
+    assert.deepEqual(byKey(real), byKey(build(join(DEPLOY, dir))), dir);
+  }
+});
+
+test('every tokengate container under deploy/: prometheus.io annotations on its admin port, probes that tolerate one slow answer', () => {
+  let n = 0;
+  for (const f of yamlFiles(DEPLOY)) {
+    for (const o of parseFile(f)) {
+      const tg = o.spec?.template?.spec?.containers?.find((c: K8s) => c.name === 'tokengate');
+      if (!tg) continue;
+      n++;
+      const where = `${relative(ROOT, f)} ${o.kind}/${o.metadata.name}`;
+      const ann = o.spec.template.metadata.annotations ?? {};
+      const admin = tg.ports.find((p: K8s) => p.name === 'admin');
+      assert.deepEqual([ann['prometheus.io/scrape'], ann['prometheus.io/path'], Number(ann['prometheus.io/port'])], ['true', '/metrics', admin?.containerPort], where);
+      for (const kind of ['readinessProbe', 'livenessProbe']) {
+        const p = tg[kind];
+        assert.ok(p.failureThreshold >= 3 && p.timeoutSeconds >= 2 && p.periodSeconds * p.failureThreshold >= 10, `${where} ${kind}: ${JSON.stringify(p)}`);
+      }
+    }
+  }
+  assert.ok(n >= 3, `${n} tokengate pod templates (gateway, sidecar, istio)`);
 });

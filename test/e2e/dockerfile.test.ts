@@ -76,6 +76,32 @@ test('a pinned Node LTS base (even major, explicit version, not latest)', () => 
   }
 });
 
+test('the Node the image runs is the Node CI tests on, and package.json engines says so', () => {
+  const pinned = /^node:(\d+\.\d+\.\d+)-/.exec(stages[0].from)![1];
+  for (const s of stages) assert.ok(s.from.startsWith(`node:${pinned}-`), 'every stage on the same Node');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
+  assert.equal(pkg.engines.node, `>=${pinned}`, 'engines names the tested version as the minimum');
+  // .ci/run installs node-linux-<arch>@<the version it reads from the Dockerfile> first on PATH.
+  const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8');
+  assert.match(ci, /sed -n 's\/\^ARG NODE_IMAGE=node:/);
+  assert.match(ci, /"\$node_pkg@\$node_version"/);
+  if (process.env.CI) assert.equal(process.version, `v${pinned}`, 'CI runs the tests on the image\'s Node');
+});
+
+test('private registry: .npmrc and CA come in as build secrets for every npm ci, never a COPY or ARG; no HEALTHCHECK', () => {
+  const installs = stages.flatMap((s) => s.instrs.filter((x) => x.keyword === 'RUN' && /npm ci/.test(x.args)));
+  assert.equal(installs.length, 2);
+  for (const run of installs) {
+    assert.match(run.args, /--mount=type=secret,id=npmrc,target=\/root\/\.npmrc/, `line ${run.line}`);
+    assert.match(run.args, /--mount=type=secret,id=npm_ca,target=\/run\/secrets\/npm_ca/, `line ${run.line}`);
+    assert.match(run.args, /NODE_EXTRA_CA_CERTS=\/run\/secrets\/npm_ca/);
+  }
+  const all = stages.flatMap((s) => s.instrs);
+  assert.ok(!all.some((x) => (x.keyword === 'COPY' || x.keyword === 'ADD') && /npmrc|\.pem|\.crt/.test(x.args)), 'no credential file copied into a layer');
+  assert.ok(!all.some((x) => x.keyword === 'ARG' && /token|npmrc|auth/i.test(x.args)), 'no credential as a build arg');
+  assert.ok(!all.some((x) => x.keyword === 'HEALTHCHECK'), 'no HEALTHCHECK (documented in the Dockerfile and README)');
+});
+
 test('runs as a non-root numeric user; read-only friendly; entrypoint and config path', () => {
   const user = last('USER');
   assert.ok(user, 'USER set in the runtime stage');

@@ -99,7 +99,7 @@ routes:
     assert.equal((await send(a, null, plain, 'Bearer')).status, 200, 'an unbound bearer token does not need the store');
     const text = await (await fetch(a.adminUrl + '/metrics')).text();
     assert.match(text, /tokengate_dpop_replay_store_errors_total\{store="redis"\} [1-9]/);
-    assert.match(text, /tokengate_requests_total\{route="api",outcome="denied",reason="replay_store_unavailable"\} [1-9]/);
+    assert.match(text, /tokengate_requests_total\{route="api",outcome="denied",reason="replay_store_unavailable",status_class="5xx"\} [1-9]/);
 
     redis = await startRedis(redis.port);
     const until = Date.now() + 8000;

@@ -214,7 +214,7 @@ describe('DPoP-bound tokens from oidc-provider', () => {
   test('failures are counted per reason in tokengate_requests_total, with replay-store latency', async () => {
     const text = await (await fetch(gw.adminUrl + '/metrics')).text();
     for (const reason of ['dpop_proof_replay', 'dpop_proof_htm', 'dpop_proof_htu', 'dpop_proof_iat', 'dpop_proof_ath', 'dpop_proof_signature', 'dpop_key_mismatch', 'dpop_proof_jwk', 'dpop_bound_bearer']) {
-      assert.match(text, new RegExp(`tokengate_requests_total\\{route="api",outcome="denied",reason="${reason}"\\} [1-9]`), reason);
+      assert.match(text, new RegExp(`tokengate_requests_total\\{route="api",outcome="denied",reason="${reason}",status_class="\\dxx"\\} [1-9]`), reason);
     }
     assert.match(text, /tokengate_dpop_replay_store_duration_seconds_count\{store="memory"\} [1-9]/);
   });

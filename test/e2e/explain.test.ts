@@ -9,13 +9,15 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import * as net from 'node:net';
 import { join } from 'node:path';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
+import { startMockIntrospection } from '../helpers/mock-introspection.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange } from '../helpers/raw-http.js';
 import { loadCompiled } from '../../src/config/index.js';
-import { explain as explainInProcess } from '../../src/explain.js';
+import { explain as explainInProcess, resolveToken } from '../../src/explain.js';
 
 let iss: MockIssuer;
 let up: EchoUpstream;
@@ -60,12 +62,13 @@ after(async () => {
 
 interface Run { code: number; out: string; err: string }
 
-function explain(args: string[]): Promise<Run> {
+function explain(args: string[], opts: { stdin?: string; env?: NodeJS.ProcessEnv; config?: string } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'explain', '--config', file, ...args],
-      { cwd: process.cwd(), timeout: 60_000 }, (e, out, err) => {
+    const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'explain', '--config', opts.config ?? file, ...args],
+      { cwd: process.cwd(), timeout: 60_000, env: { ...process.env, ...opts.env } }, (e, out, err) => {
         resolve({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, out, err });
       });
+    child.stdin?.end(opts.stdin ?? '');
   });
 }
 
@@ -161,4 +164,88 @@ test('the CLI: allow exits 0, deny exits 1, usage exits 2; the token is not prin
   assert.match(deny.out, /^decision: deny 404 \(reason no_route\)$/m);
   assert.equal(usage.code, 2);
   assert.match(usage.err, /--url URL are required/);
+});
+
+test('the CLI reads the token from standard input (--token -) or an environment variable (--token-env), never from argv', async () => {
+  const valid = await iss.sign();
+  const [stdin, env, noEnv, emptyStdin] = await Promise.all([
+    explain(['--url', 'http://api.test/orders/1', '--token', '-'], { stdin: `${valid}\n` }),
+    explain(['--url', 'http://api.test/orders/1', '--token-env', 'MY_TOKEN'], { env: { MY_TOKEN: valid } }),
+    explain(['--url', '/orders/1', '--token-env', 'TOKENGATE_TEST_UNSET_VAR']),
+    explain(['--url', '/orders/1', '--token', '-'], { stdin: '' }),
+  ]);
+  for (const [name, run] of [['stdin', stdin], ['env', env]] as const) {
+    assert.equal(run.code, 0, `${name}: ${run.out}${run.err}`);
+    assert.match(run.out, new RegExp(`^request: GET /orders/1 \\(host api\\.test\\) with a bearer token of ${valid.length} bytes$`, 'm'), name);
+    assert.match(run.out, /^ {2}ok {5}verify: jwt from issuer corp, sub user-1$/m, name);
+    assert.ok(!run.out.includes(valid) && !run.err.includes(valid), `${name}: the token was printed`);
+  }
+  assert.equal(noEnv.code, 2);
+  assert.match(noEnv.err, /TOKENGATE_TEST_UNSET_VAR is not set or empty/);
+  assert.equal(emptyStdin.code, 2);
+  assert.match(emptyStdin.err, /standard input is empty/);
+});
+
+test('resolveToken: one source at a time; stdin is trimmed', async () => {
+  const stdin = (text: string) => ({ stdin: [Buffer.from(text)], env: {} });
+  assert.equal(await resolveToken({ token: '-' }, stdin(' abc.def.ghi \r\n')), 'abc.def.ghi');
+  assert.equal(await resolveToken({ token: 'literal' }, stdin('ignored')), 'literal');
+  assert.equal(await resolveToken({}, stdin('ignored')), undefined, 'no token unless asked for');
+  assert.equal(await resolveToken({ tokenEnv: 'T' }, { stdin: [], env: { T: 'from-env' } }), 'from-env');
+  await assert.rejects(resolveToken({ token: 'a', tokenEnv: 'T' }, { stdin: [], env: { T: 'b' } }), /not both/);
+});
+
+test('a token from an issuer the route does not accept: explain shows its (unverified) iss and the accepted ones', async () => {
+  const foreign = await iss.sign({ claims: { iss: 'https://evil.test/realm' } });
+  const result = await explainInProcess(loadCompiled(file), { method: 'GET', url: '/orders/1', token: foreign });
+  const out = result.lines.join('\n');
+  assert.equal(result.status, 401, out);
+  assert.match(out, /^decision: deny 401 \(reason issuer\)$/m);
+  assert.match(out, new RegExp(`^ {2}the token's iss \\(unverified\\) is "https://evil\\.test/realm"; this route accepts "${iss.issuer.replace(/[.]/g, '\\.')}"$`, 'm'));
+  assert.ok(!out.includes(foreign));
+});
+
+test('keys that cannot be fetched: explain says why the IdP could not be used', async () => {
+  // A port nobody listens on: bind, read the port, close.
+  const tmp = net.createServer();
+  await new Promise<void>((r) => tmp.listen(0, '127.0.0.1', r));
+  const port = (tmp.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => tmp.close(() => r()));
+  const down = join(mkdtempSync(join(tmpdir(), 'tokengate-explain-')), 'gateway.yaml');
+  writeFileSync(down, `
+issuers:
+  - { id: corp, issuer: "${iss.issuer}", jwksUri: "http://127.0.0.1:${port}/jwks", audiences: [api] }
+routes:
+  - { id: orders, match: { pathPrefix: /orders }, upstream: ${up.url}, auth: { mode: jwt } }
+`);
+  const run = await explain(['--url', '/orders/1', '--token', '-'], { stdin: await iss.sign(), config: down });
+  assert.equal(run.code, 1, run.out + run.err);
+  assert.match(run.out, /^decision: deny 503 \(reason jwks_unavailable\)$/m);
+  assert.match(run.out, /^ {2}the IdP could not be used:\n {4}corp: JWKS fetch failed: connection failed \(ECONNREFUSED\)$/m);
+});
+
+test('an introspection endpoint that fails: explain gives the kind of failure, never the token or the client secret', async () => {
+  const intro = await startMockIntrospection();
+  intro.answer = () => ({ status: 500, body: { error: 'server_error' } });
+  try {
+    const cfgFile = join(mkdtempSync(join(tmpdir(), 'tokengate-explain-')), 'gateway.yaml');
+    writeFileSync(cfgFile, `
+issuers:
+  - id: opaque
+    issuer: https://opaque.example
+    introspection: { endpoint: "${intro.endpoint}", clientId: gw, clientSecret: "s3cret-value" }
+routes:
+  - { id: legacy, match: { pathPrefix: /legacy }, upstream: ${up.url}, auth: { mode: introspection } }
+`);
+    const token = 'opaque-token-value-0123456789';
+    const result = await explainInProcess(loadCompiled(cfgFile), { method: 'GET', url: '/legacy/1', token });
+    const out = result.lines.join('\n');
+    assert.equal(result.status, 503, out);
+    assert.match(out, /^decision: deny 503 \(reason introspection_unavailable\)$/m);
+    assert.match(out, /^ {2}the IdP could not be used:\n {4}opaque: introspection failed: status, HTTP 500$/m);
+    assert.ok(!out.includes(token) && !out.includes('s3cret-value'), 'neither the token nor the secret is printed');
+    assert.equal(intro.requests.length, 1, 'explain called the endpoint itself');
+  } finally {
+    await intro.close();
+  }
 });

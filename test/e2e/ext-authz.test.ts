@@ -278,8 +278,8 @@ test('health: SERVING when ready, for "" and the Authorization service; unknown 
 
 test('metrics and access lines: counted by route, the listener named, never the token', async () => {
   const text = await (await fetch(gw.adminUrl + '/metrics')).text();
-  assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok"\} [1-9]/);
-  assert.match(text, /tokengate_requests_total\{route="orders",outcome="denied",reason="scope"\} [1-9]/);
+  assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok",status_class="2xx"\} [1-9]/);
+  assert.match(text, /tokengate_requests_total\{route="orders",outcome="denied",reason="scope",status_class="4xx"\} [1-9]/);
   const lines = logs.filter((l) => l.includes('"msg":"access"'));
   assert.ok(lines.length >= 10, `${lines.length} access lines`);
   for (const l of lines) assert.equal(JSON.parse(l).listener, 'ext_authz');

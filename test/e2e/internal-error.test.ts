@@ -50,7 +50,7 @@ test('a non-catalogue throw in the decision: 500, logged with its stack, recorde
     const access = lines.filter((l) => l.msg === 'access');
     assert.deepEqual(access.map((l) => [l.status, l.outcome, l.reason]), [[500, 'error', 'internal']]);
     const metrics = await f.gw.gw.metrics.registry.metrics();
-    assert.match(metrics, /^tokengate_requests_total\{route="api",outcome="error",reason="internal"\} 1$/m);
+    assert.match(metrics, /^tokengate_requests_total\{route="api",outcome="error",reason="internal",status_class="5xx"\} 1$/m);
   } finally {
     jwt.verify = real;
   }

@@ -156,7 +156,7 @@ test('inactive: 401 invalid_token, cached negatively for negativeCacheTtlSec and
   assert.match(metrics, /tokengate_cache_requests_total\{cache="introspection",result="negative_hit"\} 3\n/);
   assert.match(metrics, /tokengate_cache_requests_total\{cache="introspection",result="miss"\} 2\n/);
   assert.match(metrics, /tokengate_introspection_requests_total\{issuer="idp",result="inactive"\} 2\n/);
-  assert.match(metrics, /tokengate_requests_total\{route="orders",outcome="denied",reason="inactive"\} 5\n/);
+  assert.match(metrics, /tokengate_requests_total\{route="orders",outcome="denied",reason="inactive",status_class="4xx"\} 5\n/);
 });
 
 test('caching: N requests make 1 call; 50 concurrent requests make 1 call (single-flight)', async () => {
@@ -225,7 +225,7 @@ test('provider down: 503 + Retry-After; a cached active answer still serves; rec
   assert.equal((await get(g, '/orders', uncached)).status, 200, 'failures are not cached');
   const metrics = await (await fetch(g.adminUrl + '/metrics')).text();
   assert.match(metrics, /tokengate_introspection_requests_total\{issuer="idp",result="error"\} 3\n/);
-  assert.match(metrics, /tokengate_requests_total\{route="orders",outcome="denied",reason="introspection_unavailable"\} 3\n/);
+  assert.match(metrics, /tokengate_requests_total\{route="orders",outcome="denied",reason="introspection_unavailable",status_class="5xx"\} 3\n/);
 });
 
 test('jwt_or_introspection: a JWT is verified locally, an opaque token introspected', async () => {

@@ -141,7 +141,7 @@ describe('mTLS-bound tokens from oidc-provider', () => {
     }
     const text = await (await fetch(gw.adminUrl + '/metrics')).text();
     for (const [route, reason] of [['api', 'client_cert_missing'], ['api', 'client_cert_mismatch'], ['mtls', 'mtls_required'], ['any', 'binding_required']]) {
-      assert.match(text, new RegExp(`tokengate_requests_total\\{route="${route}",outcome="denied",reason="${reason}"\\} [1-9]`), reason);
+      assert.match(text, new RegExp(`tokengate_requests_total\\{route="${route}",outcome="denied",reason="${reason}",status_class="\\dxx"\\} [1-9]`), reason);
     }
   });
 });

@@ -117,7 +117,7 @@ test('jwt, no credential: passes as anonymous, no identity header set, every for
   assert.equal(line?.reason, 'anonymous');
   assert.equal(line?.sub, undefined);
   const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-  assert.match(metrics, /tokengate_requests_total\{route="catalog",outcome="allowed",reason="anonymous"\} 1\n/);
+  assert.match(metrics, /tokengate_requests_total\{route="catalog",outcome="allowed",reason="anonymous",status_class="2xx"\} 1\n/);
 });
 
 test('jwt, a valid token: judged and forwarded with its identity, as without optional', async () => {

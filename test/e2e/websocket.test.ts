@@ -144,8 +144,8 @@ test('a route without websocket: true refuses upgrades', async () => {
 
 test('upgrades are counted per route', async () => {
   const text = await (await fetch(gw.adminUrl + '/metrics')).text();
-  assert.match(text, /tokengate_requests_total\{route="chat",outcome="allowed",reason="ok"\} [1-9]/);
-  assert.match(text, /tokengate_requests_total\{route="plain",outcome="denied",reason="upgrade_refused"\} 1/);
+  assert.match(text, /tokengate_requests_total\{route="chat",outcome="allowed",reason="ok",status_class="1xx"\} [1-9]/);
+  assert.match(text, /tokengate_requests_total\{route="plain",outcome="denied",reason="upgrade_refused",status_class="4xx"\} 1/);
 });
 
 test('the upstream upgrade request carries the path and query exactly as the client sent them', async () => {

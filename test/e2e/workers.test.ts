@@ -86,8 +86,8 @@ for (const workers of [1, 2]) test(`workers: ${workers}: one proxy port, admin f
   // Metrics are the workers' registries summed by the primary.
   const metrics = (await get(`${admin}/metrics`)).body;
   const count = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
-  assert.equal(count(/^tokengate_requests_total\{route="api",outcome="allowed",reason="ok"\} (\d+)$/m), n);
-  assert.equal(count(/^tokengate_requests_total\{route="api",outcome="denied",reason="missing_token"\} (\d+)$/m), n);
+  assert.equal(count(/^tokengate_requests_total\{route="api",outcome="allowed",reason="ok",status_class="2xx"\} (\d+)$/m), n);
+  assert.equal(count(/^tokengate_requests_total\{route="api",outcome="denied",reason="missing_token",status_class="4xx"\} (\d+)$/m), n);
   // Which config runs: one series, both workers on it.
   const configInfo = (text: string) => [...text.matchAll(/^tokengate_config_info\{hash="([0-9a-f]{16})"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]);
   const before = configInfo(metrics);

@@ -41,7 +41,7 @@ const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 const access = () => logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'access');
 const count = async (reason: string) => {
   const text = await gw.gw.metrics.registry.metrics();
-  return Number(new RegExp(`^tokengate_requests_total\\{route="[^"]*",outcome="[a-z]+",reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  return Number(new RegExp(`^tokengate_requests_total\\{route="[^"]*",outcome="[a-z]+",reason="${reason}",status_class="\\dxx"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
 };
 
 for (const [name, fault] of [

@@ -18,6 +18,7 @@ let up: EchoUpstream;
 let gw: TestGateway;
 const servers: net.Server[] = [];
 let closedPort = 0;
+const logs: string[] = [];
 
 async function listen(s: net.Server): Promise<string> {
   servers.push(s);
@@ -40,6 +41,7 @@ before(async () => {
     res.write('x'.repeat(1000));
     setTimeout(() => res.socket?.resetAndDestroy(), 30);
   }));
+  const hang = await listen(net.createServer((sock) => sock.on('data', () => undefined)));
   gw = await startGateway(`
 server: { upstreamTimeoutMs: 2000 }
 routes:
@@ -48,7 +50,11 @@ routes:
   - { id: garbage, match: { pathPrefix: /garbage }, upstream: "${garbage}", auth: { mode: none } }
   - { id: midway, match: { pathPrefix: /midway }, upstream: "${resetMid}", auth: { mode: none } }
   - { id: pub, match: { pathPrefix: /pub }, upstream: "${up.url}", auth: { mode: none } }
-`);
+  - { id: tls, match: { pathPrefix: /tls }, upstream: "${up.url.replace('http:', 'https:')}", auth: { mode: none } }
+  - { id: hang, match: { pathPrefix: /hang }, upstream: "${hang}", auth: { mode: none } }
+  - { id: ws-refused, match: { pathPrefix: /ws-refused }, upstream: "http://127.0.0.1:${closedPort}", websocket: true, auth: { mode: none } }
+  - { id: ws-hang, match: { pathPrefix: /ws-hang }, upstream: "${hang}", websocket: true, auth: { mode: none } }
+`, { logs });
 });
 after(async () => {
   await gw?.close();
@@ -72,6 +78,47 @@ for (const [path, what] of [['/refused/x', 'refused connection'], ['/reset/x', '
     await stillServing();
   });
 }
+
+test('each 502/504 logs its cause, the upstream and the error code; the client body stays generic', async () => {
+  const cases: Array<[string, number, string, RegExp]> = [
+    ['/refused/x', 502, 'refused', /^ECONNREFUSED$/],
+    ['/reset/x', 502, 'reset', /^(ECONNRESET|UND_ERR_SOCKET)$/],
+    ['/tls/x', 502, 'tls', /^ERR_SSL_/],
+    ['/hang/x', 504, 'timeout', /^UND_ERR_HEADERS_TIMEOUT$/],
+  ];
+  for (const [path, status, cause, code] of cases) {
+    logs.length = 0;
+    const r = await fetch(gw.url + path);
+    assert.equal(r.status, status, path);
+    const body = await r.text();
+    const line = logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'upstream failed');
+    assert.ok(line, `${path}: no "upstream failed" line in ${logs.join('')}`);
+    assert.equal(line.cause, cause, path);
+    assert.match(String(line.code), code, path);
+    assert.equal(line.status, status);
+    assert.match(String(line.upstream), /^https?:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(line.level, 'warn');
+    assert.ok(!body.includes(String(line.code)) && !body.includes('127.0.0.1'), `the body says nothing internal: ${body}`);
+  }
+});
+
+test('a WebSocket upgrade whose upstream refuses or does not answer: 502/504, the cause logged', async () => {
+  for (const [path, status, cause] of [['/ws-refused/x', 502, 'refused'], ['/ws-hang/x', 504, 'timeout']] as const) {
+    logs.length = 0;
+    const got = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${gw.url}${path}`, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+      req.on('response', (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+      req.on('upgrade', () => reject(new Error('upgraded')));
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(got, status, path);
+    const line = logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'upstream failed');
+    assert.ok(line, `${path}: no "upstream failed" line`);
+    assert.equal(line.cause, cause, path);
+    assert.equal(line.status, status, path);
+  }
+});
 
 test('upstream resets mid-response: the client sees an aborted body, never a complete one', async () => {
   const r = await fetch(`${gw.url}/midway/x`);

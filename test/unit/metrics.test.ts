@@ -7,7 +7,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { AggregatorRegistry, Histogram, Registry } from 'prom-client';
-import { Metrics, RequestHistogram } from '../../src/metrics.js';
+import { Metrics, RequestHistogram, statusClass } from '../../src/metrics.js';
 
 const BUCKETS = [0.001, 0.01, 0.1, 1];
 // On a bound, between bounds, below all, above all, zero, and a sum that is not a round number.
@@ -70,16 +70,32 @@ describe('RequestHistogram', () => {
 describe('Metrics.countRequest', () => {
   it('every counted request is in every scrape, per label set', async () => {
     const m = new Metrics();
-    for (let i = 0; i < 5; i++) m.countRequest('orders', 'allowed', 'ok');
-    m.countRequest('orders', 'denied', 'invalid_token');
+    for (let i = 0; i < 5; i++) m.countRequest('orders', 'allowed', 'ok', 200);
+    m.countRequest('orders', 'denied', 'invalid_token', 401);
     let text = await m.registry.metrics();
-    assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok"\} 5\n/);
-    assert.match(text, /tokengate_requests_total\{route="orders",outcome="denied",reason="invalid_token"\} 1\n/);
-    for (let i = 0; i < 3; i++) m.countRequest('orders', 'allowed', 'ok');
+    assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok",status_class="2xx"\} 5\n/);
+    assert.match(text, /tokengate_requests_total\{route="orders",outcome="denied",reason="invalid_token",status_class="4xx"\} 1\n/);
+    for (let i = 0; i < 3; i++) m.countRequest('orders', 'allowed', 'ok', 204);
     text = await m.registry.metrics();
-    assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok"\} 8\n/);
+    assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok",status_class="2xx"\} 8\n/);
     text = await m.registry.metrics();
-    assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok"\} 8\n/, 'a scrape does not add twice');
+    assert.match(text, /tokengate_requests_total\{route="orders",outcome="allowed",reason="ok",status_class="2xx"\} 8\n/, 'a scrape does not add twice');
+  });
+
+  it('an allowed request the upstream answered 5xx is counted apart from the 2xx ones (the error rate)', async () => {
+    const m = new Metrics();
+    m.countRequest('orders', 'allowed', 'ok', 200);
+    m.countRequest('orders', 'allowed', 'ok', 500);
+    m.countRequest('orders', 'allowed', 'ok', 503);
+    m.countRequest('orders', 'allowed', 'ok', 302);
+    m.countRequest('chat', 'allowed', 'ok', 101);
+    const lines = (await m.registry.metrics()).split('\n').filter((l) => l.startsWith('tokengate_requests_total{')).sort();
+    assert.deepEqual(lines, [
+      'tokengate_requests_total{route="chat",outcome="allowed",reason="ok",status_class="1xx"} 1',
+      'tokengate_requests_total{route="orders",outcome="allowed",reason="ok",status_class="2xx"} 1',
+      'tokengate_requests_total{route="orders",outcome="allowed",reason="ok",status_class="3xx"} 1',
+      'tokengate_requests_total{route="orders",outcome="allowed",reason="ok",status_class="5xx"} 2',
+    ]);
   });
 
   it('label sets that share a route, an outcome or a reason are counted apart', async () => {
@@ -88,9 +104,9 @@ describe('Metrics.countRequest', () => {
       ['a', 'allowed', 'ok', 3], ['b', 'allowed', 'ok', 1], ['a', 'denied', 'ok', 2], ['a', 'denied', 'missing_token', 4],
       ['b', 'denied', 'missing_token', 5], ['a', 'error', 'upstream_unavailable', 6], ['(none)', 'denied', 'no_route', 7],
     ];
-    for (const [route, outcome, reason, n] of sets) for (let i = 0; i < n; i++) m.countRequest(route, outcome, reason);
+    for (const [route, outcome, reason, n] of sets) for (let i = 0; i < n; i++) m.countRequest(route, outcome, reason, 403);
     const lines = (await m.registry.metrics()).split('\n').filter((l) => l.startsWith('tokengate_requests_total{')).sort();
-    assert.deepEqual(lines, sets.map(([route, outcome, reason, n]) => `tokengate_requests_total{route="${route}",outcome="${outcome}",reason="${reason}"} ${n}`).sort());
+    assert.deepEqual(lines, sets.map(([route, outcome, reason, n]) => `tokengate_requests_total{route="${route}",outcome="${outcome}",reason="${reason}",status_class="4xx"} ${n}`).sort());
   });
 });
 
@@ -107,5 +123,34 @@ describe('Metrics.cacheCounter', () => {
     assert.match(text, /^tokengate_cache_requests_total\{cache="introspection",result="negative_hit"\} 1$/m);
     const cacheLines = (t: string) => t.split('\n').filter((l) => l.startsWith('tokengate_cache_requests_total'));
     assert.deepEqual(cacheLines(await m.registry.metrics()), cacheLines(text), 'a second scrape adds nothing');
+  });
+});
+
+describe('statusClass', () => {
+  it('maps statuses to their class; out-of-range ones count as 5xx', () => {
+    assert.deepEqual([101, 200, 299, 304, 400, 499, 500, 599, 0, 600].map(statusClass), ['1xx', '2xx', '2xx', '3xx', '4xx', '4xx', '5xx', '5xx', '5xx', '5xx']);
+  });
+});
+
+describe('Metrics: names', () => {
+  it('process metrics carry the standard process_/nodejs_ names, not a doubled tokengate prefix', async () => {
+    const names = (await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name);
+    for (const n of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'nodejs_eventloop_lag_seconds']) {
+      assert.ok(names.includes(n), `${n} missing`);
+    }
+    assert.deepEqual(names.filter((n) => n.startsWith('tokengate_process') || n.startsWith('tokengate_nodejs')), []);
+  });
+
+  it('auth and end-to-end durations are histograms by route', async () => {
+    const m = new Metrics();
+    m.observeAuth('orders', performance.now() - 2);
+    m.observeAuth(undefined, performance.now());
+    m.requestDuration.labels('orders').observe(0.02);
+    const text = await m.registry.metrics();
+    assert.match(text, /^tokengate_auth_duration_seconds_count\{route="orders"\} 1$/m);
+    assert.match(text, /^tokengate_auth_duration_seconds_count\{route="\(none\)"\} 1$/m);
+    assert.match(text, /^tokengate_auth_duration_seconds_bucket\{le="0.001",route="orders"\} 0$/m, '2 ms is above the 1 ms bucket');
+    assert.match(text, /^tokengate_request_duration_seconds_bucket\{le="0.025",route="orders"\} 1$/m);
+    assert.match(text, /^tokengate_request_duration_seconds_bucket\{le="0.01",route="orders"\} 0$/m);
   });
 });
