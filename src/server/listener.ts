@@ -4,8 +4,7 @@
  * refuse before any handler runs, and the hardening of Node's HTTP server. Each refusal
  * here is answered from the error catalogue and recorded like any other request.
  */
-import type { FastifyBaseLogger, FastifyHttpOptions, FastifyInstance } from 'fastify';
-import { LogController } from 'fastify';
+import type { FastifyHttpOptions, FastifyInstance } from 'fastify';
 import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -21,10 +20,8 @@ declare module 'fastify' {
   }
 }
 
-/** Fastify `childLoggerFactory` that hands every request the listener's own logger (no child per request). */
-function sameLogger(this: unknown, logger: FastifyBaseLogger): FastifyBaseLogger {
-  return logger;
-}
+/** Fastify's router reads no query string here: the pipeline reads `search` itself. */
+const NO_QUERY = Object.freeze({});
 
 /** Why Node's HTTP parser refused a connection's bytes, as a catalogue reason. */
 function parserReason(code: string | undefined): Reason {
@@ -76,9 +73,12 @@ function clientErrorHandler(core: GatewayCore): (err: NodeJS.ErrnoException, soc
 export function listenerOptions(core: GatewayCore, extra: { bodyLimit?: number } = {}): FastifyHttpOptions<Server> {
   const server = core.config.server;
   return {
-    loggerInstance: core.logger as unknown as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
-    childLoggerFactory: sameLogger,
+    // No Fastify logger: with one, Fastify sets up response listeners and a request logger
+    // on every request. Nothing here logs through it: the access line is the recorder's,
+    // and every error a listener can meet (handler, framework, parser) is logged by our own
+    // handlers above through the gateway's logger.
+    logger: false,
+    routerOptions: { querystringParser: () => NO_QUERY },
     ...extra,
     keepAliveTimeout: server.keepAliveTimeoutMs,
     requestTimeout: server.requestTimeoutMs,

@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
+import type { GatewayError } from '../errors.js';
 import type { GatewayCore } from './core.js';
 import { sendError, writePreflightRaw } from './error-response.js';
 import { Exchange } from './exchange.js';
@@ -55,11 +56,8 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
   const factsOf = (config: Parameters<typeof clientFacts>[0], req: FastifyRequest) =>
     clientFacts(config, req.raw, formBody(req), memoOf(req.raw.socket));
 
-  const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    // In-flight requests finish on the config they started with.
-    const ex = new Exchange(core.config, core);
-    req.tokengate = ex;
-    const refused = await ex.judge(factsOf, req);
+  /** Answers `req` once it is judged: the refusal, a preflight's answer, or the upstream's. */
+  const answer = (req: FastifyRequest, reply: FastifyReply, ex: Exchange, refused: GatewayError | null): void => {
     if (refused !== null) {
       sendError(reply, refused, ex.ctx.cors);
       ex.done(refused.status);
@@ -99,6 +97,21 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
       cors: ctx.cors,
     }, ex);
   };
+
+  // Not an async function: Fastify then waits for the reply without wrapping a promise of
+  // its own around every request. Whatever `answer` throws is a bug, answered as Fastify's
+  // error handler would.
+  const handler = (req: FastifyRequest, reply: FastifyReply): void => {
+    // In-flight requests finish on the config they started with.
+    const ex = new Exchange(core.config, core);
+    req.tokengate = ex;
+    ex.judge(factsOf, req).then((refused) => answer(req, reply, ex, refused)).catch((e: unknown) => {
+      if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
+      ex.error = ex.bug(e);
+      sendError(reply, ex.error, ex.ctx.cors);
+      ex.done(ex.error.status);
+    });
+  };
   mountCatchAll(app, handler);
   return app;
 }
@@ -107,7 +120,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
  * Sends every request, whatever its method and path, to `handler`: Fastify's router only
  * dispatches, the pipeline decides. Shared by the proxy and the decision listener.
  */
-export function mountCatchAll(app: FastifyInstance, handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>): void {
+export function mountCatchAll(app: FastifyInstance, handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown> | void): void {
   app.all('*', handler);
   app.all('/', handler);
   app.setNotFoundHandler(handler);
