@@ -41,6 +41,10 @@ export async function startCliReplica(yaml: string, env?: NodeJS.ProcessEnv): Pr
   child.stdout!.on('data', (c) => (output += c));
   child.stderr!.on('data', (c) => (output += c));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // A test file stopped early (a timeout, a forced exit) must not leave its gateway running.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  void exited.then(() => process.off('exit', reap));
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   const until = Date.now() + 40_000; // a loaded CI machine starts tsx processes slowly
   for (;;) {

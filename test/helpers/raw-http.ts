@@ -115,3 +115,8 @@ export function rawExchange(port: number, writes: Array<string | Buffer | number
 export function rawGet(target: string, extra: string[] = []): string {
   return [`GET ${target} HTTP/1.1`, 'Host: 127.0.0.1', ...extra, 'Connection: close', '', ''].join('\r\n');
 }
+
+/** A request head from its lines: CRLF-joined, with the blank line that ends it. */
+export function head(...lines: string[]): string {
+  return lines.join('\r\n') + '\r\n\r\n';
+}

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { rawExchange } from '../helpers/raw-http.js';
+import { head, rawExchange } from '../helpers/raw-http.js';
 import { issuerYaml } from '../helpers/fixture.js';
 
 const APP = 'https://app.example.com';
@@ -41,7 +41,6 @@ after(async () => {
 beforeEach(() => up.reset());
 
 const SMUGGLED = 'GET /api/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
-const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 const PREFLIGHT = ['OPTIONS /api/orders HTTP/1.1', 'Host: 127.0.0.1', `Origin: ${APP}`, 'Access-Control-Request-Method: GET'];
 
 async function upstreamUrls(): Promise<string[]> {

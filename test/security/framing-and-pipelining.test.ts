@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { rawExchange, type RawExchange } from '../helpers/raw-http.js';
+import { head, rawExchange, type RawExchange } from '../helpers/raw-http.js';
 import { issuerYaml } from '../helpers/fixture.js';
 
 let iss: MockIssuer;
@@ -50,8 +50,6 @@ beforeEach(() => up.reset());
 
 const SMUGGLED = 'GET /orders/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
 
-/** A request head from lines (CRLF-joined, blank line appended). */
-const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 
 /** A clean 400 (exactly one response) and the connection closed: nothing after it is read. */
 function assertRefused(ex: RawExchange, what: string): void {

@@ -8,7 +8,7 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rawExchange } from '../helpers/raw-http.js';
+import { head, rawExchange } from '../helpers/raw-http.js';
 import { issuerYaml, startFixture, type Fixture } from '../helpers/fixture.js';
 
 let f: Fixture;
@@ -38,7 +38,6 @@ beforeEach(() => {
 });
 
 const H2C = ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAAQAAP__'];
-const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 
 test('an h2c offer is ignored: served over HTTP/1.1 with the identity headers, upgrade headers not forwarded', async () => {
   const token = await f.iss.sign({ claims: { sub: 'user-1' } });

@@ -10,7 +10,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { rawExchange } from '../helpers/raw-http.js';
+import { head, rawExchange } from '../helpers/raw-http.js';
 
 let up: EchoUpstream;
 let gw: TestGateway;
@@ -37,7 +37,6 @@ beforeEach(() => {
   logs.length = 0;
 });
 
-const head = (...lines: string[]) => lines.join('\r\n') + '\r\n\r\n';
 const access = () => logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'access');
 const count = async (reason: string) => {
   const text = await gw.gw.metrics.registry.metrics();
