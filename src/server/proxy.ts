@@ -106,10 +106,11 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
     const ex = new Exchange(core.config, core);
     req.tokengate = ex;
     ex.judge(factsOf, req).then((refused) => answer(req, reply, ex, refused)).catch((e: unknown) => {
-      if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
       ex.error = ex.bug(e);
-      sendError(reply, ex.error, ex.ctx.cors);
-      ex.done(ex.error.status);
+      // Too late for an answer of our own: cut the response (the client sees it truncated).
+      if (reply.sent || reply.raw.headersSent) reply.raw.destroy();
+      else sendError(reply, ex.error, ex.ctx.cors);
+      ex.done(ex.error.status); // once: a no-op when the forwarder already recorded it
     });
   };
   mountCatchAll(app, handler);

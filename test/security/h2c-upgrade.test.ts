@@ -8,6 +8,7 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import { head, rawExchange } from '../helpers/raw-http.js';
 import { issuerYaml, startFixture, type Fixture } from '../helpers/fixture.js';
 
@@ -79,4 +80,27 @@ test('an h2c offer on a WebSocket route is still a plain request (only `websocke
   const ex = await rawExchange(port, [head('GET /ws/x HTTP/1.1', 'Host: 127.0.0.1', ...H2C, 'Connection: close')], 10_000);
   assert.equal(ex.responses[0]?.status, 200, ex.raw.slice(0, 300));
   assert.equal(f.up.requests[0]?.headers.upgrade, undefined);
+});
+
+test('one keep-alive connection offering h2c on every request stays served, without piling up listeners', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  const sock = net.connect(port, '127.0.0.1');
+  try {
+    let data = '';
+    sock.on('data', (d) => (data += d));
+    const served = () => (data.match(/HTTP\/1\.1 200 /g) ?? []).length;
+    for (let i = 1; i <= 40; i++) {
+      sock.write(head(`GET /ws/${i} HTTP/1.1`, 'Host: 127.0.0.1', ...H2C));
+      const until = Date.now() + 3000;
+      while (served() < i && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(served(), 40, 'every request answered on the one connection');
+    assert.equal(f.up.requests.length, 40);
+    assert.deepEqual(warnings.filter((w) => /MaxListeners/.test(w)), [], 'each re-parse takes over the connection cleanly');
+  } finally {
+    process.off('warning', onWarning);
+    sock.destroy();
+  }
 });
