@@ -27,8 +27,10 @@ export type ReloadResult = 'success' | 'failure' | 'unchanged';
  */
 export function restartOnlyChanges(prev: CompiledConfig, next: CompiledConfig): string[] {
   const out: string[] = [];
-  const keys = ['host', 'port', 'bodyLimitBytes', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'maxHeaderBytes', 'upstreamConnections', 'upstreamTimeoutMs', 'logLevel', 'workers'] as const;
+  const keys = ['host', 'port', 'bodyLimitBytes', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'headersTimeoutMs', 'maxHeaderBytes', 'upstreamConnections', 'upstreamTimeoutMs', 'logLevel', 'workers', 'http2', 'maxConcurrentStreams'] as const;
   for (const k of keys) if (prev.server[k] !== next.server[k]) out.push(`server.${k}`);
+  // The files named are re-read when they change (src/server/tls.ts); which files, and the TLS settings, are the listener's.
+  if (JSON.stringify(prev.server.tls) !== JSON.stringify(next.server.tls)) out.push('server.tls');
   if (prev.admin.host !== next.admin.host || prev.admin.port !== next.admin.port) out.push('admin');
   const pd = prev.decision;
   const nd = next.decision;

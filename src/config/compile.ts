@@ -81,6 +81,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, issuerB
     upstreamBasePath: up.pathname === '/' ? '' : up.pathname.replace(/\/$/, ''),
     stripPrefix: route.stripPrefix,
     websocket: route.websocket,
+    upstreamH2: route.upstreamProtocol === 'h2',
     auth: Object.freeze({
       mode: auth.mode as CompiledAuth['mode'],
       issuersByIss,

@@ -65,6 +65,8 @@ export interface CompiledRoute {
   upstreamBasePath: string;
   stripPrefix: boolean;
   websocket: boolean;
+  /** `upstreamProtocol: h2`: forwarded over pooled HTTP/2 sessions (src/server/h2-upstream.ts). */
+  upstreamH2: boolean;
   auth: CompiledAuth;
   headers: readonly HeaderRule[];
   claimsHeader: string | null;

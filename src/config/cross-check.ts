@@ -65,6 +65,9 @@ export function crossCheck(config: Config): CrossProblem[] {
         out.push({ path: at('match', key), message: `must be a normalized path: no dot-segments, //, ;, ? or escapes of unreserved characters (got "${p}")` });
       }
     }
+    if (route.websocket && route.upstreamProtocol === 'h2') {
+      out.push({ path: at('websocket'), message: 'WebSocket upgrades are HTTP/1.1: not with upstreamProtocol: h2' });
+    }
     if (route.stripPrefix && m.pathPrefix === undefined) {
       out.push({ path: at('stripPrefix'), message: 'needs match.pathPrefix' });
     }
@@ -120,6 +123,9 @@ export function crossCheck(config: Config): CrossProblem[] {
   });
   if (RESERVED_HEADERS.has(s.clientCert.header.toLowerCase())) {
     out.push({ path: ['server', 'clientCert', 'header'], message: 'is a header the gateway reads for another purpose' });
+  }
+  if (s.tls && s.tls.clientCertificate === 'require' && !s.tls.clientCaFile) {
+    out.push({ path: ['server', 'tls', 'clientCertificate'], message: 'require needs clientCaFile (the CAs a client certificate is verified against)' });
   }
   if (s.dpop.nonce && !s.dpop.nonceSecret) {
     out.push({ path: ['server', 'dpop', 'nonceSecret'], message: 'is required when nonce: true (every replica must derive the same nonces)' });

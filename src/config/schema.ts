@@ -51,6 +51,14 @@ const ClientCert = obj({
   trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers whose client-certificate header is believed; from anyone else it is removed and ignored' }),
 }, 'Client certificates for mTLS-bound tokens (RFC 8705)');
 
+const Tls = Type.Object({
+  certFile: Type.String({ minLength: 1, description: 'PEM certificate chain served on the proxy port; re-read when it changes (a Kubernetes Secret or cert-manager symlink swap), without dropping open connections; a pair that does not load is logged and the previous one keeps serving' }),
+  keyFile: Type.String({ minLength: 1, description: 'PEM private key for certFile' }),
+  minVersion: Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], { default: 'TLSv1.2', description: 'Oldest TLS version accepted' }),
+  clientCaFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle: ask clients for a certificate and verify it against these CAs; a verified certificate binds tokens by RFC 8705 (`cnf["x5t#S256"]`) with no header (`clientCert.header` is then ignored on this listener)' })),
+  clientCertificate: Type.Union([Type.Literal('request'), Type.Literal('require')], { default: 'request', description: 'request: a client without a certificate (or with one the CA does not verify) still connects, unbound; require: the TLS handshake fails without a verified certificate. Only with clientCaFile' }),
+}, { ...closed, description: 'Optional: terminate TLS on the proxy port (TLS 1.2+; ALPN h2 and http/1.1 with http2)' });
+
 const Server = obj({
   host: Type.String({ default: '0.0.0.0', description: 'Proxy listen address' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Proxy listen port (0: any free port)' }),
@@ -69,6 +77,9 @@ const Server = obj({
   upstreamConnections: Type.Integer({ minimum: 1, default: 128, description: 'Maximum concurrent connections per upstream origin; further requests queue until one is free (bounded by upstreamTimeoutMs)' }),
   allowInsecureHttpHosts: Type.Array(Type.String({ minLength: 1 }), { default: ['127.0.0.1', 'localhost', '::1'], description: 'Hosts that IdP fetches (discovery, JWKS, introspection) may reach over plain http; every other IdP URL must be https. Default: loopback only' }),
   workers: Type.Integer({ minimum: 0, maximum: 4, default: 0, why: 'each worker keeps its own key and token caches, so the IdP sees one JWKS fetch and one introspection call per worker; scale out with replicas', description: 'Gateway processes sharing the proxy port (node:cluster), at most 4. 0: one per CPU the process may use (a cgroup CPU quota such as a Kubernetes CPU limit caps it, rounded down), at least 1 and at most 4; 1: a single process. Each worker keeps its own key and token caches (the IdP sees up to one JWKS fetch per refresh and one introspection call per token per worker); a primary process serves the admin port (readiness of all workers, summed metrics), holds the DPoP proof ids of a memory replay store and forwards SIGHUP/SIGTERM; restart-only' }),
+  http2: Type.Boolean({ default: false, description: 'Serve HTTP/2 on the proxy port beside HTTP/1.1: h2c with prior knowledge on a cleartext port (the connection preface decides, per connection), ALPN h2 with tls. An HTTP/1.1 `Upgrade: h2c` is always served as HTTP/1.1' }),
+  maxConcurrentStreams: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'HTTP/2: most streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused by the protocol' }),
+  tls: Type.Optional(Tls),
   dpop: Dpop,
   redis: Redis,
   clientCert: ClientCert,
@@ -171,6 +182,7 @@ const Route = Type.Object({
   match: Match,
   upstream: { ...Url, description: 'Upstream origin (scheme://host:port), optionally with a base path. `https://` upstreams (requests and WebSocket upgrades) are verified against Node\'s bundled CA list; add a private CA with `NODE_EXTRA_CA_CERTS=/path/ca.pem`. An untrusted certificate is a 502' },
   stripPrefix: Type.Boolean({ default: false, description: 'Remove the matched pathPrefix before forwarding' }),
+  upstreamProtocol: Type.Union([Type.Literal('http1'), Type.Literal('h2')], { default: 'http1', description: 'http1 | h2: how the upstream is spoken to. h2 (gRPC services): HTTP/2 with prior knowledge for http://, ALPN h2 (certificate verified as for http1) for https://; pooled sessions, at most upstreamConnections per origin. Either protocol serves HTTP/1.1 and HTTP/2 clients alike' }),
   websocket: Type.Boolean({ default: false, description: 'Proxy WebSocket upgrades (authenticated like any request)' }),
   auth: Auth,
   forward: Forward,
