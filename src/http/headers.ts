@@ -66,3 +66,14 @@ export function connectionTokens(value: string | string[] | undefined): Set<stri
 export function normalizeTyp(typ: string): string {
   return typ.toLowerCase().replace(/^application\//, '');
 }
+
+/**
+ * Whether a `content-type` makes a request a gRPC call (SPEC: `application/grpc`, or
+ * `application/grpc+` a codec, case-insensitive; parameters after `;` allowed).
+ */
+export function isGrpcContentType(ct: string | undefined): boolean {
+  if (ct === undefined || ct.length < 16) return false;
+  if (ct.slice(0, 16).toLowerCase() !== 'application/grpc') return false;
+  const next = ct.charCodeAt(16);
+  return Number.isNaN(next) || next === 0x2b /* + */ || next === 0x3b /* ; */;
+}

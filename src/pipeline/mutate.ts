@@ -168,6 +168,7 @@ export function upstreamHeaders(
   for (const name in incoming) {
     const v = incoming[name];
     if (v === undefined || HOP_BY_HOP.has(name) || (listed && listed.has(name))) continue;
+    if (name.charCodeAt(0) === 0x3a /* : */) continue; // HTTP/2 pseudo-headers: the forwarder sets its own
     if (name === 'host' || name === 'x-forwarded-for' || name === 'x-forwarded-proto' || name === 'x-forwarded-host' || name === 'forwarded') continue;
     if ((name === 'authorization' || name === 'dpop') && !route.passAuthorization) continue;
     const canon = name.includes('_') ? name.replace(/_/g, '-') : name;

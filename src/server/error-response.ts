@@ -7,6 +7,8 @@
  */
 import type { FastifyReply } from 'fastify';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
+import { isGrpcContentType } from '../http/headers.js';
 import type { Duplex } from 'node:stream';
 import { ERRORS, GatewayError } from '../errors.js';
 import { decorateOwn, type CorsHeaders } from '../pipeline/cors.js';
@@ -64,8 +66,65 @@ export function grpcStatusFor(status: number): number {
   }
 }
 
-/** Writes `err` to `reply` (headers and body), for any Fastify instance; `cors` as for {@link errorParts}. */
+/** The HTTP/2 stream of a client response, when the client speaks HTTP/2 (Node's compatibility API). */
+export function clientStream(res: ServerResponse): ServerHttp2Stream | null {
+  return (res as unknown as { stream?: ServerHttp2Stream }).stream ?? null;
+}
+
+/**
+ * `grpc-message` as gRPC carries it (PROTOCOL-HTTP2.md): percent-encoded outside printable
+ * ASCII, and `%` itself.
+ */
+export function grpcMessage(text: string): string {
+  return text.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => encodeURIComponent(c));
+}
+
+/**
+ * Answers a gRPC call with only a status: HTTP 200, `content-type: application/grpc`,
+ * `grpc-status`, `grpc-message` and `headers`, no message. To an HTTP/2 client this is
+ * one HEADERS frame that ends the stream ("Trailers-Only"), which is how gRPC clients read
+ * a status without a response.
+ */
+export function writeGrpcStatus(res: ServerResponse, code: number, message: string, headers: Record<string, string>): void {
+  const h2 = clientStream(res);
+  const all: Record<string, string> = { ...headers, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': grpcMessage(message) };
+  res.statusCode = 200;
+  if (h2 !== null) {
+    if (!h2.destroyed) h2.respond({ ...all, ':status': 200 }, { endStream: true });
+    return;
+  }
+  all['content-length'] = '0';
+  res.writeHead(200, all);
+  res.end();
+}
+
+/**
+ * A refusal of a gRPC call in gRPC form (SPEC): status from {@link grpcStatusFor},
+ * `grpc-message` the error description, and the refusal's other headers
+ * (`WWW-Authenticate`, `Retry-After`, `DPoP-Nonce`, CORS).
+ */
+function writeGrpcError(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null): void {
+  const { headers } = errorParts(err, cors);
+  delete headers['content-type'];
+  delete headers['cache-control'];
+  writeGrpcStatus(res, grpcStatusFor(err.status), err.message, headers);
+}
+
+/** Whether the request `res` answers is a gRPC call. */
+function answersGrpc(res: ServerResponse): boolean {
+  return isGrpcContentType(res.req?.headers['content-type']);
+}
+
+/**
+ * Writes `err` to `reply` (headers and body), for any Fastify instance; `cors` as for
+ * {@link errorParts}. A gRPC call gets the refusal in gRPC form.
+ */
 export function sendError(reply: FastifyReply, err: GatewayError, cors: CorsHeaders | null = null): FastifyReply {
+  if (answersGrpc(reply.raw)) {
+    reply.hijack();
+    writeGrpcError(reply.raw, err, cors);
+    return reply;
+  }
   const { status, headers, body } = errorParts(err, cors);
   return reply.code(status).headers(headers).send(body);
 }
@@ -104,6 +163,7 @@ export function writeRawError(socket: Duplex, err: GatewayError): void {
  * upstream answers itself, so an upstream failure is written here).
  */
 export function writeErrorRaw(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null = null): void {
+  if (answersGrpc(res)) return writeGrpcError(res, err, cors);
   const { status, headers, body } = errorParts(err, cors);
   headers['content-length'] = String(Buffer.byteLength(body));
   res.writeHead(status, headers);

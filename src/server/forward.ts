@@ -113,8 +113,8 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (this.extra) for (const name in this.extra) out[name] = this.extra[name];
     if (this.cors !== null) decorateForwarded(out, this.cors);
     // An HTTP/1.1 connection cannot be reused until the request body has been read:
-    // close it when the upstream answers before that.
-    if (!this.req.complete) out.connection = 'close';
+    // close it when the upstream answers before that (an HTTP/2 stream ends on its own).
+    if (!this.req.complete && this.req.httpVersionMajor !== 2) out.connection = 'close';
     try {
       this.res.writeHead(statusCode, out);
     } catch {
@@ -132,9 +132,14 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     this.res.off('close', this.onClientClose);
     if (this.failed) return;
+    // Trailers reach an HTTP/2 client, or an HTTP/1.1 one on a chunked answer (Node drops them otherwise).
+    for (const _ in trailers) {
+      this.res.addTrailers(responseHeaders(trailers));
+      break;
+    }
     this.res.end();
     this.observer.onResponseDone(this.res.statusCode);
   }
@@ -196,7 +201,10 @@ export function upstreamError(error: Error, origin: string, log: UpstreamPoolOpt
   return err;
 }
 
-/** The gateway's connection pools to its upstreams (one Agent; a pool per origin inside). */
+/**
+ * The gateway's connection pools to its HTTP/1.1 upstreams (one Agent; a pool per origin
+ * inside). `upstreamProtocol: h2` upstreams have theirs in src/server/h2-upstream.ts.
+ */
 export class UpstreamPool {
   private readonly agent: Agent;
   private readonly log: UpstreamPoolOptions['log'];

@@ -23,27 +23,55 @@ export function firstValue(v: string | string[] | undefined): string | undefined
 
 /**
  * The scheme the client used: the first `X-Forwarded-Proto` value when the peer is
- * trusted to say it, else `http` (tokengate's listeners speak plain HTTP).
+ * trusted to say it, else the listener's own (`https` with `server.tls`).
  */
-export function clientScheme(trusted: boolean, xfp: string | string[] | undefined): string {
-  return (trusted && firstValue(xfp)?.toLowerCase()) || 'http';
+export function clientScheme(trusted: boolean, xfp: string | string[] | undefined, own = 'http'): string {
+  return (trusted && firstValue(xfp)?.toLowerCase()) || own;
+}
+
+/** The scheme of the connection itself: `https` when TLS ended here (never the client's `:scheme`). */
+function ownScheme(req: IncomingMessage): string {
+  return (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
 }
 
 /**
- * The pipeline's view of a client request. RFC 9112 §3.2: an HTTP/1.1 request without
- * Host, or with more than one (a front proxy may have routed on the other), is a 400.
+ * The host a request names: `Host`, or on HTTP/2 `:authority` (RFC 9113 §8.3.1), which
+ * {@link clientFacts} has checked agree when both are sent.
+ */
+export function requestHost(req: IncomingMessage): string | undefined {
+  return req.headers.host ?? (req.headers[':authority'] as string | undefined);
+}
+
+/**
+ * Whether a request's host is unambiguous. HTTP/1.1 (RFC 9112 §3.2): exactly one Host
+ * (a front proxy may have routed on another). HTTP/2 (RFC 9113 §8.3.1): `:authority` or
+ * `Host`, and a `Host` beside `:authority` must name the same (case-insensitive).
+ */
+function hostIsSound(req: IncomingMessage): boolean {
+  const hosts = countHeader(req.rawHeaders, 'host');
+  if (hosts > 1) return false;
+  if (req.httpVersionMajor !== 2) return hosts === 1 || req.httpVersion !== '1.1';
+  const authority = req.headers[':authority'] as string | undefined;
+  if (authority === undefined) return hosts === 1;
+  return hosts === 0 || (req.headers.host as string).toLowerCase() === authority.toLowerCase();
+}
+
+/**
+ * The pipeline's view of a client request, HTTP/1.1 or HTTP/2 alike (on HTTP/2 the target
+ * is `:path`). A request whose host is ambiguous ({@link hostIsSound}) is a 400, and so
+ * is an HTTP/2 CONNECT (RFC 9113 §8.5; nothing here is tunnelled).
  */
 export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string, credentialMemo?: CredentialMemo): RequestFacts {
-  const hosts = countHeader(req.rawHeaders, 'host');
-  if (hosts > 1 || (hosts === 0 && req.httpVersion === '1.1')) throw new GatewayError('bad_request');
+  if (!hostIsSound(req) || req.method === 'CONNECT') throw new GatewayError('bad_request');
   const trust = config.server.trustProxy;
+  const host = requestHost(req);
   return {
     method: req.method as string,
     target: req.url as string,
-    host: req.headers.host,
+    host,
     rawHeaders: req.rawHeaders,
-    scheme: clientScheme(trust, req.headers['x-forwarded-proto']),
-    authority: (trust && firstValue(req.headers['x-forwarded-host'])) || req.headers.host,
+    scheme: clientScheme(trust, req.headers['x-forwarded-proto'], ownScheme(req)),
+    authority: (trust && firstValue(req.headers['x-forwarded-host'])) || host,
     peer: req.socket.remoteAddress,
     formBody,
     credentialMemo,
@@ -57,14 +85,14 @@ export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBo
  */
 function forwardedValues(config: CompiledConfig, req: IncomingMessage): { for: string; proto: string; host: string | undefined } {
   const addr = req.socket.remoteAddress ?? '';
-  if (!config.server.trustProxy) return { for: addr, proto: 'http', host: req.headers.host };
+  if (!config.server.trustProxy) return { for: addr, proto: ownScheme(req), host: requestHost(req) };
   const xff = req.headers['x-forwarded-for'];
   const xfp = req.headers['x-forwarded-proto'];
   const xfh = req.headers['x-forwarded-host'];
   return {
     for: typeof xff === 'string' ? `${xff}, ${addr}` : addr,
-    proto: typeof xfp === 'string' ? xfp : 'http',
-    host: typeof xfh === 'string' ? xfh : req.headers.host,
+    proto: typeof xfp === 'string' ? xfp : ownScheme(req),
+    host: typeof xfh === 'string' ? xfh : requestHost(req),
   };
 }
 

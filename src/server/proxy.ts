@@ -16,12 +16,19 @@ import { sendError, writePreflightRaw } from './error-response.js';
 import { Exchange } from './exchange.js';
 import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { UpstreamPool } from './forward.js';
+import { H2UpstreamPool } from './h2-upstream.js';
 import { hardenListener, listenerOptions } from './listener.js';
+import { proxyServerFactory } from './serve.js';
+import { tlsOptions } from './tls.js';
 
 const FORM = 'application/x-www-form-urlencoded';
 
-/** Whether the request carries a body (RFC 9112 §6.3: Transfer-Encoding or a non-zero Content-Length). */
+/**
+ * Whether the request carries a body: on HTTP/2, whether its HEADERS frame did not end
+ * the stream; on HTTP/1.1, Transfer-Encoding or a non-zero Content-Length (RFC 9112 §6.3).
+ */
 function hasBody(raw: IncomingMessage): boolean {
+  if (raw.httpVersionMajor === 2) return !(raw as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
   const cl = raw.headers['content-length'];
   return raw.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }
@@ -34,11 +41,19 @@ function formBody(req: FastifyRequest): string | undefined {
 /** Builds (does not start) the proxy Fastify instance. */
 export function buildProxy(core: GatewayCore): FastifyInstance {
   const server = core.config.server;
-  const app = Fastify(listenerOptions(core, { bodyLimit: server.bodyLimitBytes }));
+  const app = Fastify({
+    ...listenerOptions(core, { bodyLimit: server.bodyLimitBytes }),
+    serverFactory: proxyServerFactory(core.config, { tls: tlsOptions(core) }),
+  });
   hardenListener(app, core);
 
-  const pool = new UpstreamPool({ connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs, log: core.logger });
-  app.addHook('onClose', () => pool.close());
+  const poolOptions = { connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs, log: core.logger };
+  const pool = new UpstreamPool(poolOptions);
+  const h2pool = new H2UpstreamPool(poolOptions);
+  app.addHook('onClose', () => {
+    h2pool.close();
+    return pool.close();
+  });
 
   // Bodies stream to the upstream untouched; only form bodies are read (bounded by bodyLimit).
   app.removeAllContentTypeParsers();
@@ -86,7 +101,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
     reply.hijack(); // the forwarder writes the response
     ex.upstreamStart = performance.now();
     const search = ctx.search;
-    pool.forward(raw, reply.raw, {
+    (route.upstreamH2 ? h2pool : pool).forward(raw, reply.raw, {
       origin: route.upstreamOrigin,
       path: search.length > 1 ? ctx.upstreamPath + search : (ctx.upstreamPath as string),
       method: raw.method as string,
