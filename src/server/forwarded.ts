@@ -45,6 +45,8 @@ export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBo
     scheme: clientScheme(trust, req.headers['x-forwarded-proto']),
     authority: (trust && firstValue(req.headers['x-forwarded-host'])) || req.headers.host,
     peer: req.socket.remoteAddress,
+    client: (trust && firstValue(req.headers['x-forwarded-for'])) || req.socket.remoteAddress,
+    httpVersion: req.httpVersion,
     formBody,
     credentialMemo,
     answersPreflight: true, // WebSocket upgrades are GETs: never a preflight
