@@ -72,6 +72,8 @@ export interface AccessEntry {
   client?: string;
   /** `user_agent`: the request's `User-Agent`, cut to 256 characters. */
   userAgent?: string;
+  /** `trace_id`: the W3C trace id of a sampled request (with `tracing:`), to find its trace. */
+  traceId?: string;
 }
 
 const INFO = 30;
@@ -111,6 +113,7 @@ export class AccessLog {
     line += `,"outcome":"${e.outcome}","reason":"${e.reason}"`;
     if (e.client !== undefined) line += `,"client":${JSON.stringify(e.client)}`;
     if (e.userAgent !== undefined) line += `,"user_agent":${JSON.stringify(e.userAgent)}`;
+    if (e.traceId !== undefined) line += `,"trace_id":"${e.traceId}"`; // 32 hex digits
     this.stream.write(`${line},"msg":"access"}\n`);
   }
 }

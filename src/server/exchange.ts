@@ -12,6 +12,7 @@ import type { GatewayCore } from './core.js';
 import type { ForwardObserver } from './forward.js';
 import type { RecordedRequest } from './record.js';
 import { newRequestId, REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
+import type { RequestTrace } from '../tracing/types.js';
 
 /** Base64url runs long enough to be a token or a secret; scrubbed from a bug's log line. */
 const SECRET_LIKE = /[A-Za-z0-9_-]{24,}(?:\.[A-Za-z0-9_-]*){0,2}/g;
@@ -24,6 +25,8 @@ export class Exchange implements RecordedRequest, ForwardObserver {
   upstreamStart = 0;
   /** The request as its door read it; null while unread (and for requests refused before being read). */
   facts: RequestFacts | null = null;
+  /** Its spans, with tracing on (from when it was read); null otherwise. */
+  trace: RequestTrace | null = null;
   private id: string | null = null;
   private recorded = false;
 
@@ -45,7 +48,13 @@ export class Exchange implements RecordedRequest, ForwardObserver {
       const facts = read(this.config, arg);
       this.facts = facts;
       this.identify(facts.rawHeaders);
-      await decide(this.config, facts, this.core.verifiers, this.ctx);
+      const tracing = this.core.tracing;
+      if (tracing === null) {
+        await decide(this.config, facts, this.core.verifiers, this.ctx);
+      } else {
+        this.trace = tracing.begin(facts, this);
+        await this.trace.decide(() => decide(this.config, facts, this.core.verifiers, this.ctx));
+      }
     } catch (e) {
       this.error = e instanceof GatewayError ? e : this.bug(e);
     }
@@ -82,10 +91,14 @@ export class Exchange implements RecordedRequest, ForwardObserver {
     return h;
   }
 
-  /** The request goes upstream now with `headers` (it is timed from here): its id goes with it. */
+  /**
+   * The request goes upstream now with `headers` (it is timed from here): its id goes with
+   * it, and with tracing, the W3C context of the upstream call's span.
+   */
   forwarding(headers: Record<string, string | string[]>): void {
     this.upstreamStart = performance.now();
     headers[REQUEST_ID_HEADER] = this.requestId;
+    if (this.trace !== null) this.trace.upstream(headers, this.facts!.method, this.ctx.route!.upstreamOrigin, this.ctx.upstreamPath!);
   }
 
   /** Logs an unexpected error with its stack (token-like runs scrubbed) and returns the 500 to answer. */
@@ -107,6 +120,7 @@ export class Exchange implements RecordedRequest, ForwardObserver {
   /** The upstream failed before answering (the forwarder writes the error response). */
   onUpstreamError(err: GatewayError): void {
     this.error = err;
+    if (this.trace !== null) this.trace.upstreamDone(err.status, err.reason);
   }
 
   /** The response was written in full, or cut short after its headers. */
@@ -119,5 +133,6 @@ export class Exchange implements RecordedRequest, ForwardObserver {
     if (this.recorded) return;
     this.recorded = true;
     this.core.recorder.record(this, status);
+    if (this.trace !== null) this.trace.end(status);
   }
 }

@@ -22,6 +22,8 @@ export interface RecordedRequest {
   readonly requestId: string;
   /** The request as its door read it; null when it was refused before being read. */
   readonly facts: RequestFacts | null;
+  /** Its trace, with tracing on (the access line names a sampled trace's id). */
+  readonly trace: { readonly traceId: string | undefined } | null;
 }
 
 /** The longest `User-Agent` written on an access line; longer ones are cut. */
@@ -63,6 +65,7 @@ export class RequestRecorder {
       listener: req.listener, requestId: req.requestId, method: f?.method, route, status, ms: Math.round(ms * 100) / 100,
       sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
       client: f === null ? undefined : f.client ?? f.peer, userAgent: f === null ? undefined : userAgentOf(f),
+      traceId: req.trace === null ? undefined : req.trace.traceId,
     });
   }
 }
