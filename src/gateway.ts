@@ -36,6 +36,8 @@ import { ClaimsHeaderEncoder } from './pipeline/mutate.js';
 import { closeRedis, createRedis } from './redis/client.js';
 import { RedisIntrospectionStore } from './idp/introspection-redis-store.js';
 import { UpgradeTracker, upgradeHandler } from './server/websocket.js';
+import { UNTRACED, type OutboundTracer } from './tracing/outbound.js';
+import type { Tracing } from './tracing/types.js';
 
 /** One issuer's runtime state, kept across reloads while its config is unchanged. */
 export class IssuerRuntime {
@@ -57,11 +59,16 @@ export class IssuerRuntime {
     return JSON.stringify([config, allowInsecureHttpHosts]);
   }
 
+  /** Where IdP calls are traced (as children of the request that needed them). */
+  private readonly tracer: OutboundTracer;
+
   constructor(
     config: IssuerConfig, metrics: Metrics, log: Logger, now: () => number = Date.now,
     allowInsecureHttpHosts: readonly string[] = LOOPBACK_HOSTS, redis: () => Redis | null = () => null,
+    tracer: OutboundTracer = UNTRACED,
   ) {
     this.config = config;
+    this.tracer = tracer;
     this.clock = now;
     this.allowInsecureHttpHosts = allowInsecureHttpHosts;
     this.fingerprint = IssuerRuntime.fingerprintOf(config, allowInsecureHttpHosts);
@@ -72,6 +79,7 @@ export class IssuerRuntime {
         policy: config.jwks,
         now,
         allowInsecureHttpHosts,
+        tracer,
         resolveUri: async () => {
           if (config.jwksUri) return config.jwksUri;
           const meta = await this.discover();
@@ -113,6 +121,7 @@ export class IssuerRuntime {
       now,
       store: policy.cacheStore === 'redis' ? new RedisIntrospectionStore(redis) : undefined,
       allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+      tracer: this.tracer,
       endpoint: async () => {
         if (policy.endpoint) return policy.endpoint;
         const meta = await this.discover();
@@ -141,6 +150,7 @@ export class IssuerRuntime {
       this.metadataFailedAt = null;
       const p = discover(this.config.issuer, this.config.jwks.timeoutMs, this.config.jwks.maxBytes, {
         discoveryOrigins: this.config.discoveryOrigins, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+        tracer: this.tracer, issuerId: this.config.id,
       });
       this.metadata = p;
       p.catch(() => {
@@ -186,6 +196,31 @@ export class Gateway implements GatewayCore {
   readonly toleranceFloors = new Map<string, number>();
   /** The gRPC ext_authz listener; null without an `extAuthz:` block. */
   extAuthz: ExtAuthzListener | null = null;
+  /** Tracing (src/tracing/otel.ts, loaded only then) with a `tracing:` block; null without one. */
+  tracing: Tracing | null = null;
+  /** The `tracing` block {@link tracing} was built from (JSON), '' for none. */
+  private tracingKey = '';
+  /** Tracings a reload replaced, flushed and stopped once their requests are done. */
+  private readonly retiredTracing = new Set<Tracing>();
+  /** Runs IdP and replay-store calls through the current tracing, if any. */
+  readonly outbound: OutboundTracer = {
+    run: (name, attributes, fn) => (this.tracing === null ? UNTRACED.run(name, attributes, fn) : this.tracing.run(name, attributes, fn)),
+  };
+  /** Counts failed span exports; logs when exports start failing and when they recover. */
+  private readonly exportFailures = {
+    failing: false,
+    onFailure: (spans: number, error: Error | undefined) => {
+      this.metrics.traceExportFailures.inc();
+      if (this.exportFailures.failing) return;
+      this.exportFailures.failing = true;
+      this.logger.warn({ spans, why: error?.message }, 'trace export failed (spans dropped; requests are not affected)');
+    },
+    onSuccess: () => {
+      if (!this.exportFailures.failing) return;
+      this.exportFailures.failing = false;
+      this.logger.info('trace export recovered');
+    },
+  };
   /** Open WebSocket connections (both legs), ended at the shutdown grace deadline. */
   readonly upgrades = new UpgradeTracker();
   private closing = false;
@@ -241,6 +276,7 @@ export class Gateway implements GatewayCore {
           this.metrics.replayStoreDuration.labels(kind).observe(seconds);
           if (!ok) this.metrics.replayStoreErrors.labels(kind).inc();
         },
+        tracer: this.outbound,
       }),
     };
     this.metrics.jwksAgeSource = function* (this: void) {
@@ -295,11 +331,35 @@ export class Gateway implements GatewayCore {
     }
     for (const [id, cfg] of wanted) {
       if (!this.issuers.has(id)) {
-        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, config.server.allowInsecureHttpHosts, () => this.redis);
+        const rt = new IssuerRuntime(cfg, this.metrics, this.logger, this.now, config.server.allowInsecureHttpHosts, () => this.redis, this.outbound);
         this.issuers.set(id, rt);
         if (this.proxy && this.jwtIssuerIds(config).has(id)) rt.jwks?.start();
       }
     }
+  }
+
+  /**
+   * Builds the tracing `config` asks for, unless it runs already. The OpenTelemetry SDK is
+   * loaded only here: a gateway without `tracing:` never loads it. A tracing a reload
+   * replaces keeps serving the requests that began on it and is flushed and stopped after
+   * `shutdownGraceSec`.
+   */
+  private async syncTracing(config: CompiledConfig): Promise<void> {
+    const want = config.tracing;
+    const key = want ? JSON.stringify(want) : '';
+    if (key === this.tracingKey) return;
+    this.tracingKey = key;
+    const otel = want ? await import('./tracing/otel.js') : null;
+    if (this.tracingKey !== key) return; // a later reload decided meanwhile
+    const old = this.tracing;
+    this.tracing = otel && want ? otel.createTracing(want, this.exportFailures) : null;
+    if (old === null) return;
+    this.retiredTracing.add(old);
+    const t = setTimeout(() => {
+      this.retiredTracing.delete(old);
+      void old.shutdown().catch(() => undefined);
+    }, config.server.shutdownGraceSec * 1000);
+    t.unref();
   }
 
   /** Issuers whose keys some route needs (readiness waits for them). */
@@ -330,6 +390,7 @@ export class Gateway implements GatewayCore {
   swap(config: CompiledConfig): void {
     this.syncIssuers(config);
     this.syncStores(config);
+    void this.syncTracing(config).catch((e: unknown) => this.logger.error({ why: (e as Error).message }, 'tracing could not be started'));
     this.config = config;
     this.metrics.setConfig(config.hash);
     for (const id of this.jwtIssuerIds(config)) {
@@ -340,6 +401,7 @@ export class Gateway implements GatewayCore {
 
   /** Builds and starts the listeners, and the first key fetches. */
   async start(): Promise<{ proxy: string; admin: string; decision?: string; extAuthz?: string }> {
+    await this.syncTracing(this.config);
     this.proxy = buildProxy(this);
     this.proxy.server.on('upgrade', upgradeHandler(this, this.proxy.server, this.upgrades));
     // Cluster workers leave the admin listener to the primary (src/cluster/primary.ts).
@@ -386,6 +448,8 @@ export class Gateway implements GatewayCore {
     for (const rt of this.issuers.values()) rt.jwks?.stop();
     if (this.redis) await closeRedis(this.redis);
     this.redis = null;
+    // Every request is answered: export their spans (each export bounded by tracing.timeoutMs).
+    await Promise.allSettled([this.tracing, ...this.retiredTracing].map((t) => t?.shutdown()));
     this.logger.flush?.();
   }
 }

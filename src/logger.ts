@@ -1,7 +1,8 @@
 /**
  * pino options: JSON lines, batched writes (src/log-sink.ts), and redaction of every place
  * a token or secret could sit. Access lines are written by the proxy (one per request) with
- * fixed fields: route, status, latency, sub, issuer, reason ({@link AccessLog}). Tokens
+ * fixed fields: request id, method, route, status, latency, sub, issuer, reason, client
+ * address and user-agent ({@link AccessLog}); never the query string. Tokens
  * never reach a log call; redaction is the second line of defence.
  */
 import pino, { type LoggerOptions } from 'pino';
@@ -47,10 +48,18 @@ export function isoTimeCached(): () => string {
   };
 }
 
-/** The fields of one access line: route, status, latency, `sub`, issuer, decision outcome and reason. */
+/**
+ * The fields of one access line: request id, method, route, status, latency, `sub`, issuer,
+ * decision outcome and reason, client address and user-agent. No URL: a query string may
+ * carry secrets (the route id says where the request went).
+ */
 export interface AccessEntry {
   /** The listener that answered, when it is not the proxy (`ext_authz`). */
   listener?: string;
+  /** `request_id`: the request's id (src/server/request-id.ts). */
+  requestId: string;
+  /** The request's method (the described request's, at the decision listener and ext_authz); absent when it was not read. */
+  method?: string;
   route: string;
   status: number;
   /** Latency in milliseconds. */
@@ -59,6 +68,12 @@ export interface AccessEntry {
   issuer: string | undefined;
   outcome: string;
   reason: string;
+  /** `client`: the client's address (the peer, or what a trusted front proxy reports). */
+  client?: string;
+  /** `user_agent`: the request's `User-Agent`, cut to 256 characters. */
+  userAgent?: string;
+  /** `trace_id`: the W3C trace id of a sampled request (with `tracing:`), to find its trace. */
+  traceId?: string;
 }
 
 const INFO = 30;
@@ -89,9 +104,16 @@ export class AccessLog {
     if (this.logger.levelVal > INFO) return;
     let line = `${this.head}${this.time()}${this.chindings}`;
     if (e.listener !== undefined) line += `,"listener":${JSON.stringify(e.listener)}`;
+    // The id is a safe token (request-id.ts) or a UUID: nothing in it needs escaping.
+    line += `,"request_id":"${e.requestId}"`;
+    if (e.method !== undefined) line += `,"method":${JSON.stringify(e.method)}`;
     line += `,"route":${JSON.stringify(e.route)},"status":${e.status},"ms":${e.ms}`;
     if (e.sub !== undefined) line += `,"sub":${JSON.stringify(e.sub)}`;
     if (e.issuer !== undefined) line += `,"issuer":${JSON.stringify(e.issuer)}`;
-    this.stream.write(`${line},"outcome":"${e.outcome}","reason":"${e.reason}","msg":"access"}\n`);
+    line += `,"outcome":"${e.outcome}","reason":"${e.reason}"`;
+    if (e.client !== undefined) line += `,"client":${JSON.stringify(e.client)}`;
+    if (e.userAgent !== undefined) line += `,"user_agent":${JSON.stringify(e.userAgent)}`;
+    if (e.traceId !== undefined) line += `,"trace_id":"${e.traceId}"`; // 32 hex digits
+    this.stream.write(`${line},"msg":"access"}\n`);
   }
 }

@@ -231,6 +231,11 @@ export class Metrics {
     labelNames: ['store'] as const, buckets: [0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     registers: [this.registry],
   });
+  readonly traceExportFailures = new Counter({
+    name: 'tokengate_trace_export_failures_total',
+    help: 'Span exports to the OTLP collector that failed (unreachable, refused, too slow); their spans are dropped, requests are never affected',
+    registers: [this.registry],
+  });
   readonly replayStoreErrors = new Counter({
     name: 'tokengate_dpop_replay_store_errors_total', help: 'DPoP replay-store calls that failed (request answered 503), by store',
     labelNames: ['store'] as const, registers: [this.registry],

@@ -21,11 +21,13 @@ const SECRET_KEYS = new Set(['clientSecret', 'nonceSecret']);
 /**
  * A short hash of a config as it runs (defaults filled in), for telling which config each
  * process serves. Secrets are left out — `clientSecret`, `nonceSecret`, a Redis URL's
- * credentials — so that the hash, which is published as a metric label, says nothing of them.
+ * credentials, `tracing.headers` — so that the hash, which is published as a metric label, says nothing of them.
  */
 export function configHash(config: Config): string {
-  const text = JSON.stringify(config, (key: string, v: unknown) => {
+  const text = JSON.stringify(config, function (this: unknown, key: string, v: unknown) {
     if (SECRET_KEYS.has(key)) return undefined;
+    // A collector's headers carry its credentials.
+    if (key === 'headers' && this === config.tracing) return undefined;
     if (key === 'url' && typeof v === 'string' && /^rediss?:/i.test(v)) {
       try {
         const u = new URL(v);
@@ -126,6 +128,7 @@ export function compileConfig(config: Config): CompiledConfig {
     decisionTrusted: config.decision ? addressMatcher(config.decision.trustedProxies) : null,
     extAuthz: config.extAuthz ?? null,
     extAuthzTrusted: config.extAuthz ? addressMatcher(config.extAuthz.trustedProxies) : null,
+    tracing: config.tracing ?? null,
     issuers: new Map(config.issuers.map((i) => [i.id, i])),
     routes: Object.freeze(routes),
     routeIndex: buildRouteIndex(routes),

@@ -87,6 +87,8 @@ export interface CompiledConfig {
   extAuthz: Config['extAuthz'] | null;
   /** `extAuthz.trustedProxies`, compiled; null without an extAuthz block. */
   extAuthzTrusted: AddressMatcher | null;
+  /** The `tracing` block; null without one (no tracing work at all). */
+  tracing: Config['tracing'] | null;
   issuers: ReadonlyMap<string, IssuerConfig>;
   routes: readonly CompiledRoute[];
   /** The routes indexed for matching (`pipeline/match.ts`), first match in file order. */

@@ -138,6 +138,10 @@ export function crossCheck(config: Config): CrossProblem[] {
       if (!parseCidr(c)) out.push({ path: [listener, 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
     });
   }
+  const batch = config.tracing?.batch;
+  if (batch && batch.maxExportBatchSize > batch.maxQueueSize) {
+    out.push({ path: ['tracing', 'batch', 'maxExportBatchSize'], message: `must not exceed tracing.batch.maxQueueSize (${batch.maxQueueSize})` });
+  }
   return out;
 }
 

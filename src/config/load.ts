@@ -232,7 +232,8 @@ function describeAjvError(
   // Echo the offending value, except where it may be a credential (a secret, or a URL that
   // can carry a password): config errors are printed and logged.
   const last = segs.length ? String(segs[segs.length - 1]) : '';
-  const got = SECRET_KEY.test(last) ? () => '' : (v: unknown) => ` (got ${JSON.stringify(v)?.slice(0, 80)})`;
+  const secret = SECRET_KEY.test(last) || (segs[0] === 'tracing' && segs[1] === 'headers'); // a collector's credentials
+  const got = secret ? () => '' : (v: unknown) => ` (got ${JSON.stringify(v)?.slice(0, 80)})`;
   let message: string;
   let at = segs;
   switch (err.keyword) {

@@ -102,6 +102,22 @@ const ExtAuthz = obj({
   trustedProxies: Type.Array(Cidr, { default: ['127.0.0.1/32'], description: 'Peers (the Envoys) allowed to ask; anyone else gets PERMISSION_DENIED' }),
 }, 'Optional Envoy external-authorization listener over gRPC; absent: no such listener', false);
 
+const TracingBatch = obj({
+  scheduledDelayMs: Type.Integer({ minimum: 1, default: 5000, description: 'Spans are sent at least this often (OTel BatchSpanProcessor `scheduledDelayMillis`)' }),
+  maxExportBatchSize: Type.Integer({ minimum: 1, default: 512, description: 'Most spans in one export request; a full batch is sent at once' }),
+  maxQueueSize: Type.Integer({ minimum: 1, default: 2048, description: 'Most spans waiting for export; beyond it new spans are dropped (a collector that is down never holds memory or requests)' }),
+}, 'How finished spans are batched for export');
+
+const Tracing = obj({
+  endpoint: { ...Url, description: 'OTLP/HTTP traces endpoint, the full URL (a collector usually listens on http://HOST:4318/v1/traces)' },
+  protocol: Type.Union([Type.Literal('http/protobuf'), Type.Literal('http/json')], { default: 'http/protobuf', description: 'OTLP encoding: http/protobuf | http/json' }),
+  sampleRatio: Type.Number({ minimum: 0, maximum: 1, default: 1, description: 'Share of new traces recorded (0 to 1). A request whose `traceparent` says sampled is always recorded, one that says not sampled never (parent-based sampling)' }),
+  serviceName: Type.String({ minLength: 1, default: 'tokengate', description: '`service.name` of the spans' }),
+  headers: Type.Record(HeaderName, Type.String(), { default: {}, description: "Headers sent with every export (a vendor's API key: use ${ENV}); never logged, left out of the config hash" }),
+  timeoutMs: Type.Integer({ minimum: 1, default: 10000, description: 'One export (retries included) gives up after this; its spans are dropped and counted in tokengate_trace_export_failures_total' }),
+  batch: TracingBatch,
+}, 'Optional OpenTelemetry tracing over OTLP/HTTP; absent: no tracing work at all', false);
+
 const Jwks = obj({
   cacheTtlSec: Type.Integer({ minimum: 1, default: 600, description: 'Re-fetch the JWKS when it is this old (a shorter Cache-Control max-age wins; never more often than once a second), whatever cooldownSec says: a removed key stops working within this time' }),
   cooldownSec: Type.Integer({ minimum: 0, default: 30, description: 'At most one extra fetch for an unknown `kid` per this interval (any fetch, the first included, opens it): unknown `kid`s cannot storm the IdP. After a failed fetch the next try comes at the smaller of this and the key set\'s lifetime' }),
@@ -195,6 +211,7 @@ export const ConfigSchema = Type.Object({
   admin: Admin,
   decision: Type.Optional(Decision),
   extAuthz: Type.Optional(ExtAuthz),
+  tracing: Type.Optional(Tracing),
   issuers: Type.Array(Issuer, { default: [], description: 'Token issuers' }),
   routes: Type.Array(Route, { minItems: 1, description: 'Routes; no match is 404' }),
 }, { ...closed, description: 'tokengate configuration' });
@@ -205,5 +222,7 @@ export type IssuerConfig = Static<typeof Issuer>;
 export type RouteConfig = Static<typeof Route>;
 export type IntrospectionConfig = Static<typeof Introspection>;
 export type DpopConfig = Static<typeof Dpop>;
+/** The `tracing` block, defaults applied. */
+export type TracingConfig = Static<typeof Tracing>;
 /** A route's `cors` block, defaults applied. */
 export type CorsConfig = Static<typeof Cors>;

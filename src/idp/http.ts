@@ -11,7 +11,10 @@
  *   origin (or an origin listed in `issuers[].discoveryOrigins`): see {@link checkDiscoveredUrl};
  *   a token header's `jku`/`x5u` is never fetched;
  * - errors that say what failed without echoing what was sent.
+ *
+ * With tracing, each call is a child span of the request that needed it (`trace`).
  */
+import { httpClientAttributes, type OutboundTracer, type SpanAttributes } from '../tracing/outbound.js';
 
 /** An outbound call failed; `kind` is a fixed label for logs and metrics. */
 export class FetchError extends Error {
@@ -43,6 +46,8 @@ export interface FetchOptions {
   acceptStatuses?: readonly number[];
   /** Hosts that may be reached over plain http; default {@link LOOPBACK_HOSTS}. */
   allowInsecureHttpHosts?: readonly string[];
+  /** Runs the call as span `span` of `tracer` (with the HTTP client attributes and these); absent: untraced. */
+  trace?: { tracer: OutboundTracer; span: string; attributes?: SpanAttributes };
 }
 
 /** The default `server.allowInsecureHttpHosts`: loopback only (development, sidecars). */
@@ -96,7 +101,18 @@ export function checkDiscoveredUrl(
 }
 
 /** Fetches `url` and parses its JSON body under the policy and limits of `opts`. */
-export async function fetchJson(url: string, opts: FetchOptions): Promise<JsonResponse> {
+export function fetchJson(url: string, opts: FetchOptions): Promise<JsonResponse> {
+  const t = opts.trace;
+  if (t === undefined) return fetchUntraced(url, opts);
+  const attrs = { ...httpClientAttributes(opts.method ?? 'GET', url), ...t.attributes };
+  return t.tracer.run(t.span, attrs, async (notes) => {
+    const res = await fetchUntraced(url, opts);
+    notes.set('http.response.status_code', res.status);
+    return res;
+  });
+}
+
+async function fetchUntraced(url: string, opts: FetchOptions): Promise<JsonResponse> {
   const problem = outboundUrlProblem(url, opts.allowInsecureHttpHosts);
   if (problem) throw new FetchError('policy', `URL ${problem}`);
   const signal = AbortSignal.timeout(opts.timeoutMs);

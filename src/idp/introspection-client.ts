@@ -6,7 +6,8 @@
  * fails closed. Nothing this module throws or logs contains the token or the secret.
  */
 import type { IntrospectionConfig } from '../config/schema.js';
-import { fetchJson, FetchError } from './http.js';
+import { fetchJson, FetchError, type FetchOptions } from './http.js';
+import type { OutboundTracer } from '../tracing/outbound.js';
 
 /** The largest introspection answer accepted, in bytes (answers are a few hundred bytes). */
 export const INTROSPECTION_MAX_BYTES = 256 * 1024;
@@ -31,6 +32,10 @@ export interface IntrospectionClientOptions {
   endpoint: () => Promise<string>;
   /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
   allowInsecureHttpHosts?: readonly string[];
+  /** Calls run as `tokengate.introspection` spans of the request that needed them (never with the token). */
+  tracer?: OutboundTracer;
+  /** The issuer's id, on those spans. */
+  issuerId?: string;
 }
 
 /**
@@ -53,9 +58,11 @@ export class IntrospectionClient {
   private readonly endpoint: () => Promise<string>;
   private readonly basic: string | null;
   private readonly allowInsecureHttpHosts?: readonly string[];
+  private readonly trace: FetchOptions['trace'];
 
   constructor(opts: IntrospectionClientOptions) {
     this.policy = opts.policy;
+    this.trace = opts.tracer ? { tracer: opts.tracer, span: 'tokengate.introspection', attributes: { 'tokengate.issuer': opts.issuerId } } : undefined;
     this.allowInsecureHttpHosts = opts.allowInsecureHttpHosts;
     this.endpoint = opts.endpoint;
     this.basic = opts.policy.authMethod === 'client_secret_basic'
@@ -86,7 +93,7 @@ export class IntrospectionClient {
     try {
       ({ body } = await fetchJson(url, {
         method: 'POST', headers, body: form.toString(), timeoutMs: this.policy.timeoutMs, maxBytes: INTROSPECTION_MAX_BYTES,
-        allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+        allowInsecureHttpHosts: this.allowInsecureHttpHosts, trace: this.trace,
       }));
     } catch (e) {
       if (e instanceof FetchError) throw new IntrospectionFailure(e.kind, e.message);

@@ -4,6 +4,7 @@
  * `introspection_unavailable` (503 with Retry-After). Answers are returned unchecked:
  * judging them (`exp`, `iss`, `aud`, ...) is the verifier's job.
  */
+import type { OutboundTracer } from '../tracing/outbound.js';
 import type { IntrospectionConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { IntrospectionCache, introspectionCacheKey, MemoryIntrospectionStore, type CacheResult, type IntrospectionStore } from './introspection-cache.js';
@@ -34,6 +35,8 @@ export interface IntrospectorOptions {
   store?: IntrospectionStore;
   /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
   allowInsecureHttpHosts?: readonly string[];
+  /** Calls run as spans of the request that needed them. */
+  tracer?: OutboundTracer;
 }
 
 /** Cached RFC 7662 introspection at one issuer. */
@@ -54,7 +57,9 @@ export class Introspector {
     this.issuerId = opts.issuerId;
     this.events = opts.events ?? {};
     this.keyScope = JSON.stringify([opts.issuer, opts.policy.endpoint ?? null, opts.policy.clientId]);
-    this.client = new IntrospectionClient({ policy: opts.policy, endpoint: opts.endpoint, allowInsecureHttpHosts: opts.allowInsecureHttpHosts });
+    this.client = new IntrospectionClient({
+      policy: opts.policy, endpoint: opts.endpoint, allowInsecureHttpHosts: opts.allowInsecureHttpHosts, tracer: opts.tracer, issuerId: opts.issuerId,
+    });
     this.cache = new IntrospectionCache({
       store: opts.store ?? new MemoryIntrospectionStore(opts.policy.cacheSize, now),
       policy: opts.policy,

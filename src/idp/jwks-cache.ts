@@ -23,7 +23,8 @@ import { createHash, KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
 import { keyFitsAlg } from '../pipeline/jws.js';
 import { GatewayError } from '../errors.js';
-import { fetchJson, maxAgeOf } from './http.js';
+import { fetchJson, maxAgeOf, type FetchOptions } from './http.js';
+import type { OutboundTracer } from '../tracing/outbound.js';
 
 /** The cache policy (the issuer's `jwks` block). */
 export interface JwksPolicy {
@@ -108,13 +109,17 @@ export class JwksCache {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly allowInsecureHttpHosts?: readonly string[];
+  private readonly trace: FetchOptions['trace'];
 
   constructor(opts: {
     issuerId: string; resolveUri: () => Promise<string>; policy: JwksPolicy; now?: () => number; events?: JwksEvents;
     /** Outbound policy (`server.allowInsecureHttpHosts`); default loopback only. */
     allowInsecureHttpHosts?: readonly string[];
+    /** Fetches run as `tokengate.jwks.fetch` spans of the request that needed them. */
+    tracer?: OutboundTracer;
   }) {
     this.allowInsecureHttpHosts = opts.allowInsecureHttpHosts;
+    this.trace = opts.tracer ? { tracer: opts.tracer, span: 'tokengate.jwks.fetch', attributes: { 'tokengate.issuer': opts.issuerId } } : undefined;
     this.issuerId = opts.issuerId;
     this.resolveUri = opts.resolveUri;
     this.policy = opts.policy;
@@ -247,7 +252,7 @@ export class JwksCache {
     try {
       const uri = await this.resolveUri();
       const { body, cacheControl } = await fetchJson(uri, {
-        timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes, allowInsecureHttpHosts: this.allowInsecureHttpHosts,
+        timeoutMs: this.policy.timeoutMs, maxBytes: this.policy.maxBytes, allowInsecureHttpHosts: this.allowInsecureHttpHosts, trace: this.trace,
       });
       const keys = await parseJwks(body);
       const now = this.now();

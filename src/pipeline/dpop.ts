@@ -6,6 +6,7 @@
  * check has its own reason. Remembering the `jti` is the only I/O, done through the
  * injected {@link ReplayStore}.
  */
+import type { OutboundTracer } from '../tracing/outbound.js';
 import { normalizeTyp } from '../http/headers.js';
 import { createHash } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
@@ -78,6 +79,8 @@ export interface ProofCheckerOptions {
   nonces(dpop: DpopConfig): NonceSource | null;
   /** Called after each replay-store call with its duration and whether it answered. */
   onStore?(kind: string, seconds: number, ok: boolean): void;
+  /** Replay-store calls run as `tokengate.dpop.replay_store` spans of the request; default untraced. */
+  tracer?: OutboundTracer;
 }
 
 /** The origin of `scheme://host` as the URL parser normalizes it (lower case, default port dropped); null if invalid. */
@@ -194,7 +197,9 @@ export class ProofChecker {
     const t0 = performance.now();
     let fresh: boolean;
     try {
-      fresh = await store.remember(replayKey, ttlMs);
+      fresh = this.opts.tracer === undefined
+        ? await store.remember(replayKey, ttlMs)
+        : await this.opts.tracer.run('tokengate.dpop.replay_store', { 'tokengate.store': store.kind }, () => store.remember(replayKey, ttlMs));
     } catch (e) {
       this.opts.onStore?.(store.kind, (performance.now() - t0) / 1000, false);
       throw e instanceof GatewayError ? e : new GatewayError('replay_store_unavailable');

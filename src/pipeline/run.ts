@@ -37,6 +37,13 @@ export interface RequestFacts {
   authority?: string;
   /** Peer address of the connection: the client-certificate header is believed only from `clientCert.trustedProxies`. */
   peer?: string;
+  /**
+   * The client's address as far as the door can tell (access line, traces): the peer, or the
+   * address a trusted front proxy reports for the client. Absent: the peer.
+   */
+  client?: string;
+  /** HTTP version of the client's request (`1.1`, `2`), when the door knows it. */
+  httpVersion?: string;
   /** The connection's last parsed `Authorization` value ({@link CredentialMemo}); absent: parse every time. */
   credentialMemo?: CredentialMemo;
   /**

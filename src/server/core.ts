@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.js';
 import type { Verifiers } from '../pipeline/run.js';
 import type { Readiness } from '../cluster/channel.js';
 import type { RequestRecorder } from './record.js';
+import type { Tracing } from '../tracing/types.js';
 
 /** The gateway as its listeners see it. */
 export interface GatewayCore {
@@ -18,6 +19,8 @@ export interface GatewayCore {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly recorder: RequestRecorder;
+  /** Tracing, with a `tracing:` block; null without one (the request path then does no tracing work). */
+  readonly tracing: Tracing | null;
   /** Shutdown has begun (the listeners are closing). */
   readonly draining: boolean;
   /** What `/readyz` would answer now (the gRPC health service reports it too). */

@@ -19,9 +19,10 @@ import type { GatewayCore } from './core.js';
 import { sendError } from './error-response.js';
 import { Exchange } from './exchange.js';
 import { countHeader, singleHeader } from '../http/headers.js';
-import { clientScheme } from './forwarded.js';
+import { clientScheme, firstValue } from './forwarded.js';
 import { hardenListener, listenerOptions } from './listener.js';
 import { mountCatchAll } from './proxy.js';
+import { REQUEST_ID_HEADER } from './request-id.js';
 
 function bad(): never {
   throw new GatewayError('bad_request');
@@ -65,6 +66,8 @@ function decisionFacts(trusted: (config: CompiledConfig) => ((addr: string | und
     rawHeaders: raw.rawHeaders,
     scheme: clientScheme(true, raw.headers['x-forwarded-proto']),
     peer: raw.socket.remoteAddress,
+    // The peer is a trusted front proxy: the client is the one it reports.
+    client: firstValue(raw.headers['x-forwarded-for']) ?? raw.socket.remoteAddress,
   };
 }
 
@@ -89,12 +92,13 @@ export function buildDecision(core: GatewayCore): FastifyInstance {
     req.tokengate = ex;
     const refused = await ex.judge(facts, req.raw);
     if (refused !== null) {
-      sendError(reply, refused);
+      sendError(reply, refused, null, ex.idHeader());
       ex.done(refused.status);
       return;
     }
     const ctx = ex.ctx;
     reply.header('cache-control', 'no-store');
+    reply.header(REQUEST_ID_HEADER, ex.requestId);
     for (const [name, value] of ctx.headers) reply.header(name, value);
     if (ctx.dpopNonce) reply.header('dpop-nonce', ctx.dpopNonce); // RFC 9449 §8.2, for the front proxy to relay
     reply.code(200).send();

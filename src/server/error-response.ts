@@ -38,9 +38,10 @@ export function bodyFor(err: GatewayError): string {
 /**
  * Status, headers and body for `err`: what every writer of an error response sends.
  * `cors`: the request's CORS headers (DecisionContext `cors`), null off `cors` routes.
+ * `extra`: headers the gateway adds to every answer of this request (its request id).
  */
-export function errorParts(err: GatewayError, cors: CorsHeaders | null = null): { status: number; headers: Record<string, string>; body: string } {
-  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+export function errorParts(err: GatewayError, cors: CorsHeaders | null = null, extra: Readonly<Record<string, string>> | null = null): { status: number; headers: Record<string, string>; body: string } {
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...extra };
   const challenge = challengeFor(err);
   if (challenge) headers['www-authenticate'] = challenge;
   if (err.status === 503) headers['retry-after'] = String(err.retryAfterSec ?? 5);
@@ -103,8 +104,8 @@ export function writeGrpcStatus(res: ServerResponse, code: number, message: stri
  * `grpc-message` the error description, and the refusal's other headers
  * (`WWW-Authenticate`, `Retry-After`, `DPoP-Nonce`, CORS).
  */
-function writeGrpcError(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null): void {
-  const { headers } = errorParts(err, cors);
+function writeGrpcError(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null, extra: Readonly<Record<string, string>> | null): void {
+  const { headers } = errorParts(err, cors, extra);
   delete headers['content-type'];
   delete headers['cache-control'];
   writeGrpcStatus(res, grpcStatusFor(err.status), err.message, headers);
@@ -116,16 +117,16 @@ function answersGrpc(res: ServerResponse): boolean {
 }
 
 /**
- * Writes `err` to `reply` (headers and body), for any Fastify instance; `cors` as for
- * {@link errorParts}. A gRPC call gets the refusal in gRPC form.
+ * Writes `err` to `reply` (headers and body), for any Fastify instance; `cors` and `extra`
+ * as for {@link errorParts}. A gRPC call gets the refusal in gRPC form.
  */
-export function sendError(reply: FastifyReply, err: GatewayError, cors: CorsHeaders | null = null): FastifyReply {
+export function sendError(reply: FastifyReply, err: GatewayError, cors: CorsHeaders | null = null, extra: Readonly<Record<string, string>> | null = null): FastifyReply {
   if (answersGrpc(reply.raw)) {
     reply.hijack();
-    writeGrpcError(reply.raw, err, cors);
+    writeGrpcError(reply.raw, err, cors, extra);
     return reply;
   }
-  const { status, headers, body } = errorParts(err, cors);
+  const { status, headers, body } = errorParts(err, cors, extra);
   return reply.code(status).headers(headers).send(body);
 }
 
@@ -135,9 +136,9 @@ export function sendError(reply: FastifyReply, err: GatewayError, cors: CorsHead
  * one is answered without reading it and the connection is closed after the answer, so
  * no byte of it can be taken for a next request.
  */
-export function writePreflightRaw(res: ServerResponse, cors: CorsHeaders): void {
+export function writePreflightRaw(res: ServerResponse, cors: CorsHeaders, extra: Readonly<Record<string, string>> | null = null): void {
   // No Content-Length on a 204 (RFC 9110 §8.6).
-  const headers: Record<string, string> = { ...cors };
+  const headers: Record<string, string> = { ...extra, ...cors };
   const h = res.req.headers;
   if (h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')) headers.connection = 'close';
   res.writeHead(204, headers);
@@ -148,8 +149,8 @@ export function writePreflightRaw(res: ServerResponse, cors: CorsHeaders): void 
  * Writes `err` as a complete HTTP/1.1 response on a raw socket and ends it: for requests
  * that never reach Fastify's reply (WebSocket upgrades).
  */
-export function writeRawError(socket: Duplex, err: GatewayError): void {
-  const { status, headers, body } = errorParts(err);
+export function writeRawError(socket: Duplex, err: GatewayError, extra: Readonly<Record<string, string>> | null = null): void {
+  const { status, headers, body } = errorParts(err, null, extra);
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
   head += `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
@@ -162,9 +163,9 @@ export function writeRawError(socket: Duplex, err: GatewayError): void {
  * {@link sendError}: for replies the proxy has taken over from Fastify (it streams
  * upstream answers itself, so an upstream failure is written here).
  */
-export function writeErrorRaw(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null = null): void {
-  if (answersGrpc(res)) return writeGrpcError(res, err, cors);
-  const { status, headers, body } = errorParts(err, cors);
+export function writeErrorRaw(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null = null, extra: Readonly<Record<string, string>> | null = null): void {
+  if (answersGrpc(res)) return writeGrpcError(res, err, cors, extra);
+  const { status, headers, body } = errorParts(err, cors, extra);
   headers['content-length'] = String(Buffer.byteLength(body));
   res.writeHead(status, headers);
   res.end(body);

@@ -27,7 +27,9 @@ import { Exchange } from './exchange.js';
 import { isIdentityHeader } from '../pipeline/mutate.js';
 import type { DecisionContext, RequestFacts } from '../pipeline/run.js';
 import { errorParts, grpcStatusFor } from './error-response.js';
-import { clientScheme } from './forwarded.js';
+import { clientScheme, firstValue } from './forwarded.js';
+import { findHeader } from '../http/headers.js';
+import { REQUEST_ID_HEADER } from './request-id.js';
 import {
   AUTHORIZATION_SERVICE, HEALTH_SERVICE, loadExtAuthzProtos, NOT_SERVING, OVERWRITE_IF_EXISTS_OR_ADD, SERVING, serviceOf,
   type CheckRequest, type CheckResponse, type HeaderValueOption, type HttpRequestAttributes,
@@ -94,7 +96,13 @@ export function checkFacts(config: CompiledConfig, req: CheckRequest, peer: stri
   const cert = req.attributes?.source?.certificate;
   if (cert) rawHeaders.push(config.clientCert.header, cert);
   const host = http.host || undefined;
-  return { method: http.method, target: http.path, host, rawHeaders, scheme: clientScheme(true, http.scheme), authority: host, peer };
+  const xff = findHeader(rawHeaders, 'x-forwarded-for');
+  return {
+    method: http.method, target: http.path, host, rawHeaders, scheme: clientScheme(true, http.scheme), authority: host, peer,
+    // Envoy's X-Forwarded-For names the client it served (the peer is Envoy itself).
+    client: xff === -1 ? peer : firstValue(rawHeaders[xff + 1]) ?? peer,
+    httpVersion: http.protocol?.startsWith('HTTP/') ? http.protocol.slice(5) : undefined,
+  };
 }
 
 /** Header values are built as Node writes them (UTF-8 bytes as latin1 text); a proto string is UTF-8 text. */
@@ -104,16 +112,17 @@ function utf8(v: string): string {
 }
 
 /**
- * The answer for an allowed request. `headers` set the identity headers; Envoy applies
+ * The answer for an allowed request. `headers` set the identity headers and the request id
+ * (to the upstream; the id also goes back to the client); Envoy applies
  * `headers_to_remove` after `headers` (envoy `external_auth.proto`, OkHttpResponse), so it
  * lists only what `headers` does not set: every identity-namespace header the client sent
  * (any spelling, `X_Auth_Role` included), and `authorization` (with `dpop`) where the
  * route strips them, as the proxy would.
  */
-export function allowedResponse(config: CompiledConfig, ctx: DecisionContext, rawHeaders: readonly string[]): CheckResponse {
+export function allowedResponse(config: CompiledConfig, ctx: DecisionContext, rawHeaders: readonly string[], requestId: string): CheckResponse {
   const route = ctx.route!;
-  const set = new Set<string>();
-  const headers: HeaderValueOption[] = [];
+  const set = new Set<string>([REQUEST_ID_HEADER]);
+  const headers: HeaderValueOption[] = [overwrite(REQUEST_ID_HEADER, requestId)];
   for (const [name, value] of ctx.headers) {
     set.add(name);
     headers.push(overwrite(name, utf8(value)));
@@ -127,13 +136,17 @@ export function allowedResponse(config: CompiledConfig, ctx: DecisionContext, ra
   }
   if (!route.passAuthorization && !remove.includes('authorization')) remove.push('authorization');
   // RFC 9449 §8.2: a fresh DPoP nonce goes back to the client on the response.
-  const responseHeaders = ctx.dpopNonce ? [overwrite('dpop-nonce', ctx.dpopNonce)] : [];
+  const responseHeaders = [overwrite(REQUEST_ID_HEADER, requestId)];
+  if (ctx.dpopNonce) responseHeaders.push(overwrite('dpop-nonce', ctx.dpopNonce));
   return { status: { code: 0 }, ok_response: { headers, headers_to_remove: remove, response_headers_to_add: responseHeaders } };
 }
 
-/** The answer for a refusal: its gRPC code, and the HTTP answer the proxy would have sent. */
-export function deniedResponse(err: GatewayError): CheckResponse {
-  const { status, headers, body } = errorParts(err);
+/**
+ * The answer for a refusal: its gRPC code, and the HTTP answer the proxy would have sent
+ * (`extra`: the request id header).
+ */
+export function deniedResponse(err: GatewayError, extra: Readonly<Record<string, string>> | null = null): CheckResponse {
+  const { status, headers, body } = errorParts(err, null, extra);
   return {
     status: { code: grpcStatusFor(status), message: err.message },
     denied_response: { status: { code: status }, headers: Object.entries(headers).map(([k, v]) => overwrite(k, v)), body },
@@ -157,7 +170,7 @@ export async function answerCheck(core: GatewayCore, startedTrusted: AddressMatc
     rawHeaders = facts.rawHeaders;
     return facts;
   }, req);
-  const answer = refused === null ? allowedResponse(ex.config, ex.ctx, rawHeaders) : deniedResponse(refused);
+  const answer = refused === null ? allowedResponse(ex.config, ex.ctx, rawHeaders, ex.requestId) : deniedResponse(refused, ex.idHeader());
   ex.done(refused === null ? 200 : refused.status);
   return answer;
 }

@@ -53,7 +53,7 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>;
   /** A form body that was read (already in `headers` by length), the raw stream, or none. */
   body: string | IncomingMessage | null;
-  /** Headers the gateway adds to the upstream's answer (they replace the upstream's). */
+  /** Headers the gateway adds to the upstream's answer (they replace the upstream's), and to its own 502/504. */
   responseHeaders: Record<string, string> | null;
   /**
    * The route's CORS headers for this request (DecisionContext `cors`): they replace every
@@ -160,7 +160,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   private fail(err: GatewayError): void {
     this.failed = true;
     this.observer.onUpstreamError(err);
-    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.cors);
+    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.cors, this.extra);
     else this.res.destroy();
     this.observer.onResponseDone(this.res.headersSent ? this.res.statusCode : err.status);
   }
@@ -236,7 +236,7 @@ export class UpstreamPool {
       const err = new GatewayError('upstream_unavailable');
       this.log?.warn({ upstream: fwd.origin, status: err.status, cause: 'other', code: (e as { code?: string }).code }, 'upstream failed');
       observer.onUpstreamError(err);
-      writeErrorRaw(res, err, fwd.cors ?? null);
+      writeErrorRaw(res, err, fwd.cors ?? null, fwd.responseHeaders);
       observer.onResponseDone(err.status);
     }
   }

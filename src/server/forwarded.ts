@@ -73,6 +73,8 @@ export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBo
     scheme: clientScheme(trust, req.headers['x-forwarded-proto'], ownScheme(req)),
     authority: (trust && firstValue(req.headers['x-forwarded-host'])) || host,
     peer: req.socket.remoteAddress,
+    client: (trust && firstValue(req.headers['x-forwarded-for'])) || req.socket.remoteAddress,
+    httpVersion: req.httpVersion,
     formBody,
     credentialMemo,
     answersPreflight: true, // WebSocket upgrades are GETs: never a preflight

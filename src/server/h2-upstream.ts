@@ -250,7 +250,7 @@ class H2Exchange {
     this.stream?.close(NGHTTP2_CANCEL);
     const res = this.res;
     if (!res.headersSent && !res.destroyed) {
-      writeGrpcStatus(res, 4, 'Deadline Exceeded', {});
+      writeGrpcStatus(res, 4, 'Deadline Exceeded', this.fwd.responseHeaders ?? {});
     } else if (!res.writableEnded && !res.destroyed) {
       res.addTrailers({ 'grpc-status': '4', 'grpc-message': 'Deadline%20Exceeded' });
       res.end();
@@ -260,7 +260,7 @@ class H2Exchange {
 
   private fail(err: GatewayError): void {
     this.observer.onUpstreamError(err);
-    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.fwd.cors ?? null);
+    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.fwd.cors ?? null, this.fwd.responseHeaders);
     else this.res.destroy();
     this.settle(this.res.headersSent ? this.res.statusCode : err.status);
   }

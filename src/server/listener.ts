@@ -59,7 +59,7 @@ function clientErrorHandler(core: GatewayCore): (err: NodeJS.ErrnoException, soc
       if (err.code === 'HPE_CLOSED_CONNECTION') return void socket.destroy();
       const ex = new Exchange(core.config, core);
       ex.error = new GatewayError(parserReason(err.code));
-      writeRawError(socket, ex.error);
+      writeRawError(socket, ex.error, ex.idHeader()); // nothing was read: a new id
       ex.done(ex.error.status);
     });
   };
@@ -95,10 +95,11 @@ export function listenerOptions(core: GatewayCore, extra: { bodyLimit?: number }
     // (503 `shutting_down`) and records them; Fastify adds `Connection: close`.
     return503OnClosing: false,
     forceCloseConnections: false,
-    frameworkErrors: (_err, _req, reply) => {
+    frameworkErrors: (_err, req, reply) => {
       const ex = new Exchange(core.config, core);
+      ex.identify(req.raw.rawHeaders);
       ex.error = new GatewayError('bad_path');
-      sendError(reply, ex.error);
+      sendError(reply, ex.error, null, ex.idHeader());
       ex.done(ex.error.status);
     },
     clientErrorHandler: clientErrorHandler(core),
@@ -114,9 +115,10 @@ export function hardenListener(app: FastifyInstance, core: GatewayCore): void {
   app.decorateRequest('tokengate', null);
   app.setErrorHandler((err, req, reply) => {
     const ex = (req.tokengate ??= new Exchange(core.config, core));
+    ex.identify(req.raw.rawHeaders);
     const gerr = toGatewayError(err);
     ex.error = gerr.status >= 500 ? ex.bug(err) : gerr;
-    sendError(reply, ex.error);
+    sendError(reply, ex.error, null, ex.idHeader());
     ex.done(ex.error.status);
   });
   // Node keeps only the first ~1000 request headers by default and drops the rest silently,
@@ -124,10 +126,11 @@ export function hardenListener(app: FastifyInstance, core: GatewayCore): void {
   // See them all: the header section is already bounded by maxHeaderBytes (431 beyond).
   app.server.maxHeadersCount = 0;
   // CONNECT (RFC 9110 §9.3.6) is not proxied: answer 400 instead of Node's silent close.
-  app.server.on('connect', (_req, socket: Duplex) => {
+  app.server.on('connect', (req, socket: Duplex) => {
     const ex = new Exchange(core.config, core);
+    ex.identify(req.rawHeaders);
     ex.error = new GatewayError('bad_request');
-    writeRawError(socket, ex.error);
+    writeRawError(socket, ex.error, ex.idHeader());
     ex.done(ex.error.status);
   });
 }

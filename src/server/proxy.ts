@@ -74,14 +74,14 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
   /** Answers `req` once it is judged: the refusal, a preflight's answer, or the upstream's. */
   const answer = (req: FastifyRequest, reply: FastifyReply, ex: Exchange, refused: GatewayError | null): void => {
     if (refused !== null) {
-      sendError(reply, refused, ex.ctx.cors);
+      sendError(reply, refused, ex.ctx.cors, ex.idHeader());
       ex.done(refused.status);
       return;
     }
     const { config, ctx } = ex;
     if (ctx.preflight !== null) { // a CORS preflight the route answers itself: nothing is forwarded
       reply.hijack();
-      writePreflightRaw(reply.raw, ctx.preflight);
+      writePreflightRaw(reply.raw, ctx.preflight, ex.idHeader());
       ex.done(204);
       return;
     }
@@ -99,7 +99,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
       body = raw;
     }
     reply.hijack(); // the forwarder writes the response
-    ex.upstreamStart = performance.now();
+    ex.forwarding(headers);
     const search = ctx.search;
     (route.upstreamH2 ? h2pool : pool).forward(raw, reply.raw, {
       origin: route.upstreamOrigin,
@@ -107,8 +107,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
       method: raw.method as string,
       headers,
       body,
-      // RFC 9449 §8.2: rotate the client's DPoP nonce on the upstream's answer.
-      responseHeaders: ctx.dpopNonce ? { 'dpop-nonce': ctx.dpopNonce } : null,
+      responseHeaders: ex.answerHeaders(),
       cors: ctx.cors,
     }, ex);
   };
@@ -124,7 +123,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
       ex.error = ex.bug(e);
       // Too late for an answer of our own: cut the response (the client sees it truncated).
       if (reply.sent || reply.raw.headersSent) reply.raw.destroy();
-      else sendError(reply, ex.error, ex.ctx.cors);
+      else sendError(reply, ex.error, ex.ctx.cors, ex.idHeader());
       ex.done(ex.error.status); // once: a no-op when the forwarder already recorded it
     });
   };

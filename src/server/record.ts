@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import type { GatewayError } from '../errors.js';
 import { AccessLog } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { DecisionContext } from '../pipeline/run.js';
+import type { DecisionContext, RequestFacts } from '../pipeline/run.js';
+import { findHeader } from '../http/headers.js';
 
 /** What the recorder reads of a finished request. */
 export interface RecordedRequest {
@@ -17,6 +18,23 @@ export interface RecordedRequest {
   readonly error: GatewayError | null;
   /** The door it came by, when it is not the proxy (e.g. `ext_authz`). */
   readonly listener?: string;
+  /** Its request id (src/server/request-id.ts). */
+  readonly requestId: string;
+  /** The request as its door read it; null when it was refused before being read. */
+  readonly facts: RequestFacts | null;
+  /** Its trace, with tracing on (the access line names a sampled trace's id). */
+  readonly trace: { readonly traceId: string | undefined } | null;
+}
+
+/** The longest `User-Agent` written on an access line; longer ones are cut. */
+export const MAX_USER_AGENT_LOGGED = 256;
+
+/** The request's `User-Agent`, cut to {@link MAX_USER_AGENT_LOGGED}; undefined when it sent none. */
+export function userAgentOf(facts: RequestFacts): string | undefined {
+  const i = findHeader(facts.rawHeaders, 'user-agent');
+  if (i === -1) return undefined;
+  const ua = facts.rawHeaders[i + 1];
+  return ua.length > MAX_USER_AGENT_LOGGED ? ua.slice(0, MAX_USER_AGENT_LOGGED) : ua;
 }
 
 /** The outcome label of a request: allowed, denied (4xx, and 503 "cannot validate now"), or error. */
@@ -42,9 +60,12 @@ export class RequestRecorder {
     const ms = performance.now() - req.start;
     this.metrics.requestDuration.labels(route).observe(ms / 1000);
     const p = req.ctx.principal;
+    const f = req.facts;
     this.access.write({
-      listener: req.listener, route, status, ms: Math.round(ms * 100) / 100,
+      listener: req.listener, requestId: req.requestId, method: f?.method, route, status, ms: Math.round(ms * 100) / 100,
       sub: typeof p?.claims.sub === 'string' ? p.claims.sub : undefined, issuer: p?.issuerId, outcome, reason,
+      client: f === null ? undefined : f.client ?? f.peer, userAgent: f === null ? undefined : userAgentOf(f),
+      traceId: req.trace === null ? undefined : req.trace.traceId,
     });
   }
 }

@@ -20,6 +20,7 @@ import { writeRawError } from './error-response.js';
 import { upstreamError } from './forward.js';
 import { Exchange } from './exchange.js';
 import { afterResponses } from './listener.js';
+import { REQUEST_ID_HEADER } from './request-id.js';
 
 /** Open upgraded connections, so shutdown can end them at the grace deadline. */
 export class UpgradeTracker {
@@ -106,7 +107,7 @@ export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: 
     socket.on('error', () => socket.destroy());
     const fail = (err: GatewayError) => {
       ex.error = err;
-      writeRawError(socket, err);
+      writeRawError(socket, err, ex.idHeader());
       ex.done(err.status);
     };
     void (async () => {
@@ -120,7 +121,7 @@ export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: 
       // RFC 9110 §7.8: hop-by-hop Upgrade/Connection were stripped; set them for this hop.
       headers.connection = 'Upgrade';
       headers.upgrade = 'websocket';
-      ex.upstreamStart = performance.now();
+      ex.forwarding(headers);
       // The origin from config, the path and query as the proxy forwards them: a URL string
       // would be re-encoded by WHATWG URL parsing (`'` in a query becomes `%27`). An https
       // upstream is verified against the trust store, like every forwarded request.
@@ -152,9 +153,10 @@ export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: 
         const raw: string[] = [];
         for (let i = 0; i < res.rawHeaders.length; i += 2) {
           const n = res.rawHeaders[i].toLowerCase();
-          if (HOP_BY_HOP.has(n) || listed?.has(n) || n === 'content-length') continue;
+          if (HOP_BY_HOP.has(n) || listed?.has(n) || n === 'content-length' || n === REQUEST_ID_HEADER) continue;
           raw.push(res.rawHeaders[i], res.rawHeaders[i + 1]);
         }
+        raw.push(REQUEST_ID_HEADER, ex.requestId);
         const chunks: Buffer[] = [];
         res.on('error', () => socket.destroy());
         res.on('data', (c: Buffer) => chunks.push(c));

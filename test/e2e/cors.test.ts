@@ -18,13 +18,13 @@ import { explain } from '../../src/explain.js';
 
 const APP = 'https://app.example.com';
 let iss: MockIssuer; let up: HandlerUpstream; let gw: TestGateway;
-const received: Array<{ method: string; url: string; origin?: string }> = [];
+const received: Array<{ method: string; url: string; origin?: string; requestId?: string }> = [];
 const logs: string[] = [];
 
 before(async () => {
   iss = await startMockIssuer({ algs: ['ES256'] });
   up = await startHandlerUpstream((req: IncomingMessage, res) => {
-    received.push({ method: req.method ?? '', url: req.url ?? '', origin: req.headers.origin });
+    received.push({ method: req.method ?? '', url: req.url ?? '', origin: req.headers.origin, requestId: req.headers['x-request-id'] as string });
     req.resume();
     req.on('end', () => {
       const send = () => {
@@ -37,6 +37,7 @@ before(async () => {
           'access-control-max-age': '86400',
           vary: 'Accept-Encoding',
           'x-request-id': 'req-1',
+          'x-upstream': 'kept',
         });
         res.end(JSON.stringify({ items: [1, 2, 3] }));
       };
@@ -220,7 +221,10 @@ test('a forwarded answer: the upstream\'s CORS headers are replaced by the route
     'access-control-expose-headers': 'www-authenticate, dpop-nonce, retry-after, x-request-id',
     vary: 'Accept-Encoding, Origin',
   });
-  assert.equal(r.headers['x-request-id'], 'req-1');
+  assert.equal(r.headers['x-upstream'], 'kept', 'other headers of the upstream pass');
+  // The upstream's own request id gives way to the request's (the one on the access line).
+  assert.notEqual(r.headers['x-request-id'], 'req-1');
+  assert.equal(r.headers['x-request-id'], received[0].requestId);
   // The Origin header itself goes upstream as sent (it is a request header like any other).
   assert.equal(received[0].origin, 'http://localhost:5173');
 });

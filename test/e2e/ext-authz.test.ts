@@ -89,6 +89,7 @@ function assertDenied(res: CheckResponse, code: number, status: number, challeng
   assert.equal(headers['content-type'], 'application/json; charset=utf-8');
   assert.equal(JSON.parse(d.body).error, error);
   assert.equal(typeof res.status.message, 'string');
+  assert.ok(headers['x-request-id'], 'a refusal carries the request id');
 }
 
 const ROUTES = `
@@ -155,7 +156,7 @@ after(async () => {
 });
 
 test('allowed: code 0, identity headers overwritten, every forged identity header removed, the token stripped', async () => {
-  const res = await call(authz(gw.extAuthzAddress!), envoyCheck({
+  const check = envoyCheck({
     path: '/orders/1?q=a&b=c',
     headers: {
       authorization: `Bearer ${token}`,
@@ -166,26 +167,30 @@ test('allowed: code 0, identity headers overwritten, every forged identity heade
       'X_Auth_Groups': 'admins',
       'x-other': 'kept',
     },
-  }));
+  });
+  const res = await call(authz(gw.extAuthzAddress!), check);
   assert.equal(res.status.code, 0, JSON.stringify(res));
   assert.equal(res.denied_response, undefined);
   const ok = res.ok_response!;
-  assert.deepEqual(setHeaders(ok.headers), { 'x-auth-client': 'app', 'x-auth-scopes': 'orders:read' });
+  // Envoy's request id is kept: to the upstream, and back to the client.
+  const id = check.attributes!.request!.http!.id!;
+  assert.deepEqual(setHeaders(ok.headers), { 'x-request-id': id, 'x-auth-client': 'app', 'x-auth-scopes': 'orders:read' });
   assert.deepEqual([...ok.headers_to_remove].sort(), ['authorization', 'x-auth-role', 'x-auth-tenant', 'x_auth_client', 'x_auth_groups'].sort());
   assert.equal(ok.headers_to_remove.includes('x-auth-client'), false, 'Envoy removes after it sets: never list a header the answer sets');
-  assert.deepEqual(ok.response_headers_to_add ?? [], []);
+  assert.deepEqual(setHeaders(ok.response_headers_to_add ?? []), { 'x-request-id': id });
 });
 
 test('allowed with forward.authorization: pass keeps the token; mode none passes without one and still clears the namespace', async () => {
   const c = authz(gw.extAuthzAddress!);
   const pass = await call(c, envoyCheck({ path: '/pass', headers: { authorization: `Bearer ${token}`, 'x-user': 'forged', 'x-auth-a': '1' } }));
   assert.equal(pass.status.code, 0);
-  assert.deepEqual(setHeaders(pass.ok_response!.headers), { 'x-user': 'app' });
+  assert.deepEqual(Object.keys(setHeaders(pass.ok_response!.headers)).sort(), ['x-request-id', 'x-user']);
+  assert.equal(setHeaders(pass.ok_response!.headers)['x-user'], 'app');
   assert.deepEqual(pass.ok_response!.headers_to_remove, ['x-auth-a']);
 
   const pub = await call(c, envoyCheck({ path: '/pub/x', headers: { 'x-user': 'forged', 'x-auth-client': 'forged', 'x-auth-scopes': 'admin' } }));
   assert.equal(pub.status.code, 0);
-  assert.deepEqual(pub.ok_response!.headers ?? [], []);
+  assert.deepEqual(Object.keys(setHeaders(pub.ok_response!.headers ?? [])), ['x-request-id']);
   assert.deepEqual([...pub.ok_response!.headers_to_remove].sort(), ['authorization', 'x-auth-client', 'x-auth-scopes', 'x-user']);
 });
 
@@ -285,6 +290,27 @@ test('metrics and access lines: counted by route, the listener named, never the 
   for (const l of lines) assert.equal(JSON.parse(l).listener, 'ext_authz');
   const all = logs.join('\n');
   for (const secret of [token, dpopBound, mtlsBound]) assert.equal(all.includes(secret), false, 'no token in any log line');
+});
+
+test('request id: Envoy\'s x-request-id is kept on allowed and refused answers and on the access line; an unsafe one is replaced', async () => {
+  const c = authz(gw.extAuthzAddress!);
+  const id = `envoy-${randomUUID()}`;
+  const ok = await call(c, envoyCheck({ path: '/pub/x', headers: { 'x-request-id': id, 'x-forwarded-for': '203.0.113.9, 10.0.0.1' } }));
+  assert.equal(setHeaders(ok.ok_response!.headers)['x-request-id'], id);
+  assert.equal(setHeaders(ok.ok_response!.response_headers_to_add)['x-request-id'], id);
+  const denied = await call(c, envoyCheck({ path: '/orders/1', headers: { 'x-request-id': `${id}-2` } }));
+  assert.equal(setHeaders(denied.denied_response!.headers)['x-request-id'], `${id}-2`);
+  const unsafe = await call(c, envoyCheck({ path: '/pub/x', headers: { 'x-request-id': 'a b"c' } }));
+  const fresh = setHeaders(unsafe.ok_response!.headers)['x-request-id'];
+  assert.match(fresh, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const lines = logs.filter((l) => l.includes('"msg":"access"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const line = lines.find((l) => l.request_id === id);
+  assert.ok(line, 'the access line carries the id');
+  assert.equal(line.method, 'GET');
+  assert.equal(line.client, '203.0.113.9', 'the client Envoy names, not Envoy');
+  assert.equal(line.user_agent, 'curl/8.5.0');
+  assert.ok(lines.some((l) => l.request_id === `${id}-2` && l.status === 401));
+  assert.ok(lines.some((l) => l.request_id === fresh));
 });
 
 test('peer addresses from grpc-js getPeer(): IPv4 and unbracketed IPv6 with a port; anything else matches no trustedProxies entry', () => {

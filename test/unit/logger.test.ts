@@ -17,11 +17,19 @@ function capture(level: string): { logger: pino.Logger; lines: string[] } {
 }
 
 const entries: AccessEntry[] = [
-  { route: 'orders', status: 200, ms: 1.25, sub: 'alice', issuer: 'corp', outcome: 'allowed', reason: 'ok' },
-  { route: '(none)', status: 404, ms: 0.07, sub: undefined, issuer: undefined, outcome: 'denied', reason: 'no_route' },
-  // A subject from a token can hold anything: quotes, backslashes, control characters, non-ASCII, a fake field.
-  { route: 'r', status: 403, ms: 12, sub: 'a"b\\c\n\u0001\u2028é😀","level":"fatal', issuer: 'i', outcome: 'denied', reason: 'insufficient_scope' },
-  { route: 'r', status: 502, ms: 1000.5, sub: '', issuer: 'i', outcome: 'error', reason: 'upstream_unavailable' },
+  {
+    requestId: 'f3c1a0e2-7f4e-4c59-9d1e-0b8d6f2a9c11', method: 'GET', route: 'orders', status: 200, ms: 1.25, sub: 'alice', issuer: 'corp',
+    outcome: 'allowed', reason: 'ok', client: '127.0.0.1', userAgent: 'curl/8.5.0',
+  },
+  // Refused before it was read: no method, client or user-agent.
+  { requestId: 'req-1', route: '(none)', status: 404, ms: 0.07, sub: undefined, issuer: undefined, outcome: 'denied', reason: 'no_route' },
+  // A subject, a client address (a front proxy's X-Forwarded-For) and a user-agent can hold anything:
+  // quotes, backslashes, control characters, non-ASCII, a fake field.
+  {
+    requestId: 'a.b:c-d_e', method: 'POST', route: 'r', status: 403, ms: 12, sub: 'a"b\\c\n\u0001\u2028é😀","level":"fatal', issuer: 'i',
+    outcome: 'denied', reason: 'insufficient_scope', client: '1.2.3.4","x":"', userAgent: 'ua\\"\n',
+  },
+  { requestId: 'x', method: 'DELETE', route: 'r', status: 502, ms: 1000.5, sub: '', issuer: 'i', outcome: 'error', reason: 'upstream_unavailable', client: '::1' },
 ];
 
 describe('AccessLog', () => {
@@ -35,8 +43,8 @@ describe('AccessLog', () => {
       Date.now = () => t;
       try {
         new AccessLog(ours.logger).write(e);
-        const { route, status, ms, sub, issuer, outcome, reason } = e;
-        theirs.logger.info({ route, status, ms, sub, issuer, outcome, reason }, 'access');
+        const { requestId, method, route, status, ms, sub, issuer, outcome, reason, client, userAgent } = e;
+        theirs.logger.info({ request_id: requestId, method, route, status, ms, sub, issuer, outcome, reason, client, user_agent: userAgent }, 'access');
       } finally {
         Date.now = realNow;
       }
