@@ -23,7 +23,7 @@ import { isGrpcContentType } from '../http/headers.js';
 import { clientStream, writeErrorRaw, writeGrpcStatus } from './error-response.js';
 import { responseHeaders, upstreamError, type ForwardObserver, type ForwardRequest, type UpstreamPoolOptions, CLIENT_CLOSED } from './forward.js';
 
-const { NGHTTP2_CANCEL, HTTP2_HEADER_STATUS } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM: REFUSED_STREAM, HTTP2_HEADER_STATUS } = http2.constants;
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
 
 /** Streams a session is assumed to take before the peer's SETTINGS say (RFC 9113 §6.5.2 suggests ≥ 100). */
@@ -51,6 +51,12 @@ export function grpcTimeoutMs(value: string | string[] | undefined): number | nu
 interface Pooled {
   session: ClientHttp2Session;
   active: number;
+  /** The peer's first SETTINGS arrived (its stream limit is known), or the session ended. */
+  settled: boolean;
+  /** Requests waiting for `settled`. */
+  waiting: Array<() => void>;
+  /** Why the session failed, when it did (the cause logged with the 502). */
+  error: Error | null;
 }
 
 /** The sessions to one origin. */
@@ -82,8 +88,17 @@ class OriginPool {
 
   private open(): Pooled {
     const session = http2.connect(this.origin, { settings: { enablePush: false } });
-    const p: Pooled = { session, active: 0 };
+    const p: Pooled = { session, active: 0, settled: false, waiting: [], error: null };
     this.sessions.push(p);
+    // Streams opened before the peer's SETTINGS could exceed its limit and be refused:
+    // requests wait for them (nghttp2 then queues streams beyond the limit itself).
+    const settle = (): void => {
+      if (p.settled) return;
+      p.settled = true;
+      for (const go of p.waiting.splice(0)) go();
+    };
+    session.once('remoteSettings', settle);
+    session.once('close', settle);
     const leave = (): void => {
       const i = this.sessions.indexOf(p);
       if (i !== -1) this.sessions.splice(i, 1);
@@ -92,7 +107,10 @@ class OriginPool {
     // in flight end on their own (those past the GOAWAY's last id fail with REFUSED_STREAM).
     session.once('goaway', leave);
     session.once('close', leave);
-    session.on('error', () => leave()); // each stream on it reports the error too
+    session.on('error', (err) => { // each stream on it reports the error too
+      p.error = err;
+      leave();
+    });
     const connectTimer = setTimeout(() => session.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
     session.once('connect', () => clearTimeout(connectTimer));
     session.once('close', () => clearTimeout(connectTimer));
@@ -137,6 +155,7 @@ class H2Exchange {
   private finished = false;
   private headersTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
+  private readonly grpc: boolean;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -145,26 +164,42 @@ class H2Exchange {
     private readonly observer: ForwardObserver,
     private readonly opts: UpstreamPoolOptions,
     private readonly pool: OriginPool,
-  ) {}
+  ) {
+    this.grpc = isGrpcContentType(req.headers['content-type']);
+  }
 
   start(): void {
-    const { req, res, fwd } = this;
+    const { req, res } = this;
     res.on('close', this.onClientClose);
-    const grpc = isGrpcContentType(req.headers['content-type']);
-    this.pooled = this.pool.take();
+    this.headersTimer = setTimeout(() => this.timeout(new GatewayError('upstream_timeout')), this.opts.timeoutMs);
+    const deadline = this.grpc ? grpcTimeoutMs(req.headers['grpc-timeout']) : null;
+    if (deadline !== null) this.deadlineTimer = setTimeout(() => this.deadlineExceeded(), Math.max(deadline, 1));
+    this.send(true);
+  }
+
+  /** Opens the upstream stream on a pooled session (once its SETTINGS are known). */
+  private send(mayRetry: boolean): void {
+    const p = this.pool.take();
+    this.pooled = p;
+    if (p.settled) this.open(p, mayRetry);
+    else p.waiting.push(() => this.open(p, mayRetry));
+  }
+
+  private open(p: Pooled, mayRetry: boolean): void {
+    if (this.finished) return;
+    const { req, res, fwd } = this;
     let stream: ClientHttp2Stream;
     try {
-      const headers = requestHeaders(fwd, this.pool.scheme, grpc || wantsTrailers(req.headers.te));
-      stream = this.pooled.session.request(headers, { endStream: fwd.body === null });
+      const headers = requestHeaders(fwd, this.pool.scheme, this.grpc || wantsTrailers(req.headers.te));
+      stream = p.session.request(headers, { endStream: fwd.body === null });
     } catch (e) {
-      // A header node:http2 refuses to send (e.g. a connection-specific one it checks itself).
-      return this.fail(upstreamError(e as Error, fwd.origin, this.opts.log));
+      // The session failed before the request could go (its cause is logged), or a header
+      // node:http2 refuses to send.
+      return this.fail(upstreamError(p.error ?? (e as Error), fwd.origin, this.opts.log));
     }
     this.stream = stream;
-    this.headersTimer = setTimeout(() => this.timeout(new GatewayError('upstream_timeout')), this.opts.timeoutMs);
-    const deadline = grpc ? grpcTimeoutMs(req.headers['grpc-timeout']) : null;
-    if (deadline !== null) this.deadlineTimer = setTimeout(() => this.deadlineExceeded(), Math.max(deadline, 1));
-    stream.on('response', (headers, flags) => this.onResponse(headers, flags));
+    const mine = (): boolean => this.stream === stream;
+    stream.on('response', (headers, flags) => { if (mine()) this.onResponse(headers, flags); });
     stream.on('data', (chunk: Buffer) => {
       if (!res.write(chunk)) {
         stream.pause();
@@ -175,12 +210,22 @@ class H2Exchange {
       const t = withoutPseudo(trailers);
       if (clientStream(res) !== null || res.getHeader('transfer-encoding') === 'chunked' || !res.hasHeader('content-length')) res.addTrailers(t);
     });
-    stream.on('end', () => this.end());
-    stream.on('error', (err) => this.onError(err));
-    stream.on('close', () => {
-      // Closed without an end (RST_STREAM from the upstream, the session gone).
-      if (!this.finished) this.onError(Object.assign(new Error(`stream reset (${stream.rstCode})`), { code: 'ECONNRESET' }));
-    });
+    stream.on('end', () => { if (mine()) this.end(); });
+    const broken = (err: Error): void => {
+      if (!mine() || this.finished) return;
+      // RFC 9113 §8.7: REFUSED_STREAM means the upstream did not process the request (a
+      // GOAWAY race, a stream limit): one more try on another session when the body can be sent again.
+      if (mayRetry && !this.started && stream.rstCode === REFUSED_STREAM && (fwd.body === null || typeof fwd.body === 'string')) {
+        this.stream = null;
+        this.pool.release(p);
+        this.pooled = null;
+        return this.send(false);
+      }
+      this.onError(err);
+    };
+    stream.on('error', broken);
+    // Closed without an end: RST_STREAM from the upstream, or the session gone.
+    stream.on('close', () => broken(Object.assign(new Error(`stream reset (${stream.rstCode})`), { code: 'ECONNRESET' })));
     if (typeof fwd.body === 'string') stream.end(fwd.body);
     else if (fwd.body !== null) fwd.body.pipe(stream);
   }

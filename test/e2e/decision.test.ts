@@ -31,6 +31,12 @@ ${issuerYaml(iss)}routes:
     match: { host: api.example.com, pathPrefix: /hosted }
     upstream: ${up.url}
     auth: { mode: none }
+  - id: greeter
+    match: { pathPrefix: /helloworld.Greeter/, methods: [POST] }
+    upstream: ${up.url}
+    upstreamProtocol: h2
+    auth: { mode: jwt, scopes: { allOf: [orders:read] } }
+    forward: { headers: { x-auth-subject: sub } }
   - id: orders
     match: { pathPrefix: /orders, methods: [GET, HEAD] }
     upstream: ${up.url}
@@ -183,4 +189,16 @@ test('units: peer matcher (IPv4, IPv6, mapped) and described request', () => {
   // Two Host headers and no X-Forwarded-Host: which host was meant is ambiguous (RFC 9112 §3.2).
   assert.throws(() => describedRequest('GET', 'a', ['Host', 'a', 'X-Forwarded-Uri', '/a', 'Host', 'b']), /The request is malformed/);
   assert.deepEqual(describedRequest('GET', 'a', ['Host', 'a', 'X-Forwarded-Uri', '/a', 'Host', 'b', 'X-Forwarded-Host', 'c']).host, 'c');
+});
+
+test('gRPC paths (/package.Service/Method) are judged like any other path', async () => {
+  const token = await iss.sign({});
+  const call = (extra: Record<string, string>) => ask({ 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/helloworld.Greeter/SayHello', ...extra });
+  const ok = await call({ authorization: `Bearer ${token}` });
+  assert.equal(ok.status, 200, ok.body);
+  assert.equal(ok.headers['x-auth-subject'], 'user-1');
+  assert.equal((await call({})).status, 401);
+  assert.equal((await call({ authorization: 'Bearer ' + await iss.sign({ claims: { scope: 'other' } }) })).status, 403);
+  // Another method of another service matches no route.
+  assert.equal((await ask({ 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/helloworld.Other/SayHello', authorization: `Bearer ${token}` })).status, 404);
 });
