@@ -135,10 +135,12 @@ test('one access line per request: route, status, ms, sub, issuer, outcome, reas
   const access = accessLines();
   assert.equal(access.length, 3, JSON.stringify(logs));
   const [a, b, c] = access;
-  assert.deepEqual({ ...a, time: undefined, ms: undefined, pid: undefined, hostname: undefined }, {
+  assert.deepEqual({ ...a, time: undefined, ms: undefined, pid: undefined, hostname: undefined, request_id: undefined }, {
     level: 'info', service: 'tokengate', msg: 'access', route: 'orders', status: 200, sub: 'alice', issuer: 'corp',
     outcome: 'allowed', reason: 'ok', time: undefined, ms: undefined, pid: undefined, hostname: undefined,
+    method: 'GET', client: '127.0.0.1', user_agent: 'node', request_id: undefined,
   });
+  assert.match(String(a.request_id), /^[0-9a-f-]{36}$/);
   assert.equal(typeof a.ms, 'number');
   assert.deepEqual([b.route, b.status, b.outcome, b.reason, b.sub], ['orders', 401, 'denied', 'bad_signature', undefined]);
   assert.deepEqual([c.status, c.reason], [400, 'token_in_query']);
