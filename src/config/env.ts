@@ -24,41 +24,43 @@ export function substituteEnv(doc: Document, env: NodeJS.ProcessEnv): EnvProblem
   visit(doc, {
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
-      const raw = node.value;
-      const missing: string[] = [];
-      const replaced = raw.replace(REF, (_m, name: string, dflt: string | undefined) => {
-        const v = env[name];
-        if (v !== undefined) return v;
-        if (dflt !== undefined) return dflt;
-        missing.push(name);
-        return '';
-      });
-      if (missing.length) {
-        for (const name of missing) {
-          problems.push({ node, message: `environment variable ${name} is not set and has no default` });
-        }
-        return;
-      }
-      if (node.type === 'PLAIN' && WHOLE_REF.test(raw)) {
-        const reread = rereadScalar(replaced);
-        if (reread === INVALID) {
-          // Never YAML's own error: its message quotes the value (often a secret) with a caret.
-          problems.push({ node, message: `environment variable ${WHOLE_REF.exec(raw)?.[1]} does not read as a YAML value here; quote the reference ("\${...}") to take it as a string` });
-          return;
-        }
-        if (typeof reread === 'string' && reread !== replaced) {
-          // A `#` comment, quotes or surrounding spaces in the value: read unquoted it would be
-          // other text than the variable holds (a secret silently cut at ` #`).
-          problems.push({ node, message: `environment variable ${WHOLE_REF.exec(raw)?.[1]} does not read as the same text unquoted (a " #", quotes or surrounding spaces); quote the reference ("\${...}") to take it verbatim` });
-          return;
-        }
-        node.value = isScalarValue(reread) ? reread : replaced;
+      const result = substituteScalar(node.value, node.type === 'PLAIN', env);
+      if ('problems' in result) {
+        for (const message of result.problems) problems.push({ node, message });
       } else {
-        node.value = replaced;
+        node.value = result.value;
       }
     },
   });
   return problems;
+}
+
+/**
+ * The value of one string scalar `raw` after substitution (`plain`: it was unquoted), or
+ * why it cannot be substituted. Shared by {@link substituteEnv} and the plain reader.
+ */
+export function substituteScalar(raw: string, plain: boolean, env: NodeJS.ProcessEnv): { value: unknown } | { problems: string[] } {
+  const missing: string[] = [];
+  const replaced = raw.replace(REF, (_m, name: string, dflt: string | undefined) => {
+    const v = env[name];
+    if (v !== undefined) return v;
+    if (dflt !== undefined) return dflt;
+    missing.push(name);
+    return '';
+  });
+  if (missing.length) return { problems: missing.map((name) => `environment variable ${name} is not set and has no default`) };
+  if (!plain || !WHOLE_REF.test(raw)) return { value: replaced };
+  const reread = rereadScalar(replaced);
+  if (reread === INVALID) {
+    // Never YAML's own error: its message quotes the value (often a secret) with a caret.
+    return { problems: [`environment variable ${WHOLE_REF.exec(raw)?.[1]} does not read as a YAML value here; quote the reference ("\${...}") to take it as a string`] };
+  }
+  if (typeof reread === 'string' && reread !== replaced) {
+    // A `#` comment, quotes or surrounding spaces in the value: read unquoted it would be
+    // other text than the variable holds (a secret silently cut at ` #`).
+    return { problems: [`environment variable ${WHOLE_REF.exec(raw)?.[1]} does not read as the same text unquoted (a " #", quotes or surrounding spaces); quote the reference ("\${...}") to take it verbatim`] };
+  }
+  return { value: isScalarValue(reread) ? reread : replaced };
 }
 
 const INVALID = Symbol('invalid');

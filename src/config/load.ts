@@ -7,8 +7,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigSchema, REDIS_URL_DEFAULT, type Config } from './schema.js';
-import { substituteEnv } from './env.js';
+import { substituteEnv, substituteScalar } from './env.js';
 import { crossCheck, type CrossProblem } from './cross-check.js';
+import { GIVE_UP, readPlainYaml } from './plain-yaml.js';
 
 /** One config problem, with where it is. */
 export interface ConfigProblem {
@@ -88,6 +89,9 @@ export function parseConfigLocated(text: string, file: string, env: NodeJS.Proce
     const bytes = Buffer.byteLength(text, 'utf8');
     if (bytes > MAX_CONFIG_BYTES) throw tooLarge(file, bytes);
   }
+  const fast = parsePlainConfig(text, file, env);
+  if (fast) return fast;
+
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const lineOf = (node: { range?: [number, number, number?] | null } | null | undefined): number =>
@@ -117,9 +121,7 @@ export function parseConfigLocated(text: string, file: string, env: NodeJS.Proce
   const config = data as Config;
   let cross: ReturnType<typeof crossCheck> = [];
   try {
-    // The schema default of server.redis.url is itself a `${VAR:-default}` reference: resolve it like one.
-    if (config.server.redis.url === REDIS_URL_DEFAULT) config.server.redis.url = env.REDIS_URL || 'redis://127.0.0.1:6379';
-    cross = crossCheck(config);
+    cross = resolveAndCrossCheck(config, env);
   } catch {
     if (!problems.length) throw new ConfigError([{ file, line: 0, path: '', message: 'cannot be checked' }]);
   }
@@ -134,6 +136,36 @@ export function parseConfigLocated(text: string, file: string, env: NodeJS.Proce
     // `${VAR}` substitution never changes the document's shape: paths of the config are paths of the document.
     locate: (found) => found.map((c) => ({ file, line: lineOf(nodeAt(doc, c.path)), path: formatPath(c.path), message: c.message })),
   };
+}
+
+/**
+ * The common case, fast: a config in the plain subset of YAML that {@link readPlainYaml}
+ * reads (most are), valid, with no cross-reference problem. `null` for anything else:
+ * the caller reads the text again with `yaml` and reports every problem with its position.
+ */
+function parsePlainConfig(text: string, file: string, env: NodeJS.ProcessEnv): LocatedConfig | null {
+  const plain = readPlainYaml(text, (raw, isPlain) => {
+    const r = substituteScalar(raw, isPlain, env);
+    return 'value' in r ? r.value : GIVE_UP;
+  });
+  if (!plain || !validate(plain.data)) return null;
+  const config = plain.data;
+  try {
+    if (resolveAndCrossCheck(config, env).length) return null;
+  } catch {
+    return null;
+  }
+  return {
+    config,
+    locate: (found) => found.map((c) => ({ file, line: plain.lineAt(c.path), path: formatPath(c.path), message: c.message })),
+  };
+}
+
+/** Resolves what the schema's defaults leave as references, then checks cross-references. */
+function resolveAndCrossCheck(config: Config, env: NodeJS.ProcessEnv): CrossProblem[] {
+  // The schema default of server.redis.url is itself a `${VAR:-default}` reference: resolve it like one.
+  if (config.server.redis.url === REDIS_URL_DEFAULT) config.server.redis.url = env.REDIS_URL || 'redis://127.0.0.1:6379';
+  return crossCheck(config);
 }
 
 /**
