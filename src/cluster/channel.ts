@@ -58,6 +58,9 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** A send to a process that has gone: nothing to do (see {@link Channel.send}). */
+const IGNORE_SEND_ERROR = (): void => {};
+
 /** A typed, request/answer channel over one IPC endpoint. */
 export class Channel {
   private readonly pending = new Map<number, Pending>();
@@ -79,7 +82,10 @@ export class Channel {
   }
 
   private send(m: Message): void {
-    if (this.open) (this.endpoint as { send(m: unknown): unknown }).send(m);
+    // With a callback a send that fails (the other process exited in between: EPIPE) is
+    // reported here instead of as an 'error' event that would crash this process. What
+    // waits for an answer then fails at its timeout or at 'disconnect'.
+    if (this.open) (this.endpoint as { send(m: unknown, cb: (err: Error | null) => void): unknown }).send(m, IGNORE_SEND_ERROR);
   }
 
   /**
