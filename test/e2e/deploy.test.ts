@@ -1,10 +1,10 @@
 /**
  * deploy/ (kustomize base + overlays): every manifest parses and validates against the
  * Kubernetes schemas (kubernetes-models); each overlay, built the way kustomize would
- * (resources resolved recursively, image override applied), is self-consistent: names
- * referenced exist, selectors select, ports line up with the embedded gateway config,
- * the hardening is in place, the drain timing adds up, and the embedded config passes
- * `tokengate check`. kubernetes-models does not flag unknown fields, so the fields that
+ * (resources resolved recursively, image override, ConfigMap replacement and strategic-merge
+ * patches applied), is self-consistent: names referenced exist, selectors select, ports
+ * line up with the embedded gateway config, the hardening is in place, the drain timing
+ * adds up, and the embedded config passes `tokengate check`. kubernetes-models does not flag unknown fields, so the fields that
  * matter are asserted by name below (a typo there fails).
  */
 import { test } from 'node:test';
@@ -12,9 +12,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { loadCompiled } from '../../src/config/index.js';
+import { matchRoute } from '../../src/pipeline/match.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const DEPLOY = join(ROOT, 'deploy');
@@ -23,11 +24,20 @@ const ENV = { INTROSPECTION_CLIENT_ID: 'tokengate', INTROSPECTION_SECRET: 'test-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type K8s = Record<string, any>;
 
-/** Kubernetes manifests (a Prometheus rule file is not one: test/e2e/observability.test.ts checks it). */
+/**
+ * Kubernetes manifests. Not manifests: a Prometheus rule file (test/e2e/observability.test.ts
+ * checks it) and a file a kustomization turns into ConfigMap data (a tokengate config,
+ * checked through the overlay that builds it).
+ */
 function yamlFiles(dir: string): string[] {
+  const kustomization = join(dir, 'kustomization.yaml');
+  const generated = new Set(existsSync(kustomization)
+    ? (parseFile(kustomization)[0].configMapGenerator ?? []).flatMap((g: K8s) => g.files as string[]).map((f: string) => join(dir, f))
+    : []);
   return readdirSync(dir).flatMap((n) => {
     const p = join(dir, n);
-    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(n) && !n.endsWith('.rules.yaml') ? [p] : [];
+    if (statSync(p).isDirectory()) return yamlFiles(p);
+    return /\.ya?ml$/.test(n) && !n.endsWith('.rules.yaml') && !generated.has(p) ? [p] : [];
   });
 }
 
@@ -38,11 +48,51 @@ function parseFile(file: string): K8s[] {
   return list.map((d) => d.toJS() as K8s).filter((o) => o !== null);
 }
 
-/** `kustomize build DIR`, for what these manifests use: resources (files, dirs) and images. */
+const find = (objs: K8s[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name);
+const selects = (selector: Record<string, string>, labels: Record<string, string>) =>
+  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+const isMap = (v: unknown): v is K8s => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The merge key of a list item in a strategic-merge patch, for the lists these patches touch. */
+const MERGE_KEYS: Record<string, (item: K8s) => string> = {
+  containers: (c) => c.name,
+  env: (e) => e.name,
+  // Service ports: kustomize keys them on port *and* protocol (an entry without `protocol` matches nothing).
+  ports: (p) => `${p.port}/${p.protocol}`,
+};
+
+/**
+ * A strategic-merge patch as kustomize applies it, for what these overlays use: maps merge,
+ * `null` deletes a field, lists of scalars are replaced, the keyed lists above merge item
+ * by item (merged items first, in patch order, then the others). A patch item that matches
+ * no existing item is refused: every patch here changes what the overlay below defines.
+ */
+function strategicMerge(target: K8s, patch: K8s, where: string): void {
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete target[k];
+    else if (Array.isArray(v) && MERGE_KEYS[k] && Array.isArray(target[k])) {
+      const key = MERGE_KEYS[k];
+      const merged = v.map((item: K8s) => {
+        const old = (target[k] as K8s[]).find((x) => key(x) === key(item));
+        assert.ok(old, `${where}.${k}: patch item ${key(item)} matches an existing entry`);
+        strategicMerge(old, item, `${where}.${k}[${key(item)}]`);
+        return old;
+      });
+      target[k] = [...merged, ...(target[k] as K8s[]).filter((x) => !merged.includes(x))];
+    } else if (isMap(v) && isMap(target[k])) strategicMerge(target[k], v, `${where}.${k}`);
+    else target[k] = v;
+  }
+}
+
+/**
+ * `kustomize build DIR`, for what these manifests use: resources (files, dirs), images,
+ * labels, a configMapGenerator replacing a ConfigMap's data from files, and inline
+ * strategic-merge patches.
+ */
 function build(dir: string): K8s[] {
   const [k] = parseFile(join(dir, 'kustomization.yaml'));
   assert.equal(k.kind, 'Kustomization');
-  assert.deepEqual(Object.keys(k).filter((x) => !['apiVersion', 'kind', 'resources', 'images', 'labels'].includes(x)), [], 'only features this emulation understands');
+  assert.deepEqual(Object.keys(k).filter((x) => !['apiVersion', 'kind', 'resources', 'images', 'labels', 'configMapGenerator', 'patches'].includes(x)), [], 'only features this emulation understands');
   const objects: K8s[] = [];
   for (const r of k.resources as string[]) {
     const p = join(dir, r);
@@ -57,6 +107,21 @@ function build(dir: string): K8s[] {
     }
   }
   for (const l of k.labels ?? []) for (const o of objects) o.metadata.labels = { ...o.metadata.labels, ...l.pairs };
+  for (const g of k.configMapGenerator ?? []) {
+    // Replacing a ConfigMap of the overlay below, keeping its name (no hash) and metadata.
+    assert.equal(g.behavior, 'replace');
+    assert.equal(g.options?.disableNameSuffixHash, true, 'the ConfigMap keeps its name: edits reach the mounted file in place');
+    const cm = find(objects, 'ConfigMap', g.name);
+    assert.ok(cm, `configMapGenerator ${g.name} replaces an existing ConfigMap`);
+    cm.data = Object.fromEntries((g.files as string[]).map((f) => [basename(f), readFileSync(join(dir, f), 'utf8')]));
+  }
+  for (const p of k.patches ?? []) {
+    const target = find(objects, p.target.kind, p.target.name);
+    assert.ok(target, `patch target ${p.target.kind}/${p.target.name} exists`);
+    const doc = parseAllDocuments(p.patch as string)[0].toJS() as K8s;
+    assert.ok(isMap(doc) && doc.kind === target.kind && doc.metadata.name === target.metadata.name, 'an inline strategic-merge patch of its target');
+    strategicMerge(target.spec, doc.spec, `${p.target.kind}/${p.target.name} spec`);
+  }
   const seen = new Set<string>();
   for (const o of objects) {
     const id = `${o.kind}/${o.metadata.name}`;
@@ -77,10 +142,6 @@ async function validateModel(o: K8s): Promise<void> {
   new Model(o).validate();
 }
 
-const find = (objs: K8s[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name);
-const selects = (selector: Record<string, string>, labels: Record<string, string>) =>
-  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
-
 test('every manifest under deploy/ parses and validates against the Kubernetes schemas', async () => {
   // deploy/envoy holds an Envoy bootstrap and a tokengate config, not Kubernetes objects (checked below).
   const files = yamlFiles(DEPLOY).filter((f) => !f.startsWith(join(DEPLOY, 'envoy')));
@@ -99,7 +160,7 @@ test('every manifest under deploy/ parses and validates against the Kubernetes s
   await assert.rejects(validateModel({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' }, spec: { replicas: 'two', selector: {}, template: {} } }), /replicas must be integer/);
 });
 
-for (const overlay of ['gateway', 'sidecar']) {
+for (const overlay of ['gateway', 'sidecar', 'sidecar-grpc']) {
   test(`overlay ${overlay}: consistent, hardened, drain timing adds up, embedded config passes tokengate check`, async () => {
     const objs = build(join(DEPLOY, 'overlays', overlay));
     for (const o of objs) await validateModel(o);
@@ -201,14 +262,41 @@ for (const overlay of ['gateway', 'sidecar']) {
         const app = pod.containers.find((c: K8s) => c.name !== 'tokengate');
         assert.equal(app.ports, undefined, 'the app declares no container port');
         assert.notEqual(pod.serviceAccountName, 'tokengate', 'the app runs under its own service account');
-        // The app listens on loopback: readiness through tokengate's public health route, liveness inside the container.
-        const health = cfg.routes.find((r) => r.exactPath === app.readinessProbe.httpGet.path);
-        assert.ok(health && health.auth.mode === 'none', 'the app readiness path is a mode: none route');
-        assert.equal(app.readinessProbe.httpGet.port, cfg.server.port);
-        assert.ok(app.livenessProbe.exec.command.some((a: string) => a.startsWith('http://127.0.0.1:3000/')), 'liveness checks the app itself');
-        assert.equal(app.env.find((e: K8s) => e.name === 'HOST').value, '127.0.0.1', 'the app listens on loopback only');
-        for (const r of cfg.routes) assert.match(r.upstreamOrigin, /^http:\/\/127\.0\.0\.1:3000$/, `route ${r.id} goes to the app over loopback`);
+        const env = (name: string) => app.env.find((e: K8s) => e.name === name)?.value;
+        assert.equal(env('HOST'), '127.0.0.1', 'the app listens on loopback only');
+        const appAddr = `127.0.0.1:${env('PORT')}`;
+        for (const r of cfg.routes) assert.equal(r.upstreamOrigin, `http://${appAddr}`, `route ${r.id} goes to the app over loopback`);
         assert.deepEqual(exposed, ['http'], 'tokengate is the only exposed port');
+        // The app listens on loopback: readiness through tokengate's public health route, liveness inside the container.
+        if (overlay === 'sidecar') {
+          assert.equal(appAddr, '127.0.0.1:3000');
+          const health = cfg.routes.find((r) => r.exactPath === app.readinessProbe.httpGet.path);
+          assert.ok(health && health.auth.mode === 'none', 'the app readiness path is a mode: none route');
+          assert.equal(app.readinessProbe.httpGet.port, cfg.server.port);
+          assert.ok(app.livenessProbe.exec.command.some((a: string) => a.startsWith(`http://${appAddr}/`)), 'liveness checks the app itself');
+        } else {
+          // gRPC end to end: h2c on the proxy port, h2c to the app, a Service port that says gRPC.
+          assert.equal(appAddr, '127.0.0.1:50051');
+          assert.equal(cfg.server.http2, true, 'server.http2: gRPC clients reach the proxy port over h2c');
+          for (const r of cfg.routes) assert.equal(r.upstreamH2, true, `route ${r.id}: upstreamProtocol h2`);
+          assert.deepEqual(svc.spec.ports.map((p: K8s) => p.appProtocol), ['grpc'], 'the Service port says gRPC (Istio: HTTP/2, no sniffing)');
+          // Readiness: the kubelet's own gRPC probe (grpc.health.v1.Health/Check, service "") on the proxy port.
+          assert.deepEqual(app.readinessProbe.grpc, { port: cfg.server.port }, 'readiness: a gRPC probe on the proxy port');
+          assert.equal(app.readinessProbe.httpGet, undefined, 'one probe handler (the sidecar overlay\'s httpGet removed)');
+          // Exactly the health service is public: the probe's call lands on it, nothing beside it does.
+          const routeOf = (path: string) => matchRoute(cfg.routeIndex, 'POST', '10.1.2.3', path);
+          const publicRoutes = cfg.routes.filter((r) => r.auth.mode === 'none');
+          assert.deepEqual(publicRoutes.map((r) => [r.prefix, r.exactPath, r.methods, r.host]), [['/grpc.health.v1.Health', null, null, null]], 'one public route: the health service\'s prefix, no wider');
+          for (const m of ['Check', 'Watch']) assert.equal(routeOf(`/grpc.health.v1.Health/${m}`), publicRoutes[0], `Health/${m} is public`);
+          for (const path of ['/grpc.health.v1.HealthX/Check', '/grpc.health.v1/Check', '/orders.v1.OrderService/GetOrder', '/orders.v1.OrderService/CreateOrder']) {
+            assert.notEqual(routeOf(path)?.auth.mode ?? 'none (404)', 'none', `${path} is not public`);
+          }
+          assert.equal(routeOf('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo'), null, 'other services match no route');
+          for (const r of cfg.routes) if (r !== publicRoutes[0]) assert.equal(r.auth.mode, 'jwt', `route ${r.id} needs a token`);
+          // Liveness: the app's own health service, from inside its container.
+          assert.deepEqual(app.livenessProbe.exec.command.slice(0, 2), ['grpc_health_probe', `-addr=${appAddr}`], 'liveness checks the app itself');
+          assert.equal(app.livenessProbe.httpGet, undefined);
+        }
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -293,7 +381,7 @@ test('envoy: the standalone bootstrap asks tokengate over gRPC with the filter `
 test('kubectl kustomize builds each overlay exactly as this emulation does (when kubectl is installed)', { skip: spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0 ? false : 'kubectl not installed' }, () => {
   const key = (o: K8s) => `${o.kind}/${o.metadata.name}`;
   const byKey = (objs: K8s[]) => Object.fromEntries(objs.map((o) => [key(o), o]));
-  for (const dir of ['overlays/gateway', 'overlays/sidecar', 'observability']) {
+  for (const dir of ['overlays/gateway', 'overlays/sidecar', 'overlays/sidecar-grpc', 'observability']) {
     const out = spawnSync('kubectl', ['kustomize', join(DEPLOY, dir)], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(out.status, 0, `${dir}: ${out.stderr}`);
     const real = parseAllDocuments(out.stdout).map((d) => d.toJS() as K8s);
