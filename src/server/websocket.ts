@@ -92,7 +92,9 @@ function serveWithoutUpgrade(server: http.Server, req: http.IncomingMessage, soc
     if (socket.destroyed) return;
     if (head.length) socket.unshift(head);
     socket.unshift(headWithoutUpgrade(req));
-    server.emit('connection', socket);
+    // A TLS connection re-enters past its handshake (`secureConnection`); `connection`
+    // would start a TLS handshake on it again.
+    server.emit((socket as { encrypted?: boolean }).encrypted === true ? 'secureConnection' : 'connection', socket);
   });
 }
 
