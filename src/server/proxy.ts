@@ -9,6 +9,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
 import type { GatewayError } from '../errors.js';
 import type { GatewayCore } from './core.js';
@@ -19,7 +20,7 @@ import { UpstreamPool } from './forward.js';
 import { H2UpstreamPool } from './h2-upstream.js';
 import { hardenListener, listenerOptions } from './listener.js';
 import { proxyServerFactory } from './serve.js';
-import { tlsOptions } from './tls.js';
+import { TlsFiles } from './tls.js';
 
 const FORM = 'application/x-www-form-urlencoded';
 
@@ -41,11 +42,20 @@ function formBody(req: FastifyRequest): string | undefined {
 /** Builds (does not start) the proxy Fastify instance. */
 export function buildProxy(core: GatewayCore): FastifyInstance {
   const server = core.config.server;
+  // server.tls: the pair is read now (a bad one fails the start) and re-read when it changes.
+  const tls = server.tls ? new TlsFiles(server.tls, core.logger, core.metrics) : null;
   const app = Fastify({
     ...listenerOptions(core, { bodyLimit: server.bodyLimitBytes }),
-    serverFactory: proxyServerFactory(core.config, { tls: tlsOptions(core) }),
+    serverFactory: proxyServerFactory(core.config, { tls: tls?.serverOptions() ?? null }),
   });
   hardenListener(app, core);
+  if (tls) {
+    tls.watch(app.server as unknown as TlsServer);
+    app.addHook('onClose', (_app, done) => {
+      tls.close();
+      done();
+    });
+  }
 
   const poolOptions = { connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs, log: core.logger };
   const pool = new UpstreamPool(poolOptions);
