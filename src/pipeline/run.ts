@@ -37,6 +37,13 @@ export interface RequestFacts {
   authority?: string;
   /** Peer address of the connection: the client-certificate header is believed only from `clientCert.trustedProxies`. */
   peer?: string;
+  /**
+   * On a listener that verifies client certificates in its own TLS handshakes
+   * (`server.tls.clientCaFile`): the thumbprint of the certificate the client presented and
+   * the CA verified, or null (none, or not verified). Then `clientCert.header` is not read.
+   * Absent: the header of `clientCert.trustedProxies` is the client certificate.
+   */
+  clientCert?: () => string | null;
   /** The connection's last parsed `Authorization` value ({@link CredentialMemo}); absent: parse every time. */
   credentialMemo?: CredentialMemo;
   /**
@@ -212,6 +219,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
       authority: facts.authority ?? facts.host,
       path: target.path,
       peer: facts.peer,
+      clientCert: facts.clientCert,
     }, verifiers.proofs);
     if (ctx.trace) note(ctx, 'binding', true, `binding ${auth.binding}, token ${principal.claims.cnf ? 'sender-constrained' : 'unbound'}`);
 
