@@ -221,6 +221,11 @@ export class Metrics {
     labelNames: ['result'] as const, registers: [this.registry],
     aggregator: 'max', // server.workers: every worker reloads the same file; the pod reloaded once
   });
+  readonly tlsReloads = new Counter({
+    name: 'tokengate_tls_reloads_total', help: 'Re-reads of the proxy port\'s TLS certificate files after they changed, by result (success|failure)',
+    labelNames: ['result'] as const, registers: [this.registry],
+    aggregator: 'max', // server.workers: every worker re-reads the same files; the pod rotated once
+  });
   readonly configInfo = new Gauge({
     name: 'tokengate_config_info',
     help: 'The config this process runs: 1, labelled with a hash of it (secrets left out); with server.workers, the number of workers running that config',

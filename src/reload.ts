@@ -3,19 +3,15 @@
  * validated and compiled, then swapped in. An invalid file is logged with every problem
  * and counted; the old config keeps serving.
  *
- * The watcher watches the config file's DIRECTORY, not the file: editors replace files
- * by rename, and a Kubernetes ConfigMap volume updates by writing a new timestamped
- * directory and atomically renaming the `..data` symlink that `gateway.yaml ->
- * ..data/gateway.yaml` points through; a watch on the old file would never fire again.
- * Events are debounced and the file's content hash compared, so a burst of events (or
- * one touching other files) reloads at most once, and only when the content changed.
+ * The watcher watches the config file's directory (src/file-watch.ts: a ConfigMap
+ * updates by a `..data` symlink swap), debounced, and the file's content hash decides,
+ * so a burst of events reloads at most once, and only when the content changed.
  */
-import { createHash } from 'node:crypto';
-import { watch, readFileSync, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { ConfigError, formatProblem } from './config/index.js';
 import { compileConfig, type CompiledConfig } from './config/compile.js';
 import { parseConfig } from './config/load.js';
+import { contentHash, watchFileDirs } from './file-watch.js';
 import type { Gateway } from './gateway.js';
 
 /** What a reload attempt did. */
@@ -88,10 +84,6 @@ export function keepReplayProtection(
   return { config: compileConfig({ ...source, issuers, server: { ...source.server, dpop, redis } }), kept };
 }
 
-function hashOf(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
 /** Reloads config from files into one gateway; remembers the content hash last applied. */
 export class Reloader {
   private lastHash: string | null = null;
@@ -108,7 +100,7 @@ export class Reloader {
     // describes the running config, else the first check reloads it.
     try {
       const text = readFileSync(file, 'utf8');
-      this.lastHash = JSON.stringify(parseConfig(text, file, env)) === JSON.stringify(gw.config.source) ? hashOf(text) : null;
+      this.lastHash = JSON.stringify(parseConfig(text, file, env)) === JSON.stringify(gw.config.source) ? contentHash(text) : null;
     } catch {
       this.lastHash = null;
     }
@@ -128,7 +120,7 @@ export class Reloader {
       if (ifChanged) return 'unchanged';
       return this.fail([`${file}:0 (root) cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`]);
     }
-    const hash = hashOf(text);
+    const hash = contentHash(text);
     if (ifChanged && hash === this.lastHash) return 'unchanged';
     let next: CompiledConfig;
     try {
@@ -182,26 +174,14 @@ export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {
   const reloader = new Reloader(gw, file, opts.env);
   const onHup = () => void reloader.reload(false);
   process.on('SIGHUP', onHup);
-  let watcher: FSWatcher | null = null;
-  let timer: NodeJS.Timeout | null = null;
+  let stopWatch: (() => void) | null = null;
   if (opts.watch ?? true) {
-    const debounceMs = opts.debounceMs ?? 250;
-    const maxWaitMs = opts.maxWaitMs ?? debounceMs * 4;
-    let firstEventAt = 0;
     try {
-      // Any entry may matter (`..data` of a ConfigMap, a temp file renamed over ours, ours):
-      // every event restarts the debounce, and the content hash decides. Another file that
-      // keeps changing must not postpone a reload for ever: at most maxWaitMs after the first event.
-      watcher = watch(dirname(file), { persistent: false }, () => {
-        const now = Date.now();
-        if (timer) clearTimeout(timer);
-        else firstEventAt = now;
-        timer = setTimeout(() => {
-          timer = null;
-          reloader.reload(true);
-        }, Math.max(0, Math.min(debounceMs, firstEventAt + maxWaitMs - now)));
+      stopWatch = watchFileDirs([file], () => void reloader.reload(true), {
+        debounceMs: opts.debounceMs,
+        maxWaitMs: opts.maxWaitMs,
+        onError: (e) => gw.logger.warn({ err: { message: e.message } }, 'config watcher failed; SIGHUP still reloads'),
       });
-      watcher.on('error', (e) => gw.logger.warn({ err: { message: e.message } }, 'config watcher failed; SIGHUP still reloads'));
       // A change made before the watcher was there (while the listeners started) has sent no event.
       reloader.reload(true);
     } catch (e) {
@@ -210,7 +190,6 @@ export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {
   }
   return () => {
     process.off('SIGHUP', onHup);
-    if (timer) clearTimeout(timer);
-    watcher?.close();
+    stopWatch?.();
   };
 }

@@ -24,6 +24,8 @@ export interface BindingRequest {
   path: string;
   /** Peer address of the connection; the client-certificate header is believed only from trusted ones. */
   peer: string | undefined;
+  /** The connection's own verified client certificate (`RequestFacts.clientCert`, src/pipeline/run.ts); absent: the header's. */
+  clientCert?: () => string | null;
 }
 
 /**
@@ -95,8 +97,9 @@ export async function checkBinding(
   }
 
   if (x5t) {
-    // RFC 8705 §3: the presented client certificate must be the one the token is bound to.
-    const presented = clientCertThumbprint(config, req.rawHeaders, req.peer);
+    // RFC 8705 §3: the presented client certificate must be the one the token is bound to:
+    // the one this listener's handshake verified, or else a trusted front proxy's header.
+    const presented = req.clientCert ? req.clientCert() : clientCertThumbprint(config, req.rawHeaders, req.peer);
     if (!presented) throw new GatewayError('client_cert_missing');
     if (presented !== x5t) throw new GatewayError('client_cert_mismatch');
   }

@@ -44,6 +44,13 @@ export interface RequestFacts {
   client?: string;
   /** HTTP version of the client's request (`1.1`, `2`), when the door knows it. */
   httpVersion?: string;
+  /**
+   * On a listener that verifies client certificates in its own TLS handshakes
+   * (`server.tls.clientCaFile`): the thumbprint of the certificate the client presented and
+   * the CA verified, or null (none, or not verified). Then `clientCert.header` is not read.
+   * Absent: the header of `clientCert.trustedProxies` is the client certificate.
+   */
+  clientCert?: () => string | null;
   /** The connection's last parsed `Authorization` value ({@link CredentialMemo}); absent: parse every time. */
   credentialMemo?: CredentialMemo;
   /**
@@ -219,6 +226,7 @@ export async function decide(config: CompiledConfig, facts: RequestFacts, verifi
       authority: facts.authority ?? facts.host,
       path: target.path,
       peer: facts.peer,
+      clientCert: facts.clientCert,
     }, verifiers.proofs);
     if (ctx.trace) note(ctx, 'binding', true, `binding ${auth.binding}, token ${principal.claims.cnf ? 'sender-constrained' : 'unbound'}`);
 

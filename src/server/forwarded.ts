@@ -6,12 +6,49 @@
  * upstream.
  */
 import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { CompiledConfig, CompiledRoute } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
 import type { CredentialMemo } from '../pipeline/extract.js';
 import { upstreamHeaders } from '../pipeline/mutate.js';
 import type { RequestFacts } from '../pipeline/run.js';
 import { countHeader } from '../http/headers.js';
+import { certThumbprint } from '../pipeline/client-cert.js';
+
+/**
+ * Where a client listener learns the client certificate (RFC 8705 binding): from its own
+ * TLS handshakes (`server.tls.clientCaFile`), or from `clientCert.header` set by trusted
+ * front proxies. Fixed when the listener is built, from the config it is built with
+ * (`server.tls` is restart-only: a reloaded config does not change what the socket did).
+ */
+export type CertSource = 'handshake' | 'header';
+
+/** The {@link CertSource} of a listener built with `config`. */
+export function certSourceOf(config: CompiledConfig): CertSource {
+  return config.server.tls?.clientCaFile !== undefined ? 'handshake' : 'header';
+}
+
+/**
+ * The connection a request came on: on HTTP/2 the session's socket (the request's
+ * `socket` is a proxy of it), else the request's own; null once an HTTP/2 session is gone.
+ */
+function connectionOf(req: IncomingMessage): TLSSocket | null {
+  if (req.httpVersionMajor !== 2) return req.socket as TLSSocket;
+  return ((req as unknown as { stream: { session?: { socket?: TLSSocket } } }).stream.session?.socket) ?? null;
+}
+
+/**
+ * The thumbprint (`x5t#S256`, RFC 8705 §3.1) of the certificate the client presented in
+ * this connection's TLS handshake, when the CA verified it (`authorized`); null when it
+ * sent none, or one the CA did not verify (`clientCertificate: request` lets such a
+ * client connect: it must never bind), or when the connection is not TLS.
+ */
+export function handshakeCertThumbprint(req: IncomingMessage): string | null {
+  const socket = connectionOf(req);
+  if (socket === null || socket.encrypted !== true || socket.authorized !== true) return null;
+  const raw = socket.getPeerCertificate().raw;
+  return raw && raw.length > 0 ? certThumbprint(raw) : null;
+}
 
 /** The first entry of a (possibly comma-joined) forwarded header, trimmed: the client-facing value. */
 export function firstValue(v: string | string[] | undefined): string | undefined {
@@ -61,7 +98,7 @@ function hostIsSound(req: IncomingMessage): boolean {
  * is `:path`). A request whose host is ambiguous ({@link hostIsSound}) is a 400, and so
  * is an HTTP/2 CONNECT (RFC 9113 §8.5; nothing here is tunnelled).
  */
-export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string, credentialMemo?: CredentialMemo): RequestFacts {
+export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string, credentialMemo?: CredentialMemo, certs: CertSource = 'header'): RequestFacts {
   if (!hostIsSound(req) || req.method === 'CONNECT') throw new GatewayError('bad_request');
   const trust = config.server.trustProxy;
   const host = requestHost(req);
@@ -78,6 +115,8 @@ export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBo
     formBody,
     credentialMemo,
     answersPreflight: true, // WebSocket upgrades are GETs: never a preflight
+    // Read only for a certificate-bound token: the header is then never consulted.
+    clientCert: certs === 'handshake' ? () => handshakeCertThumbprint(req) : undefined,
   };
 }
 
@@ -101,11 +140,14 @@ function forwardedValues(config: CompiledConfig, req: IncomingMessage): { for: s
 /**
  * The headers a client request goes upstream with, the same for proxied requests and
  * WebSocket upgrades: {@link upstreamHeaders} with this request's `X-Forwarded-*` values,
- * the client-certificate header dropped unless the peer is trusted to set it, and `Host`
- * the upstream's.
+ * the client-certificate header dropped unless the peer is trusted to set it (and always
+ * on a listener that reads certificates from its handshakes: there nobody sets it), and
+ * `Host` the upstream's.
  */
-export function clientUpstreamHeaders(config: CompiledConfig, route: CompiledRoute, req: IncomingMessage, own: ReadonlyArray<[string, string]>): Record<string, string | string[]> {
-  const certHeader = config.clientCert.trusted(req.socket.remoteAddress) ? undefined : config.clientCert.header;
+export function clientUpstreamHeaders(
+  config: CompiledConfig, route: CompiledRoute, req: IncomingMessage, own: ReadonlyArray<[string, string]>, certs: CertSource = 'header',
+): Record<string, string | string[]> {
+  const certHeader = certs === 'header' && config.clientCert.trusted(req.socket.remoteAddress) ? undefined : config.clientCert.header;
   const headers = upstreamHeaders(config, route, req.headers, own, forwardedValues(config, req), req.headers.connection, certHeader);
   headers.host = route.upstreamHost;
   return headers;

@@ -9,17 +9,18 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
 import type { GatewayError } from '../errors.js';
 import type { GatewayCore } from './core.js';
 import { sendError, writePreflightRaw } from './error-response.js';
 import { Exchange } from './exchange.js';
-import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
+import { certSourceOf, clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { UpstreamPool } from './forward.js';
 import { H2UpstreamPool } from './h2-upstream.js';
 import { hardenListener, listenerOptions } from './listener.js';
 import { proxyServerFactory } from './serve.js';
-import { tlsOptions } from './tls.js';
+import { TlsFiles } from './tls.js';
 
 const FORM = 'application/x-www-form-urlencoded';
 
@@ -41,11 +42,21 @@ function formBody(req: FastifyRequest): string | undefined {
 /** Builds (does not start) the proxy Fastify instance. */
 export function buildProxy(core: GatewayCore): FastifyInstance {
   const server = core.config.server;
+  // server.tls: the pair is read now (a bad one fails the start) and re-read when it changes.
+  const tls = server.tls ? new TlsFiles(server.tls, core.logger, core.metrics) : null;
+  const certs = certSourceOf(core.config);
   const app = Fastify({
     ...listenerOptions(core, { bodyLimit: server.bodyLimitBytes }),
-    serverFactory: proxyServerFactory(core.config, { tls: tlsOptions(core) }),
+    serverFactory: proxyServerFactory(core.config, { tls: tls?.serverOptions() ?? null }),
   });
   hardenListener(app, core);
+  if (tls) {
+    tls.watch(app.server as unknown as TlsServer);
+    app.addHook('onClose', (_app, done) => {
+      tls.close();
+      done();
+    });
+  }
 
   const poolOptions = { connections: server.upstreamConnections, timeoutMs: server.upstreamTimeoutMs, log: core.logger };
   const pool = new UpstreamPool(poolOptions);
@@ -69,7 +80,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
     return memo;
   };
   const factsOf = (config: Parameters<typeof clientFacts>[0], req: FastifyRequest) =>
-    clientFacts(config, req.raw, formBody(req), memoOf(req.raw.socket));
+    clientFacts(config, req.raw, formBody(req), memoOf(req.raw.socket), certs);
 
   /** Answers `req` once it is judged: the refusal, a preflight's answer, or the upstream's. */
   const answer = (req: FastifyRequest, reply: FastifyReply, ex: Exchange, refused: GatewayError | null): void => {
@@ -87,7 +98,7 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
     }
     const raw = req.raw;
     const route = ctx.route!;
-    const headers = clientUpstreamHeaders(config, route, raw, ctx.headers);
+    const headers = clientUpstreamHeaders(config, route, raw, ctx.headers, certs);
     // Node has already answered `Expect: 100-continue` (RFC 9110 §10.1.1); it is not forwarded.
     if (headers.expect !== undefined) delete headers.expect;
     const form = formBody(req);

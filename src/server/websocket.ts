@@ -12,9 +12,10 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { CompiledConfig } from '../config/compile.js';
 import { GatewayError } from '../errors.js';
 import { connectionTokens, HOP_BY_HOP } from '../http/headers.js';
-import { clientFacts, clientUpstreamHeaders } from './forwarded.js';
+import { certSourceOf, clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import type { GatewayCore } from './core.js';
 import { writeRawError } from './error-response.js';
 import { upstreamError } from './forward.js';
@@ -103,6 +104,8 @@ function serveWithoutUpgrade(server: http.Server, req: http.IncomingMessage, soc
  * its final status (101 when piped), like any request.
  */
 export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: UpgradeTracker) {
+  const certs = certSourceOf(core.config); // the listener's, as built (server.tls is restart-only)
+  const factsOf = (config: CompiledConfig, req: http.IncomingMessage) => clientFacts(config, req, undefined, undefined, certs);
   return (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (!offersWebSocket(req.headers.upgrade)) return serveWithoutUpgrade(server, req, socket, head);
     const ex = new Exchange(core.config, core); // the upgrade finishes on the config it started with
@@ -113,13 +116,13 @@ export function upgradeHandler(core: GatewayCore, server: http.Server, tracker: 
       ex.done(err.status);
     };
     void (async () => {
-      const refused = await ex.judge(clientFacts, req);
+      const refused = await ex.judge(factsOf, req);
       if (refused !== null) return fail(refused);
       const { config, ctx } = ex;
       const route = ctx.route!;
       // Only `websocket: true` routes upgrade, and only with GET (RFC 6455 §4.1).
       if (!route.websocket || req.method !== 'GET') return fail(new GatewayError('upgrade_refused'));
-      const headers = clientUpstreamHeaders(config, route, req, ctx.headers); // exactly as the proxy sends them
+      const headers = clientUpstreamHeaders(config, route, req, ctx.headers, certs); // exactly as the proxy sends them
       // RFC 9110 §7.8: hop-by-hop Upgrade/Connection were stripped; set them for this hop.
       headers.connection = 'Upgrade';
       headers.upgrade = 'websocket';

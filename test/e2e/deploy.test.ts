@@ -150,6 +150,8 @@ test('every manifest under deploy/ parses and validates against the Kubernetes s
   for (const f of files) {
     for (const o of parseFile(f)) {
       if (o.kind === 'Kustomization') continue;
+      // cert-manager publishes no models package: its Certificate is checked by name in the tls test below.
+      if (o.apiVersion?.startsWith('cert-manager.io/')) continue;
       assert.ok(o.apiVersion && o.kind && o.metadata?.name, `${relative(ROOT, f)}: apiVersion, kind, metadata.name`);
       await assert.doesNotReject(validateModel(o), `${relative(ROOT, f)} ${o.kind}`);
       n++;
@@ -378,10 +380,53 @@ test('envoy: the standalone bootstrap asks tokengate over gRPC with the filter `
   assert.ok(cluster.health_checks[0].grpc_health_check, 'Envoy health-checks tokengate with grpc.health.v1');
 });
 
+test('tls: the sidecar serves TLS from the Secret mounted as a directory; cert-manager writes that Secret; config, ports and probes agree', async () => {
+  const objs = build(join(DEPLOY, 'tls'));
+  for (const o of objs) await validateModel(o);
+  const dep = find(objs, 'Deployment', 'payments')!;
+  const pod = dep.spec.template.spec;
+  const tg = pod.containers.find((c: K8s) => c.name === 'tokengate');
+  assert.match(tg.image, /^registry\.example\.com\/tokengate:\d+\.\d+\.\d+$/, 'image override applied');
+  const cm = find(objs, 'ConfigMap', pod.volumes.find((v: K8s) => v.name === 'tokengate-config').configMap.name)!;
+  const cfg = compiledFrom(cm.data['gateway.yaml']);
+  const t = cfg.server.tls!;
+  assert.ok(t && cfg.server.http2, 'TLS with ALPN h2');
+  // Every TLS file is a key of one Secret volume, mounted as a directory (a subPath mount never sees a rotation).
+  const dir = dirname(t.certFile);
+  for (const f of [t.certFile, t.keyFile, t.clientCaFile!]) assert.equal(dirname(f), dir, `${f} in the Secret's directory`);
+  assert.deepEqual([t.certFile, t.keyFile, t.clientCaFile].map((f) => f!.slice(dir.length + 1)), ['tls.crt', 'tls.key', 'ca.crt'], 'the keys of a kubernetes.io/tls Secret (cert-manager writes ca.crt)');
+  const mount = tg.volumeMounts.find((m: K8s) => m.mountPath === dir);
+  assert.ok(mount && mount.subPath === undefined && mount.readOnly === true, 'the Secret mounted read-only as a directory');
+  assert.notEqual(dirname(cfg.source.server.tls!.certFile), '/etc/tokengate', 'not nested in the ConfigMap volume');
+  const vol = pod.volumes.find((v: K8s) => v.name === mount.name);
+  assert.equal(vol.secret.items, undefined, 'every key of the Secret, no items list to keep in step');
+  assert.equal(vol.secret.defaultMode, 0o440, 'the key is readable by owner and group only');
+  assert.equal(pod.securityContext.fsGroup, tg.securityContext.runAsGroup, 'tokengate reads it through its group');
+  // cert-manager's Certificate writes that Secret, with names the Service answers to.
+  const [certificate] = parseFile(join(DEPLOY, 'tls', 'cert-manager.yaml'));
+  assert.deepEqual([certificate.apiVersion, certificate.kind], ['cert-manager.io/v1', 'Certificate']);
+  assert.equal(certificate.spec.secretName, vol.secret.secretName);
+  assert.ok(certificate.spec.issuerRef.name && ['Issuer', 'ClusterIssuer'].includes(certificate.spec.issuerRef.kind));
+  assert.equal(certificate.spec.privateKey.rotationPolicy, 'Always');
+  assert.ok(certificate.spec.usages.includes('server auth'));
+  const svc = find(objs, 'Service', 'payments')!;
+  assert.ok(certificate.spec.dnsNames.includes(svc.metadata.name) && certificate.spec.dnsNames.some((n: string) => n.startsWith(`${svc.metadata.name}.`) && n.endsWith('.svc.cluster.local')));
+  // The TLS port: the Service's only target, the config's port; the app's readiness goes through it over HTTPS.
+  const https = tg.ports.find((p: K8s) => p.name === 'https');
+  assert.equal(https.containerPort, cfg.server.port);
+  assert.deepEqual(svc.spec.ports.map((p: K8s) => p.targetPort), ['https']);
+  assert.ok(selects(svc.spec.selector, dep.spec.template.metadata.labels), 'Service selects the pods');
+  const app = pod.containers.find((c: K8s) => c.name === 'app');
+  assert.deepEqual([app.readinessProbe.httpGet.port, app.readinessProbe.httpGet.scheme], [cfg.server.port, 'HTTPS']);
+  assert.ok(cfg.routes.find((r) => r.exactPath === app.readinessProbe.httpGet.path)?.auth.mode === 'none', 'readiness through a mode: none route');
+  assert.ok(cfg.routes.some((r) => r.auth.binding === 'require-mtls'), 'a route that needs certificate-bound tokens');
+  assert.ok(pod.terminationGracePeriodSeconds >= Number(tg.lifecycle.preStop.exec.command[1]) + cfg.server.shutdownGraceSec + 1, 'drain timing adds up');
+});
+
 test('kubectl kustomize builds each overlay exactly as this emulation does (when kubectl is installed)', { skip: spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0 ? false : 'kubectl not installed' }, () => {
   const key = (o: K8s) => `${o.kind}/${o.metadata.name}`;
   const byKey = (objs: K8s[]) => Object.fromEntries(objs.map((o) => [key(o), o]));
-  for (const dir of ['overlays/gateway', 'overlays/sidecar', 'overlays/sidecar-grpc', 'observability']) {
+  for (const dir of ['overlays/gateway', 'overlays/sidecar', 'overlays/sidecar-grpc', 'observability', 'tls']) {
     const out = spawnSync('kubectl', ['kustomize', join(DEPLOY, dir)], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(out.status, 0, `${dir}: ${out.stderr}`);
     const real = parseAllDocuments(out.stdout).map((d) => d.toJS() as K8s);
@@ -406,5 +451,5 @@ test('every tokengate container under deploy/: prometheus.io annotations on its 
       }
     }
   }
-  assert.ok(n >= 3, `${n} tokengate pod templates (gateway, sidecar, istio)`);
+  assert.ok(n >= 4, `${n} tokengate pod templates (gateway, sidecar, istio, tls)`);
 });
