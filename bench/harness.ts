@@ -4,6 +4,12 @@
  * a generated config) and autocannon in its own process, all on 127.0.0.1. Scenarios run
  * interleaved, round after round, so that every figure of one run shares the machine's
  * state; ratios to the `mode: none` route are the numbers to compare across machines.
+ *
+ * The h2 and gRPC scenarios (`h2-*`, `grpc-*`) have their own parts: an HTTP/2 upstream
+ * (bench/lib/grpc-upstream.ts), a second gateway with `server.http2: true` and
+ * `upstreamProtocol: h2` routes, nginx `grpc_pass` with no auth as the C floor, and h2load
+ * as the load (bench/lib/peers.ts finds them); their ratios are to the h2 `mode: none`
+ * route and to nginx.
  */
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -12,9 +18,14 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GRPC_REQUEST, GRPC_RESPONSE, h2Probe, startGrpcUpstream, type GrpcUpstream } from './lib/grpc-upstream.js';
+import { runH2load, type H2LoadJob } from './lib/h2load.js';
 import { INTROSPECTION_CLIENT, startBenchIssuer, type BenchIssuer } from './lib/issuer.js';
 import type { LoadJob, LoadResult } from './lib/load.js';
+import { findPeers, startNginxGrpc } from './lib/peers.js';
 import { signToken, tamper } from './lib/tokens.js';
+import { workersFor } from '../src/cluster/cpus.js';
+import type { ProxyProcess } from '../test/helpers/proxy-process.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const AUDIENCE = 'bench-api';
@@ -23,10 +34,17 @@ const AUDIENCE = 'bench-api';
 export const SCENARIOS = [
   'upstream-direct', 'none', 'none-bearer', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct',
   'jwt-eddsa-distinct', 'jwt-rs256-tampered',
-  'introspection-warm', 'kid-flood', 'memory',
+  'introspection-warm',
+  'h2-upstream-direct', 'h2-none', 'h2-jwt-rs256', 'grpc-upstream-direct', 'grpc-none', 'grpc-jwt-rs256', 'grpc-nginx',
+  'kid-flood', 'memory',
 ] as const;
 /** A scenario name. */
 export type ScenarioName = (typeof SCENARIOS)[number];
+/** Whether a scenario is one of the HTTP/2 ones (h2load against the h2 gateway, upstream or nginx). */
+export const isH2Scenario = (name: ScenarioName): boolean => name.startsWith('h2-') || name.startsWith('grpc-');
+/** gRPC paths of the bench's h2 gateway routes (the upstream answers any path). */
+const GRPC_OPEN = '/bench.Open/Unary';
+const GRPC_GUARDED = '/bench.Guarded/Unary';
 
 /** Harness options (see bench/run.ts for the environment knobs that set them). */
 export interface BenchOptions {
@@ -51,6 +69,11 @@ export interface BenchOptions {
   baseline?: string;
   /** `server:` keys for the baseline gateway instead of `serverExtra` (to compare settings of one checkout). */
   baselineServerExtra?: Record<string, string | number | boolean>;
+  /** h2load connections, and concurrent streams on each, of the h2 and gRPC scenarios (10 × 5: the 50 in flight of the HTTP/1.1 ones). */
+  h2Clients?: number;
+  h2Streams?: number;
+  /** Install a missing h2load or nginx with apt-get (as root) before the h2 scenarios. */
+  installPeers?: boolean;
   log?: (line: string) => void;
 }
 
@@ -77,12 +100,14 @@ export interface ScenarioResult {
    */
   cpuUsPerRequest: number | null;
   /**
-   * Median over rounds of (this rps / the same variant's `none` rps in that round), and of
-   * (this rps / the baseline's in that round): robust to the machine's load drifting
+   * Median over rounds of (this rps / the same variant's `none` rps in that round; `h2-none`
+   * for the h2 and gRPC scenarios), and of (this rps / the baseline's in that round): robust to the machine's load drifting
    * between rounds. Null when there is nothing to compare with.
    */
   vsNone: number | null;
   vsBaseline: number | null;
+  /** gRPC scenarios: median over rounds of (this rps / nginx `grpc_pass`'s in that round). */
+  vsNginx: number | null;
   note?: string;
 }
 
@@ -190,8 +215,24 @@ async function startGatewayChild(yaml: string, dir: string, name: string, opts: 
   };
 }
 
-function gatewayYaml(p: { port: number; adminPort: number; upstream: string; iss: BenchIssuer; cacheSize: number; logLevel: string; introspection: boolean; extra: Record<string, string | number | boolean> }): string {
-  const extra = Object.entries(p.extra).map(([k, v]) => `, ${k}: ${v}`).join('');
+/**
+ * Routes of the h2 gateway, all `upstreamProtocol: h2` to the HTTP/2 upstream: REST and
+ * gRPC, each with `mode: none` and with the same JWT check as the `/jwt` route.
+ */
+function h2RoutesYaml(upstream: string): string {
+  const route = (id: string, prefix: string, jwt: boolean) => `  - id: ${id}
+    match: { pathPrefix: ${prefix} }
+    upstream: ${upstream}
+    upstreamProtocol: h2
+${jwt ? `    auth: { mode: jwt, scopes: { allOf: [bench:read] } }
+    forward: { headers: { x-auth-subject: sub, x-auth-scopes: scope } }` : '    auth: { mode: none }'}
+`;
+  return route('h2-none', '/h2none', false) + route('h2-jwt', '/h2jwt', true) +
+    route('grpc-none', GRPC_OPEN.slice(0, GRPC_OPEN.lastIndexOf('/') + 1), false) + route('grpc-jwt', GRPC_GUARDED.slice(0, GRPC_GUARDED.lastIndexOf('/') + 1), true);
+}
+
+function gatewayYaml(p: { port: number; adminPort: number; upstream: string; iss: BenchIssuer; cacheSize: number; logLevel: string; introspection: boolean; extra: Record<string, string | number | boolean>; h2Upstream?: string }): string {
+  const extra = Object.entries({ ...(p.h2Upstream ? { http2: true } : {}), ...p.extra }).map(([k, v]) => `, ${k}: ${v}`).join('');
   return `# generated by bench/harness.ts
 server: { host: 127.0.0.1, port: ${p.port}, tokenCacheSize: ${p.cacheSize}, logLevel: ${p.logLevel}${extra} }
 admin: { host: 127.0.0.1, port: ${p.adminPort} }
@@ -217,7 +258,7 @@ ${p.introspection ? `  - id: introspection
     upstream: ${p.upstream}
     auth: { mode: introspection, scopes: { allOf: [bench:read] } }
     forward: { headers: { x-auth-subject: sub, x-auth-scopes: scope } }
-` : ''}`;
+` : ''}${p.h2Upstream ? h2RoutesYaml(p.h2Upstream) : ''}`;
 }
 
 /** The forked load generator. */
@@ -246,6 +287,16 @@ class Loader {
   }
 }
 
+/** Requests `route` counted with an outcome other than `allowed` (`tokengate_requests_total`): a refused gRPC call is HTTP 200 to h2load. */
+async function notAllowed(adminUrl: string, route: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(/^tokengate_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    if (m[1].includes(`route="${route}"`) && !m[1].includes('outcome="allowed"')) n += Number(m[2]);
+  }
+  return n;
+}
+
 /** Sums of `tokengate_cache_requests_total` by `cache/result`. */
 async function cacheCounters(adminUrl: string): Promise<Map<string, number>> {
   const text = await (await fetch(`${adminUrl}/metrics`)).text();
@@ -271,9 +322,8 @@ function procStat(pid: number): string[] {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
-/** The gateway's processes (Linux /proc): its own and, with `server.workers`, the workers it forked. */
-function gatewayPids(gw: GatewayChild): number[] {
-  const root = gw.proc.pid!;
+/** A gateway's processes (Linux /proc): `root` and, with `server.workers`, the workers it forked (nginx: its workers). */
+function gatewayPids(root: number): number[] {
   const pids = [root];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -290,10 +340,10 @@ function gatewayPids(gw: GatewayChild): number[] {
  * cost per request: steadier than req/s on a shared machine, where the load generator and
  * the upstream take the same cores.
  */
-function cpuSeconds(gw: GatewayChild): number | null {
+function cpuSeconds(root: number): number | null {
   try {
     let ticks = 0;
-    for (const pid of gatewayPids(gw)) {
+    for (const pid of gatewayPids(root)) {
       const f = procStat(pid);
       ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15 of stat)
     }
@@ -312,7 +362,7 @@ async function rssMb(gw: GatewayChild): Promise<number> {
   try {
     const rssKb = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
     let total = 0;
-    for (const pid of gatewayPids(gw)) {
+    for (const pid of gatewayPids(gw.proc.pid!)) {
       try {
         total += rssKb(pid);
       } catch { /* the process ended */ }
@@ -332,6 +382,17 @@ interface Plan {
   expectedStatus: number;
   cache: 'jwt' | 'introspection' | null;
   job: Omit<LoadJob, 'url' | 'connections'>;
+  /** Root process whose CPU (with its children's) is counted: the gateway, or nginx; null for an upstream alone. */
+  cpuPid: number | null;
+  /** The gateway's admin URL (cache counters, refusals), if a gateway serves the plan. */
+  admin: string | null;
+  /** h2load instead of autocannon, with these headers and body. */
+  h2?: Pick<H2LoadJob, 'headers' | 'dataFile'>;
+  /** gRPC plans on a gateway: its route, whose requests not `allowed` count as unexpected (a refused call is HTTP 200). */
+  grpcRoute?: string;
+  /** h2 plans: the body one request must be answered with before the load (and `grpc-status: 0` for gRPC). */
+  expect?: Buffer;
+  /** Why the plan does not run; `failed: …` when that is an error of the run, not a missing tool. */
   skipped?: string;
 }
 
@@ -353,6 +414,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const up = await startUpstream();
   const loader = new Loader();
   const gateways: GatewayChild[] = [];
+  // The h2 and gRPC scenarios' parts, started only when one of them is wanted.
+  let h2up: GrpcUpstream | null = null;
+  let nginx: ProxyProcess | null = null;
+  let h2loadBin: string | null = null;
   try {
     const opaque = iss.opaqueToken(AUDIENCE);
     // Introspection is wired only if the checkout implements it (probe with one request).
@@ -392,32 +457,108 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
     const es = signToken(k.ES256, claims);
     const ed = signToken(k.EdDSA, claims);
+    const at = (g: GatewayChild) => ({ cpuPid: g.proc.pid!, admin: g.adminUrl });
     const gatewayPlans = (g: GatewayChild, variant: Plan['variant'], skip: string | undefined): Plan[] => [
-      { name: 'none', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: {} },
+      { name: 'none', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: {}, ...at(g) },
       // The same request bytes as jwt-rs256 on the mode:none route: separates the cost of
       // carrying an ~800-byte token from the cost of checking it.
-      { name: 'none-bearer', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: bearer(rs) },
-      { name: 'jwt-rs256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs) },
-      { name: 'jwt-es256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(es) },
-      { name: 'jwt-eddsa', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(ed) },
-      { name: 'jwt-rs256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('RS256') } },
-      { name: 'jwt-es256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('ES256') } },
-      { name: 'jwt-eddsa-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('EdDSA') } },
-      { name: 'jwt-rs256-tampered', variant, url: `${g.url}/jwt/x`, expectedStatus: 401, cache: null, job: bearer(tamper(rs)) },
-      { name: 'introspection-warm', variant, url: `${g.url}/introspect/x`, expectedStatus: 200, cache: 'introspection', job: bearer(opaque), skipped: skip },
+      { name: 'none-bearer', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: bearer(rs), ...at(g) },
+      { name: 'jwt-rs256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs), ...at(g) },
+      { name: 'jwt-es256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(es), ...at(g) },
+      { name: 'jwt-eddsa', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(ed), ...at(g) },
+      { name: 'jwt-rs256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('RS256') }, ...at(g) },
+      { name: 'jwt-es256-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('ES256') }, ...at(g) },
+      { name: 'jwt-eddsa-distinct', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: { tokensFile: distinctFiles.get('EdDSA') }, ...at(g) },
+      { name: 'jwt-rs256-tampered', variant, url: `${g.url}/jwt/x`, expectedStatus: 401, cache: null, job: bearer(tamper(rs)), ...at(g) },
+      { name: 'introspection-warm', variant, url: `${g.url}/introspect/x`, expectedStatus: 200, cache: 'introspection', job: bearer(opaque), skipped: skip, ...at(g) },
     ];
+    /**
+     * The h2 and gRPC plans, in run order, each checked by one request first: the HTTP/2
+     * upstream direct, the h2 gateway (and the baseline's, if it starts with
+     * `server.http2`), and nginx `grpc_pass`, with as many worker processes as the gateway.
+     */
+    const h2Setup = async (): Promise<Plan[]> => {
+      const peers = findPeers(opts.installPeers ?? false, log);
+      h2loadBin = peers.h2load;
+      const upstream = await startGrpcUpstream();
+      h2up = upstream;
+      const grpcBody = join(dir, 'grpc-request.bin');
+      writeFileSync(grpcBody, GRPC_REQUEST);
+      const startH2 = async (name: string, checkout: string, extra: BenchOptions['serverExtra']) => {
+        const [port, adminPort] = [await freePort(), await freePort()];
+        const g = await startGatewayChild(gatewayYaml({
+          port, adminPort, upstream: up.url, iss, cacheSize: opts.cacheSize, logLevel: opts.logLevel, introspection: false, extra, h2Upstream: upstream.url,
+        }), dir, name, opts, checkout);
+        gateways.push(g);
+        return g;
+      };
+      const h2gw = await startH2('gateway-h2', ROOT, opts.serverExtra);
+      const h2base = opts.baseline
+        ? await startH2('gateway-h2-baseline', resolve(opts.baseline), opts.baselineServerExtra ?? opts.serverExtra)
+          .catch((e: Error) => `skipped: the baseline gateway did not start with server.http2 (${e.message})`)
+        : null;
+      let nginxUrl = '';
+      let nginxSkip = peers.why.nginx;
+      if (peers.nginx !== null && want('grpc-nginx')) {
+        const port = await freePort();
+        const started = await startNginxGrpc(peers.nginx, port, upstream.port, workersFor(Number(opts.serverExtra.workers ?? 0)));
+        if ('skip' in started) nginxSkip = started.skip;
+        else [nginx, nginxUrl] = [started, `http://127.0.0.1:${port}`];
+      }
+      const auth = { authorization: `Bearer ${rs}` };
+      const grpc = { 'content-type': 'application/grpc', te: 'trailers' };
+      const rest = Buffer.from('ok');
+      const common = { expectedStatus: 200, job: {}, skipped: peers.why.h2load };
+      const onGateway = (g: GatewayChild | string, variant: Plan['variant']): Plan[] => {
+        const on = typeof g === 'string'
+          ? { ...common, variant, cpuPid: null, admin: null, skipped: g }
+          : { ...common, variant, cpuPid: g.proc.pid!, admin: g.adminUrl };
+        const u = typeof g === 'string' ? '' : g.url;
+        return [
+          { ...on, name: 'h2-none', url: `${u}/h2none/x`, cache: null, h2: {}, expect: rest },
+          { ...on, name: 'h2-jwt-rs256', url: `${u}/h2jwt/x`, cache: 'jwt', h2: { headers: auth }, expect: rest },
+          { ...on, name: 'grpc-none', url: `${u}${GRPC_OPEN}`, cache: null, h2: { headers: grpc, dataFile: grpcBody }, grpcRoute: 'grpc-none', expect: GRPC_RESPONSE },
+          { ...on, name: 'grpc-jwt-rs256', url: `${u}${GRPC_GUARDED}`, cache: 'jwt', h2: { headers: { ...grpc, ...auth }, dataFile: grpcBody }, grpcRoute: 'grpc-jwt', expect: GRPC_RESPONSE },
+        ];
+      };
+      const cur = onGateway(h2gw, 'current');
+      const bas = h2base !== null ? onGateway(h2base, 'baseline') : [];
+      const direct = { ...common, variant: 'current' as const, cache: null, cpuPid: null, admin: null };
+      const plans: Plan[] = [
+        { ...direct, name: 'h2-upstream-direct', url: `${upstream.url}/h2none/x`, h2: {}, expect: rest },
+        ...cur.slice(0, 2).flatMap((p, i) => (bas[i] ? [p, bas[i]] : [p])),
+        { ...direct, name: 'grpc-upstream-direct', url: `${upstream.url}${GRPC_OPEN}`, h2: { headers: grpc, dataFile: grpcBody }, expect: GRPC_RESPONSE },
+        ...cur.slice(2).flatMap((p, i) => (bas[i + 2] ? [p, bas[i + 2]] : [p])),
+        { ...direct, name: 'grpc-nginx', url: `${nginxUrl}${GRPC_OPEN}`, h2: { headers: grpc, dataFile: grpcBody }, expect: GRPC_RESPONSE,
+          cpuPid: nginx?.proc.pid ?? null, skipped: common.skipped ?? nginxSkip },
+      ];
+      for (const p of plans) {
+        if (p.skipped || !want(p.name)) continue;
+        const isGrpc = p.h2!.dataFile !== undefined;
+        try {
+          const r = await h2Probe(p.url, p.h2!.headers ?? {}, isGrpc ? GRPC_REQUEST : undefined);
+          if (r.status !== 200 || !r.body.equals(p.expect!) || (isGrpc && r.grpcStatus !== '0')) {
+            p.skipped = `failed: one request answered ${r.status}${isGrpc ? ` grpc-status ${r.grpcStatus}` : ''} and ${r.body.length} body bytes`;
+          }
+        } catch (e) {
+          p.skipped = `failed: one request failed (${(e as Error).message})`;
+        }
+      }
+      return plans;
+    };
     const current = gatewayPlans(gw, 'current', introspectionSkip);
     const baseline = base ? gatewayPlans(base.gw, 'baseline', base.skip) : [];
     // Interleaved: each scenario against this gateway, then against the baseline.
     const plans: Plan[] = [
-      { name: 'upstream-direct', variant: 'current', url: `${up.url}/none/x`, expectedStatus: 200, cache: null, job: {} } as Plan,
+      { name: 'upstream-direct' as const, variant: 'current' as const, url: `${up.url}/none/x`, expectedStatus: 200, cache: null, job: {}, cpuPid: null, admin: null },
       ...current.flatMap((p, i) => (baseline[i] ? [p, baseline[i]] : [p])),
+      ...(opts.scenarios.some(isH2Scenario) ? await h2Setup() : []),
     ].filter((p) => want(p.name));
-    const gatewayOf = (p: Plan): GatewayChild | null => (p.name === 'upstream-direct' ? null : p.variant === 'baseline' && base ? base.gw : gw);
-    const adminOf = (p: Plan) => (p.variant === 'baseline' && base ? base.gw.adminUrl : gw.adminUrl);
     const active = plans.filter((p) => !p.skipped);
 
-    const run = (p: Plan, durationSec: number) => loader.run({ url: p.url, connections: opts.connections, durationSec, ...p.job });
+    const run = (p: Plan, durationSec: number) => (p.h2
+      ? runH2load(h2loadBin!, { url: p.url, clients: opts.h2Clients ?? 10, streams: opts.h2Streams ?? 5, durationSec, ...p.h2 }, join(dir, 'h2load.log'))
+      : loader.run({ url: p.url, connections: opts.connections, durationSec, ...p.job }));
     if (opts.warmupSec > 0) {
       log(`warm-up: ${opts.warmupSec} s per scenario`);
       for (const p of active) await run(p, opts.warmupSec);
@@ -426,20 +567,22 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const perRound = new Map<string, LoadResult[]>();
     const hits = new Map<string, { hit: number; all: number }>();
     const cpuPerRound = new Map<string, number[]>();
+    const refused = new Map<string, number>();
     for (let round = 1; round <= opts.rounds; round++) {
       for (const p of active) {
-        const before = p.cache ? await cacheCounters(adminOf(p)) : null;
-        const g = gatewayOf(p);
-        const cpu0 = g ? cpuSeconds(g) : null;
+        const before = p.cache && p.admin ? await cacheCounters(p.admin) : null;
+        const refused0 = p.grpcRoute && p.admin ? await notAllowed(p.admin, p.grpcRoute) : 0;
+        const cpu0 = p.cpuPid !== null ? cpuSeconds(p.cpuPid) : null;
         const r = await run(p, opts.durationSec);
-        const cpu1 = g ? cpuSeconds(g) : null;
+        const cpu1 = p.cpuPid !== null ? cpuSeconds(p.cpuPid) : null;
+        if (p.grpcRoute && p.admin) refused.set(key(p), (refused.get(key(p)) ?? 0) + (await notAllowed(p.admin, p.grpcRoute)) - refused0);
         let cpuUs: number | null = null;
         if (cpu0 !== null && cpu1 !== null && r.total > 0) {
           cpuUs = ((cpu1 - cpu0) * 1e6) / r.total;
           cpuPerRound.set(key(p), [...(cpuPerRound.get(key(p)) ?? []), cpuUs]);
         }
         if (p.cache && before) {
-          const after = await cacheCounters(adminOf(p));
+          const after = await cacheCounters(p.admin!);
           const d = (key: string) => (after.get(`${p.cache}/${key}`) ?? 0) - (before.get(`${p.cache}/${key}`) ?? 0);
           const h = hits.get(key(p)) ?? { hit: 0, all: 0 };
           h.hit += d('hit');
@@ -447,7 +590,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
           hits.set(key(p), h);
         }
         perRound.set(key(p), [...(perRound.get(key(p)) ?? []), r]);
-        log(`round ${round}/${opts.rounds} ${(p.variant === 'baseline' ? `${p.name} (baseline)` : p.name).padEnd(31)} ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms${cpuUs !== null ? ` cpu ${cpuUs.toFixed(1)} µs/req` : ''} statuses ${JSON.stringify(r.statusCodes)}${r.errors ? ` errors ${r.errors}` : ''}`);
+        const grpcRefused = refused.get(key(p));
+        log(`round ${round}/${opts.rounds} ${(p.variant === 'baseline' ? `${p.name} (baseline)` : p.name).padEnd(31)} ${Math.round(r.rps)} req/s p50 ${r.p50} ms p99 ${r.p99} ms${cpuUs !== null ? ` cpu ${cpuUs.toFixed(1)} µs/req` : ''} statuses ${JSON.stringify(r.statusCodes)}${r.errors ? ` errors ${r.errors}` : ''}${grpcRefused ? ` gRPC refusals ${grpcRefused}` : ''}`);
       }
     }
     const scenarios: ScenarioResult[] = plans.map((p) => {
@@ -465,12 +609,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
         p50: rs2.length ? median(rs2.map((r) => r.p50)) : 0,
         p99: rs2.length ? median(rs2.map((r) => r.p99)) : 0,
         total,
-        unexpected: total - (statusCodes[String(p.expectedStatus)] ?? 0) + rs2.reduce((a, r) => a + r.errors, 0),
+        unexpected: total - (statusCodes[String(p.expectedStatus)] ?? 0) + rs2.reduce((a, r) => a + r.errors, 0) + (refused.get(key(p)) ?? 0),
         statusCodes,
         cacheHitRatio: h && h.all > 0 ? h.hit / h.all : null,
         cpuUsPerRequest: cpuPerRound.has(key(p)) ? median(cpuPerRound.get(key(p))!) : null,
-        vsNone: perRoundRatio(rs2, perRound.get(`none/${p.name === 'upstream-direct' ? 'current' : p.variant}`)),
+        vsNone: perRoundRatio(rs2, perRound.get(`${isH2Scenario(p.name) ? 'h2-none' : 'none'}/${p.cpuPid === null || p.name === 'grpc-nginx' ? 'current' : p.variant}`)),
         vsBaseline: p.variant === 'current' ? perRoundRatio(rs2, perRound.get(`${p.name}/baseline`)) : null,
+        vsNginx: p.name.startsWith('grpc-') ? perRoundRatio(rs2, perRound.get('grpc-nginx/current')) : null,
       };
     });
 
@@ -494,6 +639,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     return { options: { ...opts, log: undefined } as Omit<BenchOptions, 'log'>, scenarios, flood, memory };
   } finally {
     for (const g of gateways) await g.stop();
+    await (nginx as ProxyProcess | null)?.stop();
+    await (h2up as GrpcUpstream | null)?.close();
     await loader.close();
     up.server.closeAllConnections();
     await new Promise<void>((r) => up.server.close(() => r()));
@@ -543,24 +690,36 @@ const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 export function formatReport(rep: BenchReport): string {
   const find = (name: ScenarioName, variant: ScenarioResult['variant']) => rep.scenarios.find((s) => s.name === name && s.variant === variant && !s.skipped);
   const withBaseline = rep.scenarios.some((s) => s.variant === 'baseline');
-  const lines = [
-    `| scenario | req/s | × none | CPU µs/req | p50 ms | p99 ms | responses | unexpected | cache hits |${withBaseline ? ' × baseline |' : ''}`,
-    `|---|---:|---:|---:|---:|---:|---:|---:|---:|${withBaseline ? '---:|' : ''}`,
-  ];
-  for (const s of rep.scenarios) {
-    const label = s.variant === 'baseline' ? `${s.name} (baseline)` : s.name;
-    if (s.skipped) {
-      lines.push(`| ${label} | ${s.skipped} | | | | | | | |${withBaseline ? ' |' : ''}`);
-      continue;
+  // The HTTP/1.1 scenarios, then the h2 and gRPC ones (ratios to h2-none and to nginx grpc_pass; h2load's latencies to 0.01 ms).
+  const table = (rows: ScenarioResult[], h2: boolean): string[] => {
+    const noneName: ScenarioName = h2 ? 'h2-none' : 'none';
+    const nginx = h2 && rows.some((s) => s.name === 'grpc-nginx');
+    const ms = h2 ? 2 : 0;
+    const out = [
+      `| scenario | req/s | × ${noneName} |${nginx ? ' × nginx grpc_pass |' : ''} CPU µs/req | p50 ms | p99 ms | responses | unexpected | cache hits |${withBaseline ? ' × baseline |' : ''}`,
+      `|---|---:|---:|${nginx ? '---:|' : ''}---:|---:|---:|---:|---:|---:|${withBaseline ? '---:|' : ''}`,
+    ];
+    for (const s of rows) {
+      const label = s.variant === 'baseline' ? `${s.name} (baseline)` : s.name;
+      if (s.skipped) {
+        out.push(`| ${label} | ${s.skipped} | |${nginx ? ' |' : ''} | | | | | |${withBaseline ? ' |' : ''}`);
+        continue;
+      }
+      // upstream-direct is compared with this checkout's none route.
+      const none = find(noneName, s.variant);
+      const ratio = s.vsNone !== null ? fmt(s.vsNone, 2) : none && none.rps > 0 ? fmt(s.rps / none.rps, 2) : '-';
+      const vsNginx = nginx ? ` ${s.vsNginx !== null ? fmt(s.vsNginx, 2) : ''} |` : '';
+      const hit = s.cacheHitRatio === null ? '' : `${fmt(s.cacheHitRatio * 100, 1)} %`;
+      const vsBase = withBaseline ? ` ${s.vsBaseline !== null ? fmt(s.vsBaseline, 2) : ''} |` : '';
+      const cpu = s.cpuUsPerRequest === null ? '' : fmt(s.cpuUsPerRequest, 1);
+      out.push(`| ${label} | ${fmt(s.rps)} | ${ratio} |${vsNginx} ${cpu} | ${fmt(s.p50, ms)} | ${fmt(s.p99, ms)} | ${s.total} | ${s.unexpected} | ${hit} |${vsBase}`);
     }
-    // upstream-direct is compared with this checkout's none route.
-    const none = find('none', s.variant);
-    const ratio = s.vsNone !== null ? fmt(s.vsNone, 2) : none && none.rps > 0 ? fmt(s.rps / none.rps, 2) : '-';
-    const hit = s.cacheHitRatio === null ? '' : `${fmt(s.cacheHitRatio * 100, 1)} %`;
-    const vsBase = withBaseline ? ` ${s.vsBaseline !== null ? fmt(s.vsBaseline, 2) : ''} |` : '';
-    const cpu = s.cpuUsPerRequest === null ? '' : fmt(s.cpuUsPerRequest, 1);
-    lines.push(`| ${label} | ${fmt(s.rps)} | ${ratio} | ${cpu} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${s.total} | ${s.unexpected} | ${hit} |${vsBase}`);
-  }
+    return out;
+  };
+  const h1 = rep.scenarios.filter((s) => !isH2Scenario(s.name));
+  const h2 = rep.scenarios.filter((s) => isH2Scenario(s.name));
+  const lines = h1.length > 0 || h2.length === 0 ? table(h1, false) : [];
+  if (h2.length > 0) lines.push(...(lines.length > 0 ? [''] : []), ...table(h2, true));
   if (rep.flood) {
     const f = rep.flood;
     lines.push('', `random-kid flood: ${f.requests} requests (all with unknown kids) in ${f.durationSec} s → ${f.jwksFetches} JWKS fetch(es) (bound: ≤ 1 per ${f.cooldownSec} s cooldown); non-401: ${f.unexpected}`);

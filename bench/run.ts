@@ -17,6 +17,9 @@
  *   BENCH_BASELINE     another built tokengate checkout: its gateway runs beside this one, interleaved,
  *                      and a "× baseline" column compares them (before/after in one run)
  *   BENCH_BASELINE_SERVER  server keys for the baseline gateway only (BENCH_BASELINE=. compares settings)
+ *   BENCH_H2_CLIENTS / BENCH_H2_STREAMS   h2load connections and streams per connection of the
+ *                      h2 and gRPC scenarios (10 × 5 = the 50 requests in flight of the HTTP/1.1 ones)
+ *   BENCH_NO_INSTALL   do not apt-get install a missing h2load (nghttp2-client) or nginx (nginx-light)
  *   BENCH_JSON         also write the report as JSON to this file
  *   BENCH_SVG          where the chart of the table goes (.bench-out/bench.svg)
  *   BENCH_KEEP         keep the temp dir (configs, gateway logs)
@@ -60,6 +63,9 @@ const opts = {
   serverExtra,
   baseline: env.BENCH_BASELINE || undefined,
   baselineServerExtra: env.BENCH_BASELINE_SERVER !== undefined ? serverKeys(env.BENCH_BASELINE_SERVER) : undefined,
+  h2Clients: num(env.BENCH_H2_CLIENTS, 10),
+  h2Streams: num(env.BENCH_H2_STREAMS, 5),
+  installPeers: !env.BENCH_NO_INSTALL,
   log: (l: string) => console.error(l),
 };
 // The measured gateway's process count: `server.workers` from BENCH_SERVER, else the default (0).
@@ -74,9 +80,10 @@ mkdirSync(dirname(svg), { recursive: true });
 writeFileSync(svg, benchChart(report, `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · node ${process.version} · ${cpus().length} CPU(s) · ` +
   `${workers} gateway worker(s) · ${opts.connections} connections · ${opts.durationSec} s × ${opts.rounds} round(s) per scenario`));
 console.error(`bench: chart written to ${svg}`);
-const bad = report.scenarios.some((s) => !s.skipped && s.unexpected > 0) || (report.flood !== null && report.flood.jwksFetches > 1) ||
+// A `failed:` row is a scenario whose one checked request went wrong (the h2 and gRPC ones).
+const bad = report.scenarios.some((s) => (!s.skipped && s.unexpected > 0) || s.skipped?.startsWith('failed')) || (report.flood !== null && report.flood.jwksFetches > 1) ||
   (report.memory !== null && report.memory.unexpected > 0);
 if (bad) {
-  console.error('bench: unexpected statuses, errors or JWKS fetches (see the table)');
+  console.error('bench: unexpected statuses, errors, failed checks or JWKS fetches (see the table)');
   process.exitCode = 1;
 }

@@ -8,6 +8,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest, Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
@@ -72,15 +73,18 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
   app.addContentTypeParser(FORM, { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   // Each connection's last parsed `Authorization` value (src/pipeline/extract.ts): a
-  // keep-alive client sends the same one on every request.
-  const memos = new WeakMap<Socket, CredentialMemo>();
-  const memoOf = (socket: Socket): CredentialMemo => {
-    let memo = memos.get(socket);
-    if (memo === undefined) memos.set(socket, (memo = newCredentialMemo()));
+  // keep-alive client sends the same one on every request. An HTTP/2 connection is its
+  // session: Node's compat `req.socket` is a new Proxy per stream, so keyed by it the
+  // memo would never be found again (a stream already reset has no session: its Proxy then).
+  const memos = new WeakMap<Socket | Http2Session, CredentialMemo>();
+  const memoOf = (raw: IncomingMessage): CredentialMemo => {
+    const conn = (raw.httpVersionMajor === 2 ? (raw as unknown as Http2ServerRequest).stream.session : undefined) ?? raw.socket;
+    let memo = memos.get(conn);
+    if (memo === undefined) memos.set(conn, (memo = newCredentialMemo()));
     return memo;
   };
   const factsOf = (config: Parameters<typeof clientFacts>[0], req: FastifyRequest) =>
-    clientFacts(config, req.raw, formBody(req), memoOf(req.raw.socket), certs);
+    clientFacts(config, req.raw, formBody(req), memoOf(req.raw), certs);
 
   /** Answers `req` once it is judged: the refusal, a preflight's answer, or the upstream's. */
   const answer = (req: FastifyRequest, reply: FastifyReply, ex: Exchange, refused: GatewayError | null): void => {

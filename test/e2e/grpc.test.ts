@@ -173,6 +173,20 @@ describe('refusals in gRPC form', () => {
     assert.match(String(err?.metadata.get('www-authenticate')[0]), /error="invalid_token"/);
   });
 
+  // The parsed credential is remembered per HTTP/2 session (src/server/proxy.ts), as per
+  // HTTP/1.1 connection: only for the very same Authorization value, never across values.
+  it('calls on one connection with different tokens, in turn and at once: each is judged by its own', async () => {
+    const bad = `${token.slice(0, -4)}AAAA`;
+    const order = [token, bad, token, undefined, bad, bad, token];
+    for (const t of order) {
+      const { err } = await unary(client, { text: 'x' }, bearerMetadata(t));
+      assert.equal(err?.code ?? grpc.status.OK, t === token ? grpc.status.OK : grpc.status.UNAUTHENTICATED, t === token ? 'the good token' : 'a bad or no token');
+    }
+    const together = await Promise.all([...order, ...order].map((t) => unary(client, { text: 'x' }, bearerMetadata(t))));
+    assert.deepEqual(together.map((r) => r.err?.code ?? grpc.status.OK),
+      [...order, ...order].map((t) => (t === token ? grpc.status.OK : grpc.status.UNAUTHENTICATED)));
+  });
+
   it('a missing scope: PERMISSION_DENIED with error="insufficient_scope"', async () => {
     const weak = await idp.token({ resource: IDP_RESOURCES.es256, scope: 'orders:read' });
     const call = client.Bidi(bearerMetadata(weak));

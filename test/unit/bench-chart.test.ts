@@ -10,7 +10,7 @@ import type { BenchReport, ScenarioResult } from '../../bench/harness.js';
 
 const row = (name: ScenarioResult['name'], rps: number, cpu: number | null, p99: number, extra: Partial<ScenarioResult> = {}): ScenarioResult => ({
   name, variant: 'current', expectedStatus: 200, rps, p50: p99 / 3, p99, total: rps * 5, unexpected: 0, statusCodes: { 200: rps * 5 },
-  cacheHitRatio: null, cpuUsPerRequest: cpu, vsNone: null, vsBaseline: null, ...extra,
+  cacheHitRatio: null, cpuUsPerRequest: cpu, vsNone: null, vsBaseline: null, vsNginx: null, ...extra,
 });
 
 const report = {
