@@ -224,8 +224,11 @@ class H2Exchange {
       this.onError(err);
     };
     stream.on('error', broken);
-    // Closed without an end: RST_STREAM from the upstream, or the session gone.
-    stream.on('close', () => broken(Object.assign(new Error(`stream reset (${stream.rstCode})`), { code: 'ECONNRESET' })));
+    // Closed without an end: RST_STREAM from the upstream, or the session gone. (The error,
+    // with its stack, is made only then: every stream closes.)
+    stream.on('close', () => {
+      if (mine() && !this.finished) broken(Object.assign(new Error(`stream reset (${stream.rstCode})`), { code: 'ECONNRESET' }));
+    });
     if (typeof fwd.body === 'string') stream.end(fwd.body);
     else if (fwd.body !== null) fwd.body.pipe(stream);
   }
