@@ -20,7 +20,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { decorateForwarded } from '../pipeline/cors.js';
 import { isGrpcContentType } from '../http/headers.js';
-import { clientStream, writeErrorRaw, writeGrpcStatus } from './error-response.js';
+import { clientGone, clientStream, writeErrorRaw, writeGrpcStatus } from './error-response.js';
 import { responseHeaders, upstreamError, type ForwardObserver, type ForwardRequest, type UpstreamPoolOptions, CLIENT_CLOSED } from './forward.js';
 
 const { NGHTTP2_CANCEL, HTTP2_HEADER_STATUS } = http2.constants;
@@ -150,6 +150,8 @@ class H2Exchange {
   start(): void {
     const { req, res, fwd } = this;
     res.on('close', this.onClientClose);
+    // Gone already (an HTTP/2 stream reset while the request was decided): nothing to open.
+    if (clientGone(res)) return this.onClientClose();
     const grpc = isGrpcContentType(req.headers['content-type']);
     this.pooled = this.pool.take();
     let stream: ClientHttp2Stream;
@@ -167,6 +169,7 @@ class H2Exchange {
     stream.on('response', (headers, flags) => this.onResponse(headers, flags));
     stream.on('data', (chunk: Buffer) => {
       if (!res.write(chunk)) {
+        if (clientGone(res)) return this.onClientClose();
         stream.pause();
         res.once('drain', () => stream.resume());
       }
@@ -233,7 +236,7 @@ class H2Exchange {
       this.res.destroy();
       return this.settle(this.res.statusCode);
     }
-    if (this.res.destroyed) return this.settle(CLIENT_CLOSED);
+    if (clientGone(this.res)) return this.settle(CLIENT_CLOSED);
     this.fail(upstreamError(err, this.fwd.origin, this.opts.log));
   }
 
@@ -249,9 +252,9 @@ class H2Exchange {
     if (this.finished) return;
     this.stream?.close(NGHTTP2_CANCEL);
     const res = this.res;
-    if (!res.headersSent && !res.destroyed) {
+    if (!res.headersSent && !clientGone(res)) {
       writeGrpcStatus(res, 4, 'Deadline Exceeded', {});
-    } else if (!res.writableEnded && !res.destroyed) {
+    } else if (!res.writableEnded && !clientGone(res)) {
       res.addTrailers({ 'grpc-status': '4', 'grpc-message': 'Deadline%20Exceeded' });
       res.end();
     }
@@ -260,7 +263,7 @@ class H2Exchange {
 
   private fail(err: GatewayError): void {
     this.observer.onUpstreamError(err);
-    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.fwd.cors ?? null);
+    if (!this.res.headersSent && !clientGone(this.res)) writeErrorRaw(this.res, err, this.fwd.cors ?? null);
     else this.res.destroy();
     this.settle(this.res.headersSent ? this.res.statusCode : err.status);
   }
