@@ -43,7 +43,10 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
   const server = core.config.server;
   const app = Fastify({
     ...listenerOptions(core, { bodyLimit: server.bodyLimitBytes }),
-    serverFactory: proxyServerFactory(core.config, { tls: tlsOptions(core) }),
+    serverFactory: proxyServerFactory(core.config, {
+      tls: tlsOptions(core),
+      onH2Abuse: (reason, peer) => core.logger.warn({ reason, peer }, 'http2 session closed for abuse'),
+    }),
   });
   hardenListener(app, core);
 
