@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { execFile, execFileSync } from 'node:child_process';
-import { startApiFixture, type Fixture } from '../helpers/fixture.js';
+import { openRoute, startApiFixture, startH2Fixture, type Fixture } from '../helpers/fixture.js';
 import { listenLoopback } from '../helpers/ports.js';
 import { h2Request } from '../helpers/h2-frames.js';
 
@@ -48,23 +48,8 @@ before(async () => {
     res.end('h2 upstream says hi');
   });
   const h2port = await listenLoopback(h2up);
-  f = await startApiFixture({ server: 'server: { http2: true }\n', routes: `
-  - id: h1
-    match: { pathPrefix: /h1 }
-    upstream: UPSTREAM
-    auth: { mode: none }
-  - id: h2
-    match: { pathPrefix: /h2 }
-    upstream: http://127.0.0.1:${h2port}
-    upstreamProtocol: h2
-    auth: { mode: none }
-` });
-  off = await startApiFixture({ routes: `
-  - id: h1
-    match: { pathPrefix: /h1 }
-    upstream: UPSTREAM
-    auth: { mode: none }
-` });
+  ({ f } = await startH2Fixture('', openRoute('h1') + openRoute('h2', { upstream: `http://127.0.0.1:${h2port}`, h2: true })));
+  off = await startApiFixture({ routes: openRoute('h1') });
 });
 after(async () => {
   await f?.close();

@@ -11,7 +11,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { startApiFixture, type Fixture } from '../helpers/fixture.js';
+import { openRoute, startH2Fixture, type Fixture } from '../helpers/fixture.js';
 import { listenLoopback } from '../helpers/ports.js';
 import { ERR, RawH2, get, headerBlock, headers, h2Request, rstStream } from '../helpers/h2-frames.js';
 
@@ -25,18 +25,7 @@ before(async () => {
     setTimeout(() => res.writable && res.end('late answer '.repeat(2000)), 50);
   });
   const h2port = await listenLoopback(h2up);
-  f = await startApiFixture({ server: 'server: { http2: true, upstreamConnections: 2 }\n', routes: `
-  - id: h1
-    match: { pathPrefix: /h1 }
-    upstream: UPSTREAM
-    auth: { mode: none }
-  - id: h2
-    match: { pathPrefix: /h2 }
-    upstream: http://127.0.0.1:${h2port}
-    upstreamProtocol: h2
-    auth: { mode: none }
-` });
-  port = Number(new URL(f.gw.url).port);
+  ({ f, port } = await startH2Fixture('upstreamConnections: 2', openRoute('h1') + openRoute('h2', { upstream: `http://127.0.0.1:${h2port}`, h2: true })));
 });
 after(async () => {
   await f?.close();

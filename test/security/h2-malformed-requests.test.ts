@@ -10,7 +10,7 @@
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { startApiFixture, type Fixture } from '../helpers/fixture.js';
+import { openRoute, startH2Fixture, type Fixture } from '../helpers/fixture.js';
 import { ERR, FRAME, RawH2, get, headerBlock, headers, h2Request } from '../helpers/h2-frames.js';
 
 let f: Fixture;
@@ -18,18 +18,7 @@ let port: number;
 let authority: string;
 
 before(async () => {
-  f = await startApiFixture({ server: 'server: { http2: true }\n', routes: `
-  - id: tenant
-    match: { host: tenant.example, pathPrefix: /tenant }
-    upstream: UPSTREAM
-    auth: { mode: none }
-  - id: open
-    match: { pathPrefix: /open }
-    upstream: UPSTREAM
-    auth: { mode: none }
-` });
-  port = Number(new URL(f.gw.url).port);
-  authority = `127.0.0.1:${port}`;
+  ({ f, port, authority } = await startH2Fixture('', openRoute('tenant', { host: 'tenant.example' }) + openRoute('open')));
 });
 after(() => f?.close());
 beforeEach(() => f.up.reset());

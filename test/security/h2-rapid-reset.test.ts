@@ -13,7 +13,7 @@
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { startApiFixture, type Fixture } from '../helpers/fixture.js';
+import { startH2Fixture, type Fixture } from '../helpers/fixture.js';
 import { ERR, RawH2, get, headerBlock, headers, h2Request, rstStream } from '../helpers/h2-frames.js';
 import { runAttack } from '../helpers/h2-attack.js';
 
@@ -22,14 +22,7 @@ let port: number;
 let authority: string;
 
 before(async () => {
-  f = await startApiFixture({ server: 'server: { http2: true }\n', routes: `
-  - id: open
-    match: { pathPrefix: /open }
-    upstream: UPSTREAM
-    auth: { mode: none }
-` });
-  port = Number(new URL(f.gw.url).port);
-  authority = `127.0.0.1:${port}`;
+  ({ f, port, authority } = await startH2Fixture());
 });
 after(() => f?.close());
 beforeEach(() => {
