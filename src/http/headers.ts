@@ -30,6 +30,17 @@ export function countHeader(raw: readonly string[], lower: string): number {
   return n;
 }
 
+/**
+ * The size of a header list as HTTP/2 measures it for SETTINGS_MAX_HEADER_LIST_SIZE
+ * (RFC 9113 §6.5.2): each field's name and value lengths in octets (decoded, not as
+ * HPACK-encoded) plus 32. `raw` is Node's `[name, value, ...]` list (pseudo-headers in it).
+ */
+export function headerListSize(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) n += Buffer.byteLength(raw[i], 'latin1') + Buffer.byteLength(raw[i + 1], 'latin1') + 32;
+  return n;
+}
+
 /** The value of a header that may be sent at most once: null when absent; a repeat throws `repeated`. */
 export function singleHeader(raw: readonly string[], lower: string, repeated: Reason): string | null {
   const i = findHeader(raw, lower);

@@ -73,6 +73,18 @@ export function clientStream(res: ServerResponse): ServerHttp2Stream | null {
 }
 
 /**
+ * Whether the client is gone: its HTTP/1.1 connection closed, or its HTTP/2 stream reset
+ * (RST_STREAM) or its session ended. Node's HTTP/2 response has no `destroyed`, reports
+ * `writableFinished` once its stream is reset, and its `write` then returns false with no
+ * `drain` to follow: read the stream itself.
+ */
+export function clientGone(res: ServerResponse): boolean {
+  if (res.destroyed === true) return true;
+  const h2 = clientStream(res);
+  return h2 !== null && h2.destroyed;
+}
+
+/**
  * `grpc-message` as gRPC carries it (PROTOCOL-HTTP2.md): percent-encoded outside printable
  * ASCII, and `%` itself.
  */

@@ -12,7 +12,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
 import { connectionTokens, HOP_BY_HOP } from '../http/headers.js';
-import { writeErrorRaw } from './error-response.js';
+import { clientGone, writeErrorRaw } from './error-response.js';
 import { decorateForwarded, type CorsHeaders } from '../pipeline/cors.js';
 
 /** Pool settings (from `server`). */
@@ -93,15 +93,23 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     private readonly cors: CorsHeaders | null,
   ) {}
 
-  /** The client went away before the response was complete: stop the upstream request. */
+  /**
+   * The client went away before the response was complete: stop the upstream request.
+   * (`writableEnded`, not `writableFinished`: an HTTP/2 response reports the latter once
+   * its stream is reset.)
+   */
   private readonly onClientClose = (): void => {
-    if (!this.res.writableFinished) this.controller?.abort(new Error('client closed'));
+    if (!this.res.writableEnded) this.controller?.abort(new Error('client closed'));
   };
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     // `on`, not `once` (no wrapper per request): it is removed when the response ends or fails.
     this.res.on('close', this.onClientClose);
+    // Gone already (an HTTP/2 stream reset while the request was decided): its 'close' has
+    // passed, and an answer would be paused forever on a write that never drains, holding
+    // the upstream connection.
+    if (clientGone(this.res)) this.onClientClose();
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -127,6 +135,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.failed) return;
     if (!this.res.write(chunk)) {
+      if (clientGone(this.res)) return void controller.abort(new Error('client closed'));
       controller.pause();
       this.res.once('drain', () => controller.resume());
     }
@@ -153,14 +162,14 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
       this.observer.onResponseDone(this.res.statusCode);
       return;
     }
-    if (this.res.destroyed) return void this.observer.onResponseDone(CLIENT_CLOSED);
+    if (clientGone(this.res)) return void this.observer.onResponseDone(CLIENT_CLOSED);
     this.fail(upstreamError(error, this.origin, this.log));
   }
 
   private fail(err: GatewayError): void {
     this.failed = true;
     this.observer.onUpstreamError(err);
-    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.cors, this.extra);
+    if (!this.res.headersSent && !clientGone(this.res)) writeErrorRaw(this.res, err, this.cors, this.extra);
     else this.res.destroy();
     this.observer.onResponseDone(this.res.headersSent ? this.res.statusCode : err.status);
   }

@@ -12,7 +12,7 @@ import { GatewayError } from '../errors.js';
 import type { CredentialMemo } from '../pipeline/extract.js';
 import { upstreamHeaders } from '../pipeline/mutate.js';
 import type { RequestFacts } from '../pipeline/run.js';
-import { countHeader } from '../http/headers.js';
+import { countHeader, headerListSize } from '../http/headers.js';
 import { certThumbprint } from '../pipeline/client-cert.js';
 
 /**
@@ -96,10 +96,14 @@ function hostIsSound(req: IncomingMessage): boolean {
 /**
  * The pipeline's view of a client request, HTTP/1.1 or HTTP/2 alike (on HTTP/2 the target
  * is `:path`). A request whose host is ambiguous ({@link hostIsSound}) is a 400, and so
- * is an HTTP/2 CONNECT (RFC 9113 §8.5; nothing here is tunnelled).
+ * is an HTTP/2 CONNECT (RFC 9113 §8.5; nothing here is tunnelled). An HTTP/2 header list
+ * past `maxHeaderBytes` is a 431, as on HTTP/1.1: Node enforces the advertised
+ * SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged it, so the first
+ * requests of a connection would otherwise pass with any size.
  */
 export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string, credentialMemo?: CredentialMemo, certs: CertSource = 'header'): RequestFacts {
   if (!hostIsSound(req) || req.method === 'CONNECT') throw new GatewayError('bad_request');
+  if (req.httpVersionMajor === 2 && headerListSize(req.rawHeaders) > config.server.maxHeaderBytes) throw new GatewayError('header_too_large');
   const trust = config.server.trustProxy;
   const host = requestHost(req);
   return {

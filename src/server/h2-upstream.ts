@@ -20,7 +20,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
 import { decorateForwarded } from '../pipeline/cors.js';
 import { isGrpcContentType } from '../http/headers.js';
-import { clientStream, writeErrorRaw, writeGrpcStatus } from './error-response.js';
+import { clientGone, clientStream, writeErrorRaw, writeGrpcStatus } from './error-response.js';
 import { responseHeaders, upstreamError, type ForwardObserver, type ForwardRequest, type UpstreamPoolOptions, CLIENT_CLOSED } from './forward.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM: REFUSED_STREAM, HTTP2_HEADER_STATUS } = http2.constants;
@@ -171,6 +171,8 @@ class H2Exchange {
   start(): void {
     const { req, res } = this;
     res.on('close', this.onClientClose);
+    // Gone already (an HTTP/2 stream reset while the request was decided): nothing to open.
+    if (clientGone(res)) return this.onClientClose();
     this.headersTimer = setTimeout(() => this.timeout(new GatewayError('upstream_timeout')), this.opts.timeoutMs);
     const deadline = this.grpc ? grpcTimeoutMs(req.headers['grpc-timeout']) : null;
     if (deadline !== null) this.deadlineTimer = setTimeout(() => this.deadlineExceeded(), Math.max(deadline, 1));
@@ -202,6 +204,7 @@ class H2Exchange {
     stream.on('response', (headers, flags) => { if (mine()) this.onResponse(headers, flags); });
     stream.on('data', (chunk: Buffer) => {
       if (!res.write(chunk)) {
+        if (clientGone(res)) return this.onClientClose();
         stream.pause();
         res.once('drain', () => stream.resume());
       }
@@ -281,7 +284,7 @@ class H2Exchange {
       this.res.destroy();
       return this.settle(this.res.statusCode);
     }
-    if (this.res.destroyed) return this.settle(CLIENT_CLOSED);
+    if (clientGone(this.res)) return this.settle(CLIENT_CLOSED);
     this.fail(upstreamError(err, this.fwd.origin, this.opts.log));
   }
 
@@ -297,9 +300,9 @@ class H2Exchange {
     if (this.finished) return;
     this.stream?.close(NGHTTP2_CANCEL);
     const res = this.res;
-    if (!res.headersSent && !res.destroyed) {
+    if (!res.headersSent && !clientGone(res)) {
       writeGrpcStatus(res, 4, 'Deadline Exceeded', this.fwd.responseHeaders ?? {});
-    } else if (!res.writableEnded && !res.destroyed) {
+    } else if (!res.writableEnded && !clientGone(res)) {
       res.addTrailers({ 'grpc-status': '4', 'grpc-message': 'Deadline%20Exceeded' });
       res.end();
     }
@@ -308,7 +311,7 @@ class H2Exchange {
 
   private fail(err: GatewayError): void {
     this.observer.onUpstreamError(err);
-    if (!this.res.headersSent && !this.res.destroyed) writeErrorRaw(this.res, err, this.fwd.cors ?? null, this.fwd.responseHeaders);
+    if (!this.res.headersSent && !clientGone(this.res)) writeErrorRaw(this.res, err, this.fwd.cors ?? null, this.fwd.responseHeaders);
     else this.res.destroy();
     this.settle(this.res.headersSent ? this.res.statusCode : err.status);
   }

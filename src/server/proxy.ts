@@ -48,7 +48,10 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
   const certs = certSourceOf(core.config);
   const app = Fastify({
     ...listenerOptions(core, { bodyLimit: server.bodyLimitBytes }),
-    serverFactory: proxyServerFactory(core.config, { tls: tls?.serverOptions() ?? null }),
+    serverFactory: proxyServerFactory(core.config, {
+      tls: tls?.serverOptions() ?? null,
+      onH2Abuse: (reason, peer) => core.logger.warn({ reason, peer }, 'http2 session closed for abuse'),
+    }),
   });
   hardenListener(app, core);
   if (tls) {

@@ -19,6 +19,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { CompiledConfig } from '../config/compile.js';
+import { guardSession, type H2Abuse } from './h2-guard.js';
 
 /** RFC 9113 §3.4: what an HTTP/2 client sends first on a connection it knows speaks HTTP/2. */
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -30,14 +31,18 @@ type ConnectionListener = (socket: Socket) => void;
 export interface ServeOptions {
   /** https options (key, cert, ca, requestCert, ...) when `server.tls` is set; null for cleartext. */
   tls: https.ServerOptions | null;
+  /** Hears an HTTP/2 session closed for abuse (src/server/h2-guard.ts), with the peer's address. */
+  onH2Abuse?: (why: H2Abuse, peer: string | undefined) => void;
 }
 
 /**
- * HTTP/2 settings and limits. Node's defaults are kept where they already bound an abuse
- * (CVE-2023-44487 rapid reset: nghttp2 rate-limits stream resets and Node refuses a
- * session past `maxSessionRejectedStreams`; CVE-2024-27316 CONTINUATION flood: nghttp2
- * ≥ 1.61 caps CONTINUATION frames per header block); the header list is bounded by the
- * same `maxHeaderBytes` as HTTP/1.1, and concurrent streams by `maxConcurrentStreams`.
+ * HTTP/2 settings and limits. The header list is bounded by the same `maxHeaderBytes` as
+ * HTTP/1.1 (decoded size: Node answers 431 beyond it, however small the HPACK encoding),
+ * concurrent streams by `maxConcurrentStreams`. nghttp2 (≥ 1.61) refuses malformed
+ * requests (connection-specific headers, uppercase names, pseudo-header faults) with a
+ * stream reset and caps CONTINUATION frames per header block (CVE-2024-27316); what it
+ * leaves open — rapid reset, SETTINGS and PING floods, a SETTINGS never acknowledged — is
+ * bounded per session in src/server/h2-guard.ts.
  */
 function http2Options(config: CompiledConfig): http2.ServerOptions {
   const s = config.server;
@@ -50,8 +55,9 @@ function http2Options(config: CompiledConfig): http2.ServerOptions {
     // Entries are bounded by maxHeaderListSize: never cut a header list short by count
     // (a duplicate Authorization must be seen, as on HTTP/1.1).
     maxHeaderListPairs: 4096,
-    // A session whose peer ignores the stream limit or sends invalid frames is closed
-    // (Node's defaults, spelled out); PING and SETTINGS floods are bounded the same way.
+    // Node's defaults, spelled out. Rejected streams: those Node itself refuses (session
+    // memory), consecutively; invalid frames: per session; outstanding pings: those the
+    // gateway sends; maxSettings: entries in one SETTINGS frame.
     maxSessionRejectedStreams: 100,
     maxSessionInvalidFrames: 1000,
     maxOutstandingPings: 10,
@@ -106,7 +112,7 @@ function takeOver(server: http.Server, event: 'connection' | 'secureConnection',
  * Adds HTTP/2 to `server`: an inner HTTP/2 server whose requests go to `handler`, the
  * per-connection choice of protocol, and its sessions in the server's shutdown calls.
  */
-function addHttp2(server: http.Server, handler: Handler, config: CompiledConfig, secure: boolean): http2.Http2Server {
+function addHttp2(server: http.Server, handler: Handler, config: CompiledConfig, secure: boolean, onAbuse: ServeOptions['onH2Abuse']): http2.Http2Server {
   const h2 = http2.createServer(http2Options(config));
   h2.on('request', handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -116,6 +122,8 @@ function addHttp2(server: http.Server, handler: Handler, config: CompiledConfig,
     session.once('close', () => sessions.delete(session));
     // Idle for keepAliveTimeoutMs (no frame either way): GOAWAY, as an idle HTTP/1.1 connection is closed.
     session.setTimeout(idleMs, () => session.close());
+    const peer = session.socket?.remoteAddress;
+    guardSession(session, config.server.headersTimeoutMs, (why) => onAbuse?.(why, peer));
   });
   // A session error (a protocol fault, a reset socket) closes that session only.
   h2.on('sessionError', () => {});
@@ -159,7 +167,7 @@ export function proxyServerFactory(config: CompiledConfig, opts: ServeOptions) {
       : http.createServer(h1, handler);
     server.keepAliveTimeout = fastifyOptions.keepAliveTimeout as number;
     server.requestTimeout = fastifyOptions.requestTimeout as number;
-    if (config.server.http2) addHttp2(server, handler, config, secure);
+    if (config.server.http2) addHttp2(server, handler, config, secure, opts.onH2Abuse);
     return server;
   };
 }

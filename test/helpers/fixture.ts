@@ -193,3 +193,28 @@ export function testClock(): TestClock {
   let offset = 0;
   return { now: () => Date.now() + offset, advance: (ms) => { offset += ms; } };
 }
+
+/**
+ * The YAML of a `mode: none` route `id` on `pathPrefix: /<id>`, to the echo upstream
+ * (`UPSTREAM`, as {@link startApiFixture} replaces it) unless `upstream` is given; `h2`
+ * speaks HTTP/2 to it, `host` matches on that host only.
+ */
+export function openRoute(id: string, opts: { upstream?: string; h2?: boolean; host?: string } = {}): string {
+  return `
+  - id: ${id}
+    match: { ${opts.host ? `host: ${opts.host}, ` : ''}pathPrefix: /${id} }
+    upstream: ${opts.upstream ?? 'UPSTREAM'}${opts.h2 ? '\n    upstreamProtocol: h2' : ''}
+    auth: { mode: none }
+`;
+}
+
+/**
+ * The HTTP/2 attack suites' gateway: {@link startApiFixture} with `server: { http2: true,
+ * <server> }` and `routes` (default: one open route `/open`), with its port and the
+ * `:authority` that names it.
+ */
+export async function startH2Fixture(server = '', routes = openRoute('open')): Promise<{ f: Fixture; port: number; authority: string }> {
+  const f = await startApiFixture({ server: `server: { http2: true${server ? `, ${server}` : ''} }\n`, routes });
+  const port = Number(new URL(f.gw.url).port);
+  return { f, port, authority: `127.0.0.1:${port}` };
+}
