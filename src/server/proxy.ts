@@ -7,14 +7,14 @@
  * form-encoded ones, read to refuse an `access_token` in them (RFC 6750 §2.2).
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import { newCredentialMemo, type CredentialMemo } from '../pipeline/extract.js';
-import type { GatewayError } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import type { GatewayCore } from './core.js';
-import { sendError, writePreflightRaw } from './error-response.js';
+import { sendError, writeErrorRaw, writePreflightRaw } from './error-response.js';
 import { Exchange } from './exchange.js';
 import { certSourceOf, clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { UpstreamPool } from './forward.js';
@@ -51,6 +51,13 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
     serverFactory: proxyServerFactory(core.config, {
       tls: tls?.serverOptions() ?? null,
       onH2Abuse: (reason, peer) => core.logger.warn({ reason, peer }, 'http2 session closed for abuse'),
+      // Nothing is tunnelled (RFC 9113 §8.5): 400 from the catalogue, recorded, as on HTTP/1.1.
+      onH2Connect: (_req, res) => {
+        const ex = new Exchange(core.config, core);
+        ex.error = new GatewayError('bad_request');
+        writeErrorRaw(res as unknown as ServerResponse, ex.error, null, ex.idHeader());
+        ex.done(ex.error.status);
+      },
     }),
   });
   hardenListener(app, core);

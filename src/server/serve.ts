@@ -33,6 +33,11 @@ export interface ServeOptions {
   tls: https.ServerOptions | null;
   /** Hears an HTTP/2 session closed for abuse (src/server/h2-guard.ts), with the peer's address. */
   onH2Abuse?: (why: H2Abuse, peer: string | undefined) => void;
+  /**
+   * Answers an HTTP/2 CONNECT (RFC 9113 §8.5: no `:path`, so it never reaches the router).
+   * Absent: Node's bare 405.
+   */
+  onH2Connect?: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
 }
 
 /**
@@ -112,9 +117,11 @@ function takeOver(server: http.Server, event: 'connection' | 'secureConnection',
  * Adds HTTP/2 to `server`: an inner HTTP/2 server whose requests go to `handler`, the
  * per-connection choice of protocol, and its sessions in the server's shutdown calls.
  */
-function addHttp2(server: http.Server, handler: Handler, config: CompiledConfig, secure: boolean, onAbuse: ServeOptions['onH2Abuse']): http2.Http2Server {
+function addHttp2(server: http.Server, handler: Handler, config: CompiledConfig, secure: boolean, opts: ServeOptions): http2.Http2Server {
   const h2 = http2.createServer(http2Options(config));
   h2.on('request', handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  if (opts.onH2Connect) h2.on('connect', opts.onH2Connect);
+  const onAbuse = opts.onH2Abuse;
   const sessions = new Set<http2.ServerHttp2Session>();
   const idleMs = config.server.keepAliveTimeoutMs;
   h2.on('session', (session: http2.ServerHttp2Session) => {
@@ -167,7 +174,7 @@ export function proxyServerFactory(config: CompiledConfig, opts: ServeOptions) {
       : http.createServer(h1, handler);
     server.keepAliveTimeout = fastifyOptions.keepAliveTimeout as number;
     server.requestTimeout = fastifyOptions.requestTimeout as number;
-    if (config.server.http2) addHttp2(server, handler, config, secure, opts.onH2Abuse);
+    if (config.server.http2) addHttp2(server, handler, config, secure, opts);
     return server;
   };
 }

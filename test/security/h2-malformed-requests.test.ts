@@ -73,14 +73,14 @@ test('malformed requests are refused on one connection, none forwarded, and the 
   c.close();
 });
 
-test('CONNECT is answered 405 by Node before any handler (no :path: nothing to route); a contradicting host is 400 bad_request', async () => {
+test('CONNECT is answered 400 bad_request from the catalogue (nothing is tunnelled; it has no :path to route); a contradicting host is 400 bad_request', async () => {
   const client = http2.connect(f.gw.url);
   client.on('error', () => undefined);
   try {
-    // Node's compatibility layer answers CONNECT itself unless a 'connect' listener exists;
-    // handing it to Fastify would crash its router (a CONNECT has no :path).
+    // The HTTP/2 server's 'connect' listener answers it (Fastify's router cannot: no :path).
     const connect = await h2Request(client, { ':method': 'CONNECT', ':authority': 'evil.example:443' });
-    assert.equal(connect.status, 405);
+    assert.equal(connect.status, 400);
+    assert.equal(JSON.parse(connect.body).error, 'bad_request');
     const hosts = await h2Request(client, { ':path': '/open/x', ':authority': authority, host: 'tenant.example' });
     assert.equal(hosts.status, 400);
     assert.equal(JSON.parse(hosts.body).error, 'bad_request');
