@@ -7,9 +7,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigSchema, REDIS_URL_DEFAULT, type Config } from './schema.js';
-import { substituteEnv, substituteScalar } from './env.js';
+import { substituteEnv } from './env.js';
 import { crossCheck, type CrossProblem } from './cross-check.js';
-import { GIVE_UP, readPlainYaml } from './plain-yaml.js';
 
 /** One config problem, with where it is. */
 export interface ConfigProblem {
@@ -89,9 +88,6 @@ export function parseConfigLocated(text: string, file: string, env: NodeJS.Proce
     const bytes = Buffer.byteLength(text, 'utf8');
     if (bytes > MAX_CONFIG_BYTES) throw tooLarge(file, bytes);
   }
-  const fast = parsePlainConfig(text, file, env);
-  if (fast) return fast;
-
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const lineOf = (node: { range?: [number, number, number?] | null } | null | undefined): number =>
@@ -138,29 +134,6 @@ export function parseConfigLocated(text: string, file: string, env: NodeJS.Proce
   };
 }
 
-/**
- * The common case, fast: a config in the plain subset of YAML that {@link readPlainYaml}
- * reads (most are), valid, with no cross-reference problem. `null` for anything else:
- * the caller reads the text again with `yaml` and reports every problem with its position.
- */
-function parsePlainConfig(text: string, file: string, env: NodeJS.ProcessEnv): LocatedConfig | null {
-  const plain = readPlainYaml(text, (raw, isPlain) => {
-    const r = substituteScalar(raw, isPlain, env);
-    return 'value' in r ? r.value : GIVE_UP;
-  });
-  if (!plain || !validate(plain.data)) return null;
-  const config = plain.data;
-  try {
-    if (resolveAndCrossCheck(config, env).length) return null;
-  } catch {
-    return null;
-  }
-  return {
-    config,
-    locate: (found) => found.map((c) => ({ file, line: plain.lineAt(c.path), path: formatPath(c.path), message: c.message })),
-  };
-}
-
 /** Resolves what the schema's defaults leave as references, then checks cross-references. */
 function resolveAndCrossCheck(config: Config, env: NodeJS.ProcessEnv): CrossProblem[] {
   // The schema default of server.redis.url is itself a `${VAR:-default}` reference: resolve it like one.
@@ -180,6 +153,12 @@ export function locateProblems(file: string, found: readonly CrossProblem[]): Co
   } catch {
     // unreadable now: report without lines
   }
+  return locateInText(text, file, found);
+}
+
+/** Places `found` at their lines in `text` (read with `yaml`), reported as `file`. */
+function locateInText(text: string, file: string, found: readonly CrossProblem[]): ConfigProblem[] {
+  if (!found.length) return [];
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
   return found.map((c) => {
