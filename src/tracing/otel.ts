@@ -193,8 +193,20 @@ export class OtelTracing implements Tracing {
     const parent = this.propagator.extract(ROOT_CONTEXT, facts.rawHeaders, RAW_GETTER);
     const attrs: Attributes = {};
     const name = methodAttributes(facts.method, attrs);
+    // The sampler (parent-based, then the trace id's ratio) reads no attribute: a request
+    // that is not recorded builds none (most of them, with a small sampleRatio).
+    const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: performance.timeOrigin + req.start }, parent);
+    if (!span.isRecording()) return new OtelRequestTrace(this, span, req, null);
     const q = facts.target.indexOf('?');
     const path = q === -1 ? facts.target : facts.target.slice(0, q);
+    const ct = findHeader(facts.rawHeaders, 'content-type');
+    const rpc = ct !== -1 && isGrpcContentType(facts.rawHeaders[ct + 1]) ? grpcMethod(path) ?? '_OTHER' : null;
+    span.setAttributes(this.serverAttributes(facts, req, attrs, path, rpc));
+    return new OtelRequestTrace(this, span, req, rpc);
+  }
+
+  /** The server span's attributes (`attrs` holds the method's already). */
+  private serverAttributes(facts: RequestFacts, req: TracedRequest, attrs: Attributes, path: string, rpc: string | null): Attributes {
     attrs[ATTR_URL_PATH] = path;
     attrs[ATTR_URL_SCHEME] = facts.scheme ?? 'http';
     const host = hostOnly(facts.authority ?? facts.host);
@@ -207,14 +219,11 @@ export class OtelTracing implements Tracing {
     if (facts.httpVersion) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = protocolVersion(facts.httpVersion);
     attrs['tokengate.request_id'] = req.requestId;
     if (req.listener) attrs['tokengate.listener'] = req.listener;
-    const ct = findHeader(facts.rawHeaders, 'content-type');
-    const rpc = ct !== -1 && isGrpcContentType(facts.rawHeaders[ct + 1]) ? grpcMethod(path) ?? '_OTHER' : null;
     if (rpc !== null) {
       attrs[ATTR_RPC_SYSTEM_NAME] = RPC_SYSTEM_NAME_VALUE_GRPC;
       attrs[ATTR_RPC_METHOD] = rpc;
     }
-    const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: attrs, startTime: performance.timeOrigin + req.start }, parent);
-    return new OtelRequestTrace(this, span, req, rpc);
+    return attrs;
   }
 
   /** Starts a span under `parent` (the request trace's own spans). */
@@ -260,7 +269,7 @@ class OtelRequestTrace implements RequestTrace {
   private upstreamSpan: Span | null = null;
   private ended = false;
 
-  /** `rpc` is the gRPC method of a gRPC call (`_OTHER` when its path has no such shape), null for any other request. */
+  /** `rpc` is the gRPC method of a recorded gRPC call (`_OTHER` when its path has no such shape), else null. */
   constructor(private readonly tracing: OtelTracing, private readonly span: Span, private readonly req: TracedRequest, private readonly rpc: string | null) {}
 
   get traceId(): string | undefined {
@@ -286,6 +295,9 @@ class OtelRequestTrace implements RequestTrace {
   }
 
   upstream(headers: Record<string, string | string[]>, method: string, origin: string, path: string): void {
+    // Not recorded: its upstream call would not be either. The upstream still continues the
+    // trace (W3C Trace Context §3.2: the not-sampled flag travels on), under this span's id.
+    if (!this.span.isRecording()) return this.tracing.inject(this.span, headers);
     const attrs: Attributes = {};
     const name = methodAttributes(method, attrs);
     copyDefined(httpClientAttributes(method, origin + path), attrs);
