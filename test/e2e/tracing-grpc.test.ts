@@ -10,14 +10,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { freePort } from '../helpers/ports.js';
 import { bearerMetadata, echoClient, startEchoServer, unary, type EchoClient, type EchoServer } from '../helpers/grpc-echo.js';
-import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
+import { clientParent as parent, SPAN_KIND, startOtlpReceiver, traceOf, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
 
 let iss: MockIssuer; let echo: EchoServer; let up: EchoUpstream; let rx: OtlpReceiver; let gw: TestGateway; let client: EchoClient;
 
@@ -56,19 +55,6 @@ after(async () => {
   await Promise.allSettled([iss?.close(), echo?.close(), up?.close(), rx?.close()]);
 });
 
-/** A fresh sampled W3C parent, as a client would send it. */
-function parent(): { traceId: string; spanId: string; traceparent: string } {
-  const traceId = randomBytes(16).toString('hex');
-  const spanId = randomBytes(8).toString('hex');
-  return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-01` };
-}
-
-/** The spans of trace `traceId`, once `n` have arrived. */
-async function traceOf(traceId: string, n: number): Promise<ReceivedSpan[]> {
-  const spans = await rx.waitFor((all) => all.filter((s) => s.traceId === traceId).length >= n);
-  return spans.filter((s) => s.traceId === traceId);
-}
-
 function one(spans: ReceivedSpan[], kind: number): ReceivedSpan {
   const found = spans.filter((s) => s.kind === kind);
   assert.equal(found.length, 1, `one span of kind ${kind} (have: ${spans.map((s) => `${s.name}/${s.kind}`).join(', ')})`);
@@ -100,7 +86,7 @@ test('an HTTP/2 request: the server span says network.protocol.version "2" and c
   } finally {
     session.close();
   }
-  const spans = await traceOf(p.traceId, 3);
+  const spans = await traceOf(rx, p.traceId, 3);
   const server = one(spans, SPAN_KIND.SERVER);
   assert.equal(server.parentSpanId, p.spanId);
   assert.equal(server.name, 'GET');
@@ -119,7 +105,7 @@ test('a gRPC call: server and upstream spans with the RPC attributes; the grpc-j
   assert.equal(err, null);
   assert.equal(res?.text, 'echo:traced');
 
-  const spans = await traceOf(p.traceId, 3);
+  const spans = await traceOf(rx, p.traceId, 3);
   const server = one(spans, SPAN_KIND.SERVER);
   const upstream = one(spans, SPAN_KIND.CLIENT);
   assert.equal(server.parentSpanId, p.spanId, 'continues the client\'s span');
@@ -151,7 +137,7 @@ test('a refused gRPC call: the server span carries the refusal (401, UNAUTHENTIC
   const { err } = await unary(client, { text: 'x' }, metadata(p.traceparent));
   assert.equal(err?.code, grpc.status.UNAUTHENTICATED);
   assert.equal(echo.calls.length, before);
-  const spans = await traceOf(p.traceId, 2);
+  const spans = await traceOf(rx, p.traceId, 2);
   const server = one(spans, SPAN_KIND.SERVER);
   assert.equal(server.parentSpanId, p.spanId);
   assert.equal(server.attributes['rpc.method'], 'tokengate.test.Echo/Unary');
@@ -172,7 +158,7 @@ test('a gRPC call whose upstream is down: UNAVAILABLE on the server span, an err
   const err = await new Promise<grpc.ServiceError | null>((resolve) => dead.Call(Buffer.alloc(0), metadata(p.traceparent), resolve));
   dead.close();
   assert.equal(err?.code, grpc.status.UNAVAILABLE);
-  const spans = await traceOf(p.traceId, 3);
+  const spans = await traceOf(rx, p.traceId, 3);
   const server = one(spans, SPAN_KIND.SERVER);
   assert.equal(server.attributes['rpc.method'], 'dead.Service/Call');
   assert.equal(server.attributes['rpc.status_code'], 'UNAVAILABLE');

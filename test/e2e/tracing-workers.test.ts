@@ -10,11 +10,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import { randomBytes } from 'node:crypto';
 import { startCliReplica, type CliReplica } from '../helpers/cli.js';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
-import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
+import { clientParent, SPAN_KIND, startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
 
 let iss: MockIssuer; let up: EchoUpstream; let rx: OtlpReceiver; let g: CliReplica | undefined;
 
@@ -58,10 +57,9 @@ routes:
   // Rounds of 10 connections at once: both workers accept some.
   for (let round = 0; round < 5; round++) {
     const statuses = await Promise.all(Array.from({ length: 10 }, (_, i) => {
-      const traceId = randomBytes(16).toString('hex');
-      const spanId = randomBytes(8).toString('hex');
-      sent.set(traceId, spanId);
-      return get(`${g!.url}/api/${round}-${i}?secret=q-s3cr3t`, { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${spanId}-01` });
+      const p = clientParent();
+      sent.set(p.traceId, p.spanId);
+      return get(`${g!.url}/api/${round}-${i}?secret=q-s3cr3t`, { authorization: `Bearer ${token}`, traceparent: p.traceparent });
     }));
     assert.deepEqual(statuses, Array(10).fill(200));
   }
