@@ -11,6 +11,11 @@
  *   found through an AsyncLocalStorage of this gateway's own;
  * - a CLIENT span for the upstream call, whose context the upstream receives.
  *
+ * A gRPC call (`content-type: application/grpc…`, over HTTP/2) is an HTTP request like any
+ * other, its spans named by the HTTP method; both also carry the RPC semantic conventions'
+ * `rpc.system.name` and `rpc.method`, and a call the gateway answers itself (a refusal, an
+ * upstream failure) the `rpc.status_code` it answered with.
+ *
  * Attributes never hold a token, a secret, a claim set or a query string.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -26,19 +31,29 @@ import {
 } from '@opentelemetry/sdk-trace';
 import {
   ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVICE_NAME,
-  ATTR_SERVICE_VERSION, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL,
+  ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_RPC_METHOD, ATTR_RPC_STATUS_CODE, ATTR_RPC_SYSTEM_NAME,
+  ATTR_SERVER_ADDRESS, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL,
+  RPC_SYSTEM_NAME_VALUE_GRPC,
 } from '@opentelemetry/semantic-conventions';
 import type { TracingConfig } from '../config/schema.js';
-import { findHeader } from '../http/headers.js';
+import { findHeader, isGrpcContentType } from '../http/headers.js';
 import { hostOnly } from '../pipeline/host.js';
 import type { RequestFacts } from '../pipeline/run.js';
+import { grpcStatusFor } from '../server/error-response.js';
 import { outcomeOf, userAgentOf } from '../server/record.js';
 import { httpClientAttributes, UNTRACED, type SpanAttributes, type SpanNotes } from './outbound.js';
 import type { RequestTrace, TracedRequest, Tracing } from './types.js';
 
 /** Methods the HTTP semantic conventions name; any other is `_OTHER` (its own spelling kept aside). */
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE', 'QUERY']);
+
+/** gRPC status names by code (grpc/grpc `doc/statuscodes.md`), as `rpc.status_code` carries them. */
+const GRPC_STATUS = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
+  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL',
+  'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
+/** gRPC codes a server reports as a span error (RPC semantic conventions, gRPC: server-side errors). */
+const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
 
 /** Reads a W3C header from a raw header list; a header sent twice counts as absent (W3C Trace Context §3.2). */
 const RAW_GETTER: TextMapGetter<readonly string[]> = {
@@ -113,6 +128,23 @@ function methodAttributes(method: string, attrs: Attributes): string {
   return 'HTTP';
 }
 
+/**
+ * `network.protocol.version` as the semantic conventions spell it: Node says `2.0` for an
+ * HTTP/2 request, OTel `2` (`1.0` and `1.1` are the same in both).
+ */
+function protocolVersion(v: string): string {
+  return v === '2.0' ? '2' : v;
+}
+
+/**
+ * The fully-qualified method of a gRPC call from its `:path` (`/package.Service/Method`,
+ * gRPC PROTOCOL-HTTP2.md), for `rpc.method`; undefined when the path has another shape.
+ */
+function grpcMethod(path: string): string | undefined {
+  const slash = path.indexOf('/', 1);
+  return path.charCodeAt(0) === 0x2f && slash > 1 && slash < path.length - 1 && path.indexOf('/', slash + 1) === -1 ? path.slice(1) : undefined;
+}
+
 /** Copies the set attributes of `from` into `to`. */
 function copyDefined(from: SpanAttributes, to: Attributes): Attributes {
   for (const k in from) if (from[k] !== undefined && to[k] === undefined) to[k] = from[k];
@@ -161,8 +193,21 @@ export class OtelTracing implements Tracing {
     const parent = this.propagator.extract(ROOT_CONTEXT, facts.rawHeaders, RAW_GETTER);
     const attrs: Attributes = {};
     const name = methodAttributes(facts.method, attrs);
+    // The sampler (parent-based, then the trace id's ratio) reads no attribute: a request
+    // that is not recorded builds none (most of them, with a small sampleRatio).
+    const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: performance.timeOrigin + req.start }, parent);
+    if (!span.isRecording()) return new OtelRequestTrace(this, span, req, null);
     const q = facts.target.indexOf('?');
-    attrs[ATTR_URL_PATH] = q === -1 ? facts.target : facts.target.slice(0, q);
+    const path = q === -1 ? facts.target : facts.target.slice(0, q);
+    const ct = findHeader(facts.rawHeaders, 'content-type');
+    const rpc = ct !== -1 && isGrpcContentType(facts.rawHeaders[ct + 1]) ? grpcMethod(path) ?? '_OTHER' : null;
+    span.setAttributes(this.serverAttributes(facts, req, attrs, path, rpc));
+    return new OtelRequestTrace(this, span, req, rpc);
+  }
+
+  /** The server span's attributes (`attrs` holds the method's already). */
+  private serverAttributes(facts: RequestFacts, req: TracedRequest, attrs: Attributes, path: string, rpc: string | null): Attributes {
+    attrs[ATTR_URL_PATH] = path;
     attrs[ATTR_URL_SCHEME] = facts.scheme ?? 'http';
     const host = hostOnly(facts.authority ?? facts.host);
     if (host) attrs[ATTR_SERVER_ADDRESS] = host;
@@ -171,11 +216,14 @@ export class OtelTracing implements Tracing {
     if (facts.peer) attrs[ATTR_NETWORK_PEER_ADDRESS] = facts.peer;
     const ua = userAgentOf(facts);
     if (ua !== undefined) attrs[ATTR_USER_AGENT_ORIGINAL] = ua;
-    if (facts.httpVersion) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = facts.httpVersion;
+    if (facts.httpVersion) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = protocolVersion(facts.httpVersion);
     attrs['tokengate.request_id'] = req.requestId;
     if (req.listener) attrs['tokengate.listener'] = req.listener;
-    const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: attrs, startTime: performance.timeOrigin + req.start }, parent);
-    return new OtelRequestTrace(this, span, req);
+    if (rpc !== null) {
+      attrs[ATTR_RPC_SYSTEM_NAME] = RPC_SYSTEM_NAME_VALUE_GRPC;
+      attrs[ATTR_RPC_METHOD] = rpc;
+    }
+    return attrs;
   }
 
   /** Starts a span under `parent` (the request trace's own spans). */
@@ -221,7 +269,8 @@ class OtelRequestTrace implements RequestTrace {
   private upstreamSpan: Span | null = null;
   private ended = false;
 
-  constructor(private readonly tracing: OtelTracing, private readonly span: Span, private readonly req: TracedRequest) {}
+  /** `rpc` is the gRPC method of a recorded gRPC call (`_OTHER` when its path has no such shape), else null. */
+  constructor(private readonly tracing: OtelTracing, private readonly span: Span, private readonly req: TracedRequest, private readonly rpc: string | null) {}
 
   get traceId(): string | undefined {
     return this.span.isRecording() ? this.span.spanContext().traceId : undefined;
@@ -246,9 +295,17 @@ class OtelRequestTrace implements RequestTrace {
   }
 
   upstream(headers: Record<string, string | string[]>, method: string, origin: string, path: string): void {
+    // Not recorded: its upstream call would not be either. The upstream still continues the
+    // trace (W3C Trace Context §3.2: the not-sampled flag travels on), under this span's id.
+    if (!this.span.isRecording()) return this.tracing.inject(this.span, headers);
     const attrs: Attributes = {};
     const name = methodAttributes(method, attrs);
     copyDefined(httpClientAttributes(method, origin + path), attrs);
+    if (this.req.ctx.route?.upstreamH2) attrs[ATTR_NETWORK_PROTOCOL_VERSION] = '2';
+    if (this.rpc !== null) {
+      attrs[ATTR_RPC_SYSTEM_NAME] = RPC_SYSTEM_NAME_VALUE_GRPC;
+      attrs[ATTR_RPC_METHOD] = this.rpc;
+    }
     this.upstreamSpan = this.tracing.start(name, SpanKind.CLIENT, attrs, this.span);
     this.tracing.inject(this.upstreamSpan, headers);
   }
@@ -284,9 +341,18 @@ class OtelRequestTrace implements RequestTrace {
       span.setAttribute('tokengate.issuer', p.issuerId);
       if (typeof p.claims.sub === 'string') span.setAttribute('enduser.id', p.claims.sub);
     }
-    // HTTP semantic conventions: a server span is an error only for 5xx (a 401 is an answer).
-    if (status >= 500) {
-      span.setAttribute(ATTR_ERROR_TYPE, String(status));
+    // A gRPC call the gateway answered itself (refused, or the upstream failed): the gRPC
+    // status it wrote (src/server/error-response.ts). An upstream's own status is in its trailers.
+    let rpcError: string | null = null;
+    if (this.rpc !== null && error !== null) {
+      const code = grpcStatusFor(error.status);
+      span.setAttribute(ATTR_RPC_STATUS_CODE, GRPC_STATUS[code]);
+      if (GRPC_SERVER_ERRORS.has(code)) rpcError = GRPC_STATUS[code];
+    }
+    // HTTP semantic conventions: a server span is an error only for 5xx (a 401 is an answer);
+    // RPC ones: only for the codes that say the server failed.
+    if (status >= 500 || rpcError !== null) {
+      span.setAttribute(ATTR_ERROR_TYPE, rpcError ?? String(status));
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
     span.end();

@@ -10,14 +10,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { IDP_CLIENT, IDP_RESOURCES, idpIssuerYaml, startIdp, type TestIdp } from '../helpers/idp.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 import { freePort } from '../helpers/ports.js';
-import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
+import { clientParent as parent, SPAN_KIND, startOtlpReceiver, traceOf, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
 
 const QUERY_SECRET = 'q-s3cr3t-value';
 
@@ -63,19 +62,6 @@ routes:
 }
 
 const ENV = { INTROSPECTION_SECRET: IDP_CLIENT.clientSecret };
-
-/** A fresh W3C trace id and parent span id, as a client would send them. */
-function parent(sampled = true): { traceId: string; spanId: string; traceparent: string } {
-  const traceId = randomBytes(16).toString('hex');
-  const spanId = randomBytes(8).toString('hex');
-  return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-${sampled ? '01' : '00'}` };
-}
-
-/** The spans of trace `traceId`, once `n` have arrived. */
-async function traceOf(r: OtlpReceiver, traceId: string, n: number): Promise<ReceivedSpan[]> {
-  const spans = await r.waitFor((all) => all.filter((s) => s.traceId === traceId).length >= n);
-  return spans.filter((s) => s.traceId === traceId);
-}
 
 function one(spans: ReceivedSpan[], pred: (s: ReceivedSpan) => boolean, what: string): ReceivedSpan {
   const found = spans.filter(pred);

@@ -10,6 +10,7 @@
  * @module
  */
 import * as http from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { listenLoopback } from './ports.js';
 
@@ -144,4 +145,17 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       server.close(() => resolve());
     }),
   };
+}
+
+/** A fresh W3C trace id and parent span id, and the `traceparent` a client would send with them. */
+export function clientParent(sampled = true): { traceId: string; spanId: string; traceparent: string } {
+  const traceId = randomBytes(16).toString('hex');
+  const spanId = randomBytes(8).toString('hex');
+  return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-${sampled ? '01' : '00'}` };
+}
+
+/** The spans of trace `traceId` that `r` received, once `n` have arrived. */
+export async function traceOf(r: OtlpReceiver, traceId: string, n: number): Promise<ReceivedSpan[]> {
+  const spans = await r.waitFor((all) => all.filter((s) => s.traceId === traceId).length >= n);
+  return spans.filter((s) => s.traceId === traceId);
 }
