@@ -188,6 +188,10 @@ test(`a ${UPLOAD_MB} MB upload streams through without growing resident memory`,
   console.log(`upload ${UPLOAD_MB} MB in ${ms} ms (${Math.round(UPLOAD_MB / (ms / 1000))} MB/s), rss before ${Math.round(before / 1048576)} MB, peak +${growthMb.toFixed(1)} MB`);
   assert.equal(status, 200);
   assert.equal(sinkBytes, UPLOAD_MB * 1024 * 1024);
-  // Client, gateway and sink share this process: buffering would add >= UPLOAD_MB; streaming adds socket buffers only.
-  assert.ok(growthMb < Math.min(96, UPLOAD_MB / 2), `rss grew by ${growthMb.toFixed(1)} MB`);
+  // Client, gateway and sink share this process: buffering the body would add >= UPLOAD_MB;
+  // streaming adds socket buffers and the garbage of chunks not yet collected. That garbage
+  // depends on the runtime and the speed: ~40 MB on Node 20 at ~200 MB/s, 105-135 MB on
+  // Node 24 at ~450 MB/s (the same before and after the HTTP/2 work), so the bound is a
+  // quarter of the upload, far below what buffering it would cost.
+  assert.ok(growthMb < UPLOAD_MB / 4, `rss grew by ${growthMb.toFixed(1)} MB`);
 });
