@@ -21,7 +21,7 @@ const AUDIENCE = 'bench-api';
 
 /** Every scenario name, in run order (`BENCH_SCENARIOS` filters by substring). */
 export const SCENARIOS = [
-  'upstream-direct', 'none', 'none-bearer', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct',
+  'upstream-direct', 'none', 'none-bearer', 'none-bearer-distinct', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct',
   'jwt-eddsa-distinct', 'jwt-rs256-tampered',
   'introspection-warm', 'kid-flood', 'memory',
 ] as const;
@@ -380,7 +380,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     // One file of distinct tokens per algorithm: every request of those scenarios is a miss.
     const distinctFiles = new Map<string, string>();
     for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) {
-      if (!want(`jwt-${alg.toLowerCase()}-distinct` as ScenarioName)) continue;
+      if (!want(`jwt-${alg.toLowerCase()}-distinct` as ScenarioName) && !(alg === 'RS256' && want('none-bearer-distinct'))) continue;
       const n = Math.max(3 * opts.cacheSize, 300);
       log(`signing ${n} distinct ${alg} tokens (3× tokenCacheSize ${opts.cacheSize}: cycling through them never hits the cache) ...`);
       const file = join(dir, `distinct-${alg}.txt`);
@@ -397,6 +397,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       // The same request bytes as jwt-rs256 on the mode:none route: separates the cost of
       // carrying an ~800-byte token from the cost of checking it.
       { name: 'none-bearer', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: bearer(rs) },
+      // The distinct RS256 tokens on the mode:none route: what the load pattern costs (a new
+      // Authorization value on every request) without any check, beside jwt-rs256-distinct.
+      { name: 'none-bearer-distinct', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: { tokensFile: distinctFiles.get('RS256') } },
       { name: 'jwt-rs256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs) },
       { name: 'jwt-es256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(es) },
       { name: 'jwt-eddsa', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(ed) },
