@@ -34,6 +34,12 @@ export interface BenchOptions {
   warmupSec: number;
   rounds: number;
   connections: number;
+  /**
+   * Requests per second at most in every load scenario (0 or absent: as fast as it goes). CPU
+   * per request depends on the load (fewer requests per event-loop turn share less of its
+   * fixed work), so scenarios that run at different speeds compare best at one rate.
+   */
+  rate?: number;
   scenarios: readonly ScenarioName[];
   /** Verified-token cache of the measured gateway (the distinct scenario cycles through 3× this many tokens). */
   cacheSize: number;
@@ -420,7 +426,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     const adminOf = (p: Plan) => (p.variant === 'baseline' && base ? base.gw.adminUrl : gw.adminUrl);
     const active = plans.filter((p) => !p.skipped);
 
-    const run = (p: Plan, durationSec: number) => loader.run({ url: p.url, connections: opts.connections, durationSec, ...p.job });
+    const run = (p: Plan, durationSec: number) => loader.run({ url: p.url, connections: opts.connections, durationSec, rate: opts.rate, ...p.job });
     if (opts.warmupSec > 0) {
       log(`warm-up: ${opts.warmupSec} s per scenario`);
       for (const p of active) await run(p, opts.warmupSec);
