@@ -10,8 +10,7 @@
  * CPU µs per request (process.cpuUsage: every thread). For a profile, run it under
  * `node --cpu-prof` or `valgrind --tool=callgrind` with PASSES 1.
  */
-import { compileConfig } from '../src/config/compile.js';
-import { parseConfig } from '../src/config/load.js';
+import { BENCH_ISS, benchPipelineConfig } from './lib/pipeline.js';
 import { decide, newContext, type RequestFacts } from '../src/pipeline/run.js';
 import { JwtVerifier, type KeySource } from '../src/pipeline/verify-jwt.js';
 import { KeyObject, verify as cryptoVerify } from 'node:crypto';
@@ -23,20 +22,11 @@ const TOKENS = Number(process.argv[2] ?? 30_000);
 const PASSES = Number(process.argv[3] ?? 3);
 const ALG = (process.argv[4] ?? 'RS256') as BenchAlg;
 const keys = generateKeys();
-const iss = 'https://issuer.bench';
-const config = compileConfig(parseConfig(`
-issuers:
-  - { id: bench, issuer: ${iss}, jwksUri: ${iss}/jwks, algorithms: [RS256, ES256, EdDSA], audiences: [bench-api] }
-routes:
-  - id: jwt
-    match: { pathPrefix: /jwt }
-    upstream: http://u.test
-    auth: { mode: jwt, scopes: { allOf: [bench:read] } }
-    forward: { headers: { x-auth-subject: sub, x-auth-scopes: scope } }
-`, 'distinct.yaml', {}));
+const iss = BENCH_ISS;
+const config = benchPipelineConfig('distinct.yaml');
 
-// DISTINCT_TOKENS_FILE: tokens signed once (one per line, with DISTINCT_KEY_FILE the key they
-// were signed with), so that a run under valgrind does not sign them too.
+// DISTINCT_TOKENS_FILE: tokens signed once (one per line; the public JWK they were signed with
+// beside it, `<file>.jwk`), so that a run under valgrind does not sign them too.
 const tokensFile = process.env.DISTINCT_TOKENS_FILE;
 const tokens = tokensFile && existsSync(tokensFile)
   ? readFileSync(tokensFile, 'utf8').split('\n').filter(Boolean).slice(0, TOKENS)
