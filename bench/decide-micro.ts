@@ -10,8 +10,7 @@
  *
  *   node --import tsx bench/decide-micro.ts [ITERATIONS]
  */
-import { compileConfig } from '../src/config/compile.js';
-import { parseConfig } from '../src/config/load.js';
+import { BENCH_ISS, benchPipelineConfig } from './lib/pipeline.js';
 import { newCredentialMemo } from '../src/pipeline/extract.js';
 import { decide, newContext, type RequestFacts } from '../src/pipeline/run.js';
 import { JwtVerifier, type KeySource } from '../src/pipeline/verify-jwt.js';
@@ -21,18 +20,8 @@ import { generateKeys, signToken, tamper, type BenchAlg } from './lib/tokens.js'
 
 const N = Number(process.argv[2] ?? 200_000);
 const keys = generateKeys();
-const iss = 'https://issuer.bench';
-const config = compileConfig(parseConfig(`
-issuers:
-  - { id: bench, issuer: ${iss}, jwksUri: ${iss}/jwks, algorithms: [RS256, ES256, EdDSA], audiences: [bench-api] }
-routes:
-  - { id: none, match: { pathPrefix: /none }, upstream: http://u.test, auth: { mode: none } }
-  - id: jwt
-    match: { pathPrefix: /jwt }
-    upstream: http://u.test
-    auth: { mode: jwt, scopes: { allOf: [bench:read] } }
-    forward: { headers: { x-auth-subject: sub, x-auth-scopes: scope } }
-`, 'micro.yaml', {}));
+const iss = BENCH_ISS;
+const config = benchPipelineConfig('micro.yaml');
 const imported = new Map<string, { key: KeyObject; id: string }>();
 for (const k of Object.values(keys)) imported.set(k.kid, { key: KeyObject.from(await importJWK(k.jwk as never, k.alg) as CryptoKey), id: k.kid });
 const source: KeySource = {

@@ -32,7 +32,7 @@ const AUDIENCE = 'bench-api';
 
 /** Every scenario name, in run order (`BENCH_SCENARIOS` filters by substring). */
 export const SCENARIOS = [
-  'upstream-direct', 'none', 'none-bearer', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct',
+  'upstream-direct', 'none', 'none-bearer', 'none-bearer-distinct', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct',
   'jwt-eddsa-distinct', 'jwt-rs256-tampered',
   'introspection-warm', 'jwt-es256-traced', 'jwt-es256-traced-1pct',
   'h2-upstream-direct', 'h2-none', 'h2-jwt-rs256', 'grpc-upstream-direct', 'grpc-none', 'grpc-jwt-rs256', 'grpc-nginx',
@@ -52,6 +52,12 @@ export interface BenchOptions {
   warmupSec: number;
   rounds: number;
   connections: number;
+  /**
+   * Requests per second at most in every load scenario (0 or absent: as fast as it goes). CPU
+   * per request depends on the load (fewer requests per event-loop turn share less of its
+   * fixed work), so scenarios that run at different speeds compare best at one rate.
+   */
+  rate?: number;
   scenarios: readonly ScenarioName[];
   /** Verified-token cache of the measured gateway (the distinct scenario cycles through 3× this many tokens). */
   cacheSize: number;
@@ -469,7 +475,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     // One file of distinct tokens per algorithm: every request of those scenarios is a miss.
     const distinctFiles = new Map<string, string>();
     for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) {
-      if (!want(`jwt-${alg.toLowerCase()}-distinct` as ScenarioName)) continue;
+      if (!want(`jwt-${alg.toLowerCase()}-distinct` as ScenarioName) && !(alg === 'RS256' && want('none-bearer-distinct'))) continue;
       const n = Math.max(3 * opts.cacheSize, 300);
       log(`signing ${n} distinct ${alg} tokens (3× tokenCacheSize ${opts.cacheSize}: cycling through them never hits the cache) ...`);
       const file = join(dir, `distinct-${alg}.txt`);
@@ -487,6 +493,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       // The same request bytes as jwt-rs256 on the mode:none route: separates the cost of
       // carrying an ~800-byte token from the cost of checking it.
       { name: 'none-bearer', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: bearer(rs), ...at(g) },
+      // The distinct RS256 tokens on the mode:none route: what the load pattern costs (a new
+      // Authorization value on every request) without any check, beside jwt-rs256-distinct.
+      { name: 'none-bearer-distinct', variant, url: `${g.url}/none/x`, expectedStatus: 200, cache: null, job: { tokensFile: distinctFiles.get('RS256') }, ...at(g) },
       { name: 'jwt-rs256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(rs), ...at(g) },
       { name: 'jwt-es256', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(es), ...at(g) },
       { name: 'jwt-eddsa', variant, url: `${g.url}/jwt/x`, expectedStatus: 200, cache: 'jwt', job: bearer(ed), ...at(g) },

@@ -6,6 +6,8 @@
  *   BENCH_WARMUP       warm-up seconds per scenario before round 1 (1; --quick: 0.5)
  *   BENCH_ROUNDS       interleaved rounds (2; --quick: 1)
  *   BENCH_CONNECTIONS  concurrent connections (50)
+ *   BENCH_RATE         requests/s at most in every load scenario (0: as fast as it goes); CPU per
+ *                      request depends on the load, so compare scenarios at one rate
  *   BENCH_SCENARIOS    comma-separated scenario names, or substrings of names (all)
  *   BENCH_CACHE_SIZE   tokenCacheSize of the measured gateway (1000)
  *   BENCH_MEMORY_TOKENS / BENCH_MEMORY_CACHE   memory check: distinct tokens sent (50000; --quick: 5000)
@@ -53,6 +55,7 @@ const opts = {
   warmupSec: num(env.BENCH_WARMUP, quick ? 0.5 : 1),
   rounds: num(env.BENCH_ROUNDS, quick ? 1 : 2),
   connections: num(env.BENCH_CONNECTIONS, 50),
+  rate: num(env.BENCH_RATE, 0),
   scenarios,
   cacheSize: num(env.BENCH_CACHE_SIZE, 1000),
   memoryTokens: num(env.BENCH_MEMORY_TOKENS, quick ? 5000 : 50000),

@@ -15,6 +15,8 @@ export interface LoadJob {
   connections: number;
   durationSec?: number;
   amount?: number;
+  /** Requests per second at most, over all connections (autocannon `overallRate`); absent: as fast as it goes. */
+  rate?: number;
   /** Static request headers. */
   headers?: Record<string, string>;
   /** A file with one token per line: each request takes the next (round robin). */
@@ -70,6 +72,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
     url: job.url,
     connections: job.connections,
     pipelining: 1,
+    ...(job.rate ? { overallRate: job.rate } : {}),
     ...(job.amount !== undefined ? { amount: job.amount } : { duration: job.durationSec ?? 5 }),
     timeout: 10,
     headers: job.headers ?? {},

@@ -16,7 +16,7 @@ import type { CompiledAuth } from '../config/compile.js';
 import type { IssuerConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { SelectedKey } from '../idp/jwks-cache.js';
-import { keyFitsAlg, parseJws, verifyJwsSignature } from './jws.js';
+import { keyFitsAlg, parseJws, verifyJwsSignature, type HeaderMemo } from './jws.js';
 import { scopesOf, type Principal } from './principal.js';
 
 /** Where keys come from, per issuer id (the gateway's JWKS caches). */
@@ -63,6 +63,8 @@ export class JwtVerifier {
   private readonly now: () => number;
   private readonly cache: LRUCache<string, CachedToken> | null;
   private readonly onCache?: (result: 'hit' | 'miss') => void;
+  /** The last header decoded: a miss of a token from the same issuer and key skips its decode. */
+  private readonly headerMemo: HeaderMemo = { text: null, header: null };
 
   constructor(opts: JwtVerifierOptions) {
     this.keys = opts.keys;
@@ -101,7 +103,7 @@ export class JwtVerifier {
     // One parse (RFC 7515 §5.2), then every check that needs no key, cheapest first: a
     // refusal here costs neither a key lookup nor a signature check, and a flood of forged
     // tokens with made-up `kid`s cannot make the JWKS cache refetch.
-    const jws = parseJws(token);
+    const jws = parseJws(token, this.headerMemo);
     if (jws === null) throw new GatewayError('malformed');
     const { header, claims } = jws;
     if (typeof claims.iss !== 'string') throw new GatewayError('issuer');

@@ -34,7 +34,7 @@ const QUICK: Omit<BenchOptions, 'scenarios' | 'cacheSize'> = {
 test('bench harness, quick: every scenario answers as expected', { timeout: 90_000 }, async () => {
   const report = await runBench({
     ...QUICK,
-    scenarios: ['upstream-direct', 'none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct',
+    scenarios: ['upstream-direct', 'none', 'none-bearer-distinct', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct',
       'jwt-rs256-tampered', 'introspection-warm', 'kid-flood'],
     // Each worker has its own cache and the kernel may hand it as few as one of the 8
     // connections: it then sees ~1/8 of the 300-token rotation (the harness minimum) between
@@ -44,7 +44,7 @@ test('bench harness, quick: every scenario answers as expected', { timeout: 90_0
     cacheSize: 10,
   });
   const byName = new Map(report.scenarios.map((s) => [s.name, s]));
-  assert.equal(byName.size, 10);
+  assert.equal(byName.size, 11);
   for (const s of report.scenarios) {
     assert.equal(s.skipped, undefined, `${s.name} ran`);
     assert.ok(s.total > 0, `${s.name} got responses`);
@@ -52,7 +52,7 @@ test('bench harness, quick: every scenario answers as expected', { timeout: 90_0
   }
   assert.equal(byName.get('jwt-rs256-tampered')!.expectedStatus, 401);
   assert.deepEqual(Object.keys(byName.get('jwt-rs256-tampered')!.statusCodes), ['401']);
-  for (const name of ['none', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct', 'introspection-warm'] as const) {
+  for (const name of ['none', 'none-bearer-distinct', 'jwt-rs256', 'jwt-es256', 'jwt-eddsa', 'jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct', 'introspection-warm'] as const) {
     assert.deepEqual(Object.keys(byName.get(name)!.statusCodes), ['200'], name);
   }
   for (const name of ['jwt-rs256-distinct', 'jwt-es256-distinct', 'jwt-eddsa-distinct'] as const) {

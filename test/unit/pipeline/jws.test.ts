@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { keyFitsAlg, parseJws, verifyJwsSignature } from '../../../src/pipeline/jws.js';
+import { keyFitsAlg, parseJws, verifyJwsSignature, type HeaderMemo } from '../../../src/pipeline/jws.js';
 
 const b64u = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 const INPUT = `${b64u('{"alg":"X"}')}.${b64u('{"sub":"u"}')}`;
@@ -94,4 +94,23 @@ test('parseJws: three canonical parts, UTF-8 JSON objects; a byte order mark is 
   for (const p of ['[]', 'null', '"x"', '1', '{', '']) assert.equal(parseJws(t('{"alg":"RS256"}', p)), null, p);
   const ok = t('{"alg":"RS256"}', '{}');
   for (const bad of [`${ok}=`, ok.replace('.', '=.'), `${ok}.x`, ok.slice(0, ok.lastIndexOf('.') + 1), `.${ok}`]) assert.equal(parseJws(bad), null, bad);
+});
+
+test('parseJws with a header memo: the same header text is decoded once; any other text is decoded, and a bad one refused', () => {
+  const sig = b64u('sig');
+  const t = (h: string, p: string) => `${b64u(h)}.${b64u(p)}.${sig}`;
+  const memo: HeaderMemo = { text: null, header: null };
+  const a = parseJws(t('{"alg":"RS256","kid":"k1"}', '{"n":1}'), memo);
+  const b = parseJws(t('{"alg":"RS256","kid":"k1"}', '{"n":2}'), memo);
+  assert.ok(a && b);
+  assert.equal(b.header, a.header, 'one decode for one header text');
+  assert.ok(Object.isFrozen(a.header), 'a shared header cannot be changed by one of its readers');
+  assert.deepEqual(b.claims, { n: 2 }, 'the payload is decoded every time');
+  const c = parseJws(t('{"alg":"ES256","kid":"k1"}', '{}'), memo);
+  assert.deepEqual(c?.header, { alg: 'ES256', kid: 'k1' });
+  assert.equal(parseJws(t('{"alg":"ES256","crit":', '{}'), memo), null, 'a header that does not parse is refused');
+  assert.deepEqual(parseJws(t('{"alg":"ES256","kid":"k1"}', '{}'), memo)?.header, { alg: 'ES256', kid: 'k1' });
+  // The same JSON text in another (non-canonical) encoding never reaches the memo.
+  const same = t('{"alg":"ES256","kid":"k1"}', '{}');
+  assert.equal(parseJws(`${same.slice(0, same.indexOf('.'))}=${same.slice(same.indexOf('.'))}`, memo), null);
 });
