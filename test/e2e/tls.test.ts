@@ -29,7 +29,8 @@ import { generateCa, xfcc, type TestIssued } from '../helpers/cert.js';
 import { bearerMetadata, echoClient, startEchoServer, unary, type EchoServer } from '../helpers/grpc-echo.js';
 
 const FIXTURES = new URL('../fixtures/', import.meta.url).pathname;
-const JAVA = spawnSync('java', ['-version'], { stdio: 'ignore' }).status === 0;
+// A JDK: `java File.java` compiles the client first, which a JRE alone cannot (.ci/run installs one).
+const JAVA = spawnSync('java', ['-version'], { stdio: 'ignore' }).status === 0 && spawnSync('javac', ['-version'], { stdio: 'ignore' }).status === 0;
 const dir = mkdtempSync(join(tmpdir(), 'tokengate-tls-e2e-'));
 const ca = generateCa();
 const server1 = ca.issue('127.0.0.1');
