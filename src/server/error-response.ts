@@ -130,10 +130,13 @@ function answersGrpc(res: ServerResponse): boolean {
 
 /**
  * Writes `err` to `reply` (headers and body), for any Fastify instance; `cors` and `extra`
- * as for {@link errorParts}. A gRPC call gets the refusal in gRPC form.
+ * as for {@link errorParts}. On a listener that answers gRPC clients itself (the proxy:
+ * `grpcRefusals` decorated by src/server/proxy.ts), a gRPC call gets the refusal in gRPC
+ * form. Never on the decision listener: its caller is a front proxy reading the HTTP
+ * status, to which a 200 carrying `grpc-status` would mean "allow".
  */
 export function sendError(reply: FastifyReply, err: GatewayError, cors: CorsHeaders | null = null, extra: Readonly<Record<string, string>> | null = null): FastifyReply {
-  if (answersGrpc(reply.raw)) {
+  if ((reply.server as { grpcRefusals?: boolean }).grpcRefusals === true && answersGrpc(reply.raw)) {
     reply.hijack();
     writeGrpcError(reply.raw, err, cors, extra);
     return reply;
@@ -173,7 +176,8 @@ export function writeRawError(socket: Duplex, err: GatewayError, extra: Readonly
 /**
  * Writes `err` to a raw Node response, with the same status, headers and body as
  * {@link sendError}: for replies the proxy has taken over from Fastify (it streams
- * upstream answers itself, so an upstream failure is written here).
+ * upstream answers itself, so an upstream failure is written here). Proxy answers only:
+ * a gRPC call gets the gRPC form.
  */
 export function writeErrorRaw(res: ServerResponse, err: GatewayError, cors: CorsHeaders | null = null, extra: Readonly<Record<string, string>> | null = null): void {
   if (answersGrpc(res)) return writeGrpcError(res, err, cors, extra);

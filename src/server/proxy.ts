@@ -61,6 +61,8 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
     }),
   });
   hardenListener(app, core);
+  // This listener answers gRPC clients itself: refusals of gRPC calls in gRPC form (src/server/error-response.ts).
+  app.decorate('grpcRefusals', true);
   if (tls) {
     tls.watch(app.server as unknown as TlsServer);
     app.addHook('onClose', (_app, done) => {

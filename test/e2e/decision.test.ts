@@ -202,3 +202,18 @@ test('gRPC paths (/package.Service/Method) are judged like any other path', asyn
   // Another method of another service matches no route.
   assert.equal((await ask({ 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/helloworld.Other/SayHello', authorization: `Bearer ${token}` })).status, 404);
 });
+
+// A front proxy's auth subrequest carries the client's headers (nginx auth_request, Traefik
+// ForwardAuth): a gRPC call's `content-type: application/grpc` among them. The decision
+// listener must answer with the real status — a 200 carrying `grpc-status: 16` would read
+// as "allow" to the front proxy, and the call would reach its upstream without a token.
+test('a refused gRPC call described to the decision listener is a 401 / 403, never a 200 in gRPC form', async () => {
+  const grpc = { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/helloworld.Greeter/SayHello', 'content-type': 'application/grpc', te: 'trailers' };
+  const missing = await ask(grpc);
+  assert.equal(missing.status, 401);
+  assert.equal(missing.headers['grpc-status'], undefined);
+  const scope = await ask({ ...grpc, authorization: 'Bearer ' + await iss.sign({ claims: { scope: 'other' } }) });
+  assert.equal(scope.status, 403);
+  const ok = await ask({ ...grpc, authorization: `Bearer ${await iss.sign({})}` });
+  assert.equal(ok.status, 200);
+});
