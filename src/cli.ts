@@ -120,22 +120,23 @@ async function run(file: string | undefined): Promise<number> {
     console.error(`--config FILE (or TOKENGATE_CONFIG) is required\n${USAGE}`);
     return 2;
   }
-  // One parse gives the config and its lint warnings (logged once, by the primary or the single process).
-  const checked = loadOrReport(() => loadChecked(file));
-  if (!checked) return 1;
-  const { config, warnings } = checked;
   // Imported here, not at the top: `check` needs none of the server (~0.3 s of CPU to load).
   const [{ runPrimary, workerCount }, { processRole }, { Gateway }, { installReload }] = await Promise.all([
     import('./cluster/primary.js'), import('./cluster/worker.js'), import('./gateway.js'), import('./reload.js'),
   ]);
+  const role = processRole();
+  // One parse gives the config and its lint warnings (logged once, by the primary or the
+  // single process); a worker takes its primary's instead of reading the file.
+  const checked = await role.startConfig(() => loadOrReport(() => loadChecked(file)));
+  if (!checked) return 1;
+  const { config, textHash } = checked;
   // server.workers > 1: this process becomes the cluster primary (src/cluster/primary.ts).
-  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(config, warnings);
-  const role = processRole(() => warnings);
+  if (cluster.isPrimary && workerCount(config) > 1) return runPrimary(checked);
   const gw = new Gateway(config, role.gatewayOptions(config.server.logLevel));
   const addrs = await gw.start();
   role.started(gw);
   gw.logger.info({ ...addrs, routes: config.routes.length }, 'tokengate started');
-  const stopReload = installReload(gw, file);
+  const stopReload = installReload(gw, file, { appliedHash: textHash });
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -91,10 +91,19 @@ export class Reloader {
   private readonly file: string;
   private readonly env: NodeJS.ProcessEnv;
 
-  constructor(gw: Gateway, file: string, env: NodeJS.ProcessEnv = process.env) {
+  /**
+   * `appliedHash`: the content hash of the text the running config was loaded from (the
+   * start's `CheckedConfig.textHash` of src/config/index.ts). Without it the file is read and parsed once
+   * more to find out whether it describes the running config.
+   */
+  constructor(gw: Gateway, file: string, env: NodeJS.ProcessEnv = process.env, appliedHash?: string) {
     this.gw = gw;
     this.file = file;
     this.env = env;
+    if (appliedHash !== undefined) {
+      this.lastHash = appliedHash;
+      return;
+    }
     // The hash of what runs. The file may have changed since the running config was loaded
     // from it (no watcher was there to see it): its hash counts as applied only when it
     // describes the running config, else the first check reloads it.
@@ -164,6 +173,12 @@ export interface ReloadOptions {
   /** Longest a burst of events may postpone the reload (default 4 × debounceMs). */
   maxWaitMs?: number;
   env?: NodeJS.ProcessEnv;
+  /**
+   * The content hash of the text the running config came from (`CheckedConfig.textHash` of src/config/index.ts):
+   * the file is then compared with it instead of being parsed again at install. A change
+   * made since is still seen: the install's first check reloads it.
+   */
+  appliedHash?: string;
 }
 
 /**
@@ -171,7 +186,7 @@ export interface ReloadOptions {
  * both. SIGHUP always reloads (the operator asked); file events reload only on a content change.
  */
 export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {}): () => void {
-  const reloader = new Reloader(gw, file, opts.env);
+  const reloader = new Reloader(gw, file, opts.env, opts.appliedHash);
   const onHup = () => void reloader.reload(false);
   process.on('SIGHUP', onHup);
   let stopWatch: (() => void) | null = null;

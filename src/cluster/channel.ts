@@ -10,6 +10,7 @@
  *   const fresh = await ch.ask('replay', { key, ttlMs }, 1000);
  */
 import type { Worker } from 'node:cluster';
+import type { Config } from '../config/schema.js';
 
 /** What `/readyz` says about a gateway process. */
 export interface Readiness {
@@ -25,6 +26,11 @@ export interface Questions {
   readiness: { ask: null; answer: Readiness };
   /** Worker → primary: remember a DPoP proof id; true when it was not seen before. */
   replay: { ask: { key: string; ttlMs: number }; answer: boolean };
+  /**
+   * Worker → primary, once at start: the config the primary read and validated (the
+   * workers compile it; they never read the file at start), and the hash of its text.
+   */
+  config: { ask: null; answer: { source: Config; textHash: string } };
 }
 
 /** One-way messages: a worker's listeners are up; the primary asks a worker to drain. */

@@ -15,7 +15,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { CompiledConfig } from '../config/compile.js';
-import type { ConfigProblem } from '../config/index.js';
+import type { CheckedConfig } from '../config/index.js';
 import { MemoryReplayStore } from '../dpop/replay-store.js';
 import { buildAdmin } from '../server/admin.js';
 import { Channel, type Readiness } from './channel.js';
@@ -31,8 +31,13 @@ export function workerCount(config: CompiledConfig): number {
 }
 
 /** Runs the primary until every worker has exited after SIGTERM/SIGINT; resolves to the exit code. */
-export async function runPrimary(config: CompiledConfig, warnings: readonly ConfigProblem[] = []): Promise<number> {
+export async function runPrimary(checked: CheckedConfig): Promise<number> {
+  const { config, warnings, textHash } = checked;
   const n = workerCount(config);
+  // What every worker starts on: this read of the file, validated once (a 10 000-route file
+  // takes seconds to parse; each worker would otherwise parse it again, and a file changed
+  // in between would start the workers on different configs).
+  const startConfig = { source: config.source, textHash };
   // Whole-line writes of at most PIPE_BUF, like the workers': all share one stdout.
   const log = clusterLogger(config.server.logLevel).child({ role: 'primary' });
   logWarnings(log, warnings);
@@ -62,7 +67,10 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
     const w = cluster.fork();
     const channel = new Channel(w);
     workers.set(w, channel);
-    channel.serve({ replay: ({ key, ttlMs }) => replay.remember(String(key), Number(ttlMs)) });
+    channel.serve({
+      replay: ({ key, ttlMs }) => replay.remember(String(key), Number(ttlMs)),
+      config: () => startConfig,
+    });
     channel.onNotice('started', () => {
       if (started.has(w)) return;
       started.add(w);
@@ -82,6 +90,7 @@ export async function runPrimary(config: CompiledConfig, warnings: readonly Conf
       else setTimeout(() => { if (!draining) fork(); }, 1000).unref();
     });
   };
+  log.info({ workers: n, routes: config.routes.length }, 'config loaded; starting workers');
   for (let i = 0; i < n; i++) fork();
   try {
     await startup;

@@ -6,7 +6,8 @@
 import cluster from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type pino from 'pino';
-import type { ConfigProblem } from '../config/index.js';
+import { compileConfig } from '../config/compile.js';
+import type { CheckedConfig, ConfigProblem } from '../config/index.js';
 import type { ReplayStore } from '../dpop/replay-store.js';
 import { GatewayError } from '../errors.js';
 import type { Gateway, GatewayOptions } from '../gateway.js';
@@ -50,8 +51,17 @@ export function logWarnings(log: pino.Logger, warnings: readonly ConfigProblem[]
   for (const w of warnings) log.warn({ file: w.file, line: w.line, key: w.path }, `config warning: ${w.message}`);
 }
 
+/** Longest a worker waits for the primary's config at start (the primary is idle then: it answers at once). */
+const START_CONFIG_TIMEOUT_MS = 30_000;
+
 /** What differs between a gateway process that runs alone and one that is a worker. */
 export interface ProcessRole {
+  /**
+   * The config this process starts on. Alone, `read()` reads the file (null: its problems
+   * were printed). A worker never reads the file at start: it compiles the config the
+   * primary read and validated, so all workers start on the same text, parsed once.
+   */
+  startConfig(read: () => CheckedConfig | null): Promise<CheckedConfig | null>;
   /** Options for the {@link Gateway} of this process. */
   gatewayOptions(level: string): GatewayOptions;
   /** The listeners are up: tell whoever supervises this process. */
@@ -60,22 +70,33 @@ export interface ProcessRole {
   onDrain(stop: () => void): void;
 }
 
-/** A process that serves alone: its own admin port and replay store. */
-export function standaloneRole(warnings: () => readonly ConfigProblem[]): ProcessRole {
+/** A process that serves alone: its own admin port and replay store; it logs the config's warnings. */
+export function standaloneRole(): ProcessRole {
+  let warnings: readonly ConfigProblem[] = [];
   return {
+    startConfig: async (read) => {
+      const checked = read();
+      warnings = checked?.warnings ?? [];
+      return checked;
+    },
     gatewayOptions: () => ({}),
-    started: (gw) => logWarnings(gw.logger, warnings()),
+    started: (gw) => logWarnings(gw.logger, warnings),
     onDrain: () => undefined,
   };
 }
 
 /**
  * A cluster worker: the primary serves the admin port (asking each worker for readiness
- * and aggregating their metric registries) and holds the DPoP proof ids of a memory store.
+ * and aggregating their metric registries), holds the DPoP proof ids of a memory store,
+ * hands over the config at start and logs its warnings.
  */
 export function workerRole(): ProcessRole {
   const channel = new Channel(process);
   return {
+    startConfig: async () => {
+      const { source, textHash } = await channel.ask('config', null, START_CONFIG_TIMEOUT_MS);
+      return { config: compileConfig(source), warnings: [], textHash };
+    },
     gatewayOptions: (level) => ({ admin: false, logger: clusterLogger(level), memoryReplayStore: new PrimaryReplayStore(channel) }),
     started: (gw) => {
       // Constructing an AggregatorRegistry installs prom-client's worker-side IPC listener
@@ -89,7 +110,7 @@ export function workerRole(): ProcessRole {
   };
 }
 
-/** The role of this process: a worker when node:cluster forked it, else alone (`warnings` read only then: the primary logs them for its workers). */
-export function processRole(warnings: () => readonly ConfigProblem[]): ProcessRole {
-  return cluster.isWorker ? workerRole() : standaloneRole(warnings);
+/** The role of this process: a worker when node:cluster forked it, else alone. */
+export function processRole(): ProcessRole {
+  return cluster.isWorker ? workerRole() : standaloneRole();
 }

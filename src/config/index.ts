@@ -2,6 +2,7 @@
  * Config entry points: load a file into a compiled, frozen config, and describe the
  * effective routes (for `tokengate check`).
  */
+import { contentHash } from '../file-watch.js';
 import { compileConfig, type CompiledConfig } from './compile.js';
 import { lintConfig } from './lint.js';
 import { loadConfigFile, locateProblems, parseConfigLocated, readConfigText, type ConfigProblem } from './load.js';
@@ -15,14 +16,27 @@ export function loadCompiled(file: string, env: NodeJS.ProcessEnv = process.env)
   return compileConfig(loadConfigFile(file, env));
 }
 
+/** A config as loaded from its file: compiled, its lint warnings, and which text it came from. */
+export interface CheckedConfig {
+  config: CompiledConfig;
+  warnings: ConfigProblem[];
+  /**
+   * The content hash of the text read (src/file-watch.ts `contentHash`): the reloader
+   * compares the file with it, so the running config's file is never parsed a second time.
+   */
+  textHash: string;
+}
+
 /**
- * What `tokengate check` needs: the compiled config of `file` and its lint warnings, read
- * and parsed once (the warnings are placed with the same parsed document). Throws ConfigError.
+ * What `tokengate check` and a start need: the compiled config of `file` and its lint
+ * warnings, read and parsed once (the warnings are placed with the same parsed document).
+ * Throws ConfigError.
  */
-export function loadChecked(file: string, env: NodeJS.ProcessEnv = process.env): { config: CompiledConfig; warnings: ConfigProblem[] } {
-  const located = parseConfigLocated(readConfigText(file), file, env);
+export function loadChecked(file: string, env: NodeJS.ProcessEnv = process.env): CheckedConfig {
+  const text = readConfigText(file);
+  const located = parseConfigLocated(text, file, env);
   const config = compileConfig(located.config);
-  return { config, warnings: located.locate(lintConfig(config.source)) };
+  return { config, warnings: located.locate(lintConfig(config.source)), textHash: contentHash(text) };
 }
 
 /** Lint warnings of a loaded config, located in `file` (they never make a config invalid). */

@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { startUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startGateway } from '../helpers/gateway.js';
 import { installReload } from '../../src/reload.js';
+import { contentHash } from '../../src/file-watch.js';
 
 let up: EchoUpstream;
 before(async () => {
@@ -68,10 +69,17 @@ test('a busy config directory does not postpone a reload indefinitely', async ()
   }
 });
 
-test('a change written after the config was loaded but before the watcher started is applied', async () => {
+/**
+ * The CLI passes the hash of the text it loaded (`appliedHash`, no second parse); a
+ * reloader without it parses the file to compare it with what runs. Both must agree.
+ */
+const HASH_GIVEN = [false, true];
+const applied = (given: boolean) => (given ? { appliedHash: contentHash(yaml(true)) } : {});
+
+for (const given of HASH_GIVEN) test(`a change written after the config was loaded but before the watcher started is applied${given ? ' (hash of the loaded text given)' : ''}`, async () => {
   const gw = await startGateway(yaml(true)); // loaded: /admin open
   writeFileSync(gw.file, yaml(false)); // changed while the listeners were starting
-  const stop = installReload(gw.gw, gw.file, { debounceMs: 30 });
+  const stop = installReload(gw.gw, gw.file, { debounceMs: 30, ...applied(given) });
   try {
     // Even a later event in the directory does not help: the hash was taken after the change.
     writeFileSync(join(dirname(gw.file), 'other.txt'), 'x');
@@ -83,9 +91,9 @@ test('a change written after the config was loaded but before the watcher starte
   }
 });
 
-test('control: the watcher starting on the file the running config came from reloads nothing', async () => {
+for (const given of HASH_GIVEN) test(`control: the watcher starting on the file the running config came from reloads nothing${given ? ' (hash of the loaded text given)' : ''}`, async () => {
   const gw = await startGateway(yaml(true));
-  const stop = installReload(gw.gw, gw.file, { debounceMs: 30 });
+  const stop = installReload(gw.gw, gw.file, { debounceMs: 30, ...applied(given) });
   try {
     writeFileSync(join(dirname(gw.file), 'other.txt'), 'x');
     await new Promise((r) => setTimeout(r, 200));

@@ -159,3 +159,47 @@ test('a worker that cannot start stops the pod with exit 1 (no restart loop), li
   // The admin port never opened (it opens only once every worker listens).
   await assert.rejects(get(`http://127.0.0.1:${adminPort}/healthz`));
 });
+
+test('workers start on the config the primary read: they never read the file at start', { timeout: 60_000 }, async () => {
+  // The file turns invalid right after the primary has read it. Workers that read it
+  // themselves would fail to start (the pod exits 1); they take the primary's config,
+  // and each notices the change through its reloader, which keeps what runs.
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const file = join(dir, 'handover.yaml');
+  writeFileSync(file, config(port, adminPort).replace('logLevel: warn', 'logLevel: info'));
+  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let changed = false;
+  c.stdout!.on('data', (d) => {
+    output += d;
+    if (!changed && output.includes('config loaded; starting workers')) {
+      changed = true;
+      writeFileSync(file, 'routes: [ { id: broken\n');
+    }
+  });
+  c.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((r) => c.once('exit', (x) => r(x)));
+  try {
+    const admin = `http://127.0.0.1:${adminPort}`;
+    const until = Date.now() + 40_000;
+    let ready = { status: 0, body: '' };
+    while (Date.now() < until && c.exitCode === null) {
+      ready = await get(`${admin}/readyz`).catch(() => ({ status: 0, body: '' }));
+      if (ready.status === 200) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(changed, `the primary never said it was starting workers: ${output}`);
+    assert.equal(ready.status, 200, `readyz: ${ready.body} ${output}`);
+    assert.deepEqual(JSON.parse(ready.body), { ready: true, workers: 2 });
+    // Both workers serve the primary's routes (fresh connections spread over them).
+    for (let i = 0; i < 6; i++) assert.equal((await get(`http://127.0.0.1:${port}/pub/x`)).status, 200);
+    // Each worker saw that the file differs from what it runs, and kept what runs.
+    const until2 = Date.now() + 10_000;
+    while ((output.match(/config reload failed/g) ?? []).length < 2 && Date.now() < until2) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((output.match(/config reload failed/g) ?? []).length, 2, output);
+    assert.doesNotMatch(output, /cannot be read|exited before it started/);
+  } finally {
+    c.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, output);
+});
