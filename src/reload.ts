@@ -11,6 +11,8 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, formatProblem } from './config/index.js';
 import { compileConfig, type CompiledConfig } from './config/compile.js';
 import { parseConfig } from './config/load.js';
+import { OFF_THREAD_CHARS, parseConfigOffThread, type OffThreadParse } from './config/parse-off-thread.js';
+import type { Config } from './config/schema.js';
 import { contentHash, watchFileDirs } from './file-watch.js';
 import type { Gateway } from './gateway.js';
 
@@ -90,16 +92,22 @@ export class Reloader {
   private readonly gw: Gateway;
   private readonly file: string;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly offThreadChars: number;
+  /** The reload in progress (or the last one): the next waits for it. */
+  private queue: Promise<ReloadResult> = Promise.resolve('unchanged');
+  private parsing: OffThreadParse | null = null;
+  private closed = false;
 
   /**
    * `appliedHash`: the content hash of the text the running config was loaded from (the
    * start's `CheckedConfig.textHash` of src/config/index.ts). Without it the file is read and parsed once
    * more to find out whether it describes the running config.
    */
-  constructor(gw: Gateway, file: string, env: NodeJS.ProcessEnv = process.env, appliedHash?: string) {
+  constructor(gw: Gateway, file: string, env: NodeJS.ProcessEnv = process.env, appliedHash?: string, offThreadChars = OFF_THREAD_CHARS) {
     this.gw = gw;
     this.file = file;
     this.env = env;
+    this.offThreadChars = offThreadChars;
     if (appliedHash !== undefined) {
       this.lastHash = appliedHash;
       return;
@@ -118,9 +126,24 @@ export class Reloader {
   /**
    * Reads, validates, compiles and swaps in the file. With `ifChanged`, a file whose
    * content hash equals the last applied one is left alone (`unchanged`, not counted).
+   * Reloads run one after another; a large text is parsed on a worker thread
+   * (src/config/parse-off-thread.ts) so that requests keep being served meanwhile.
    */
-  reload(ifChanged = false): ReloadResult {
+  reload(ifChanged = false): Promise<ReloadResult> {
+    const run = this.queue.then(() => this.reloadNow(ifChanged));
+    this.queue = run.catch(() => 'failure' as const);
+    return run;
+  }
+
+  /** Stops a parse in progress; nothing is swapped in after this. */
+  close(): void {
+    this.closed = true;
+    this.parsing?.cancel();
+  }
+
+  private async reloadNow(ifChanged: boolean): Promise<ReloadResult> {
     const { gw, file } = this;
+    if (this.closed) return 'unchanged';
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -133,8 +156,21 @@ export class Reloader {
     if (ifChanged && hash === this.lastHash) return 'unchanged';
     let next: CompiledConfig;
     try {
-      next = compileConfig(parseConfig(text, file, this.env));
+      let source: Config;
+      if (text.length >= this.offThreadChars) {
+        this.parsing = parseConfigOffThread(text, file, this.env);
+        try {
+          source = await this.parsing.result;
+        } finally {
+          this.parsing = null;
+        }
+      } else {
+        source = parseConfig(text, file, this.env);
+      }
+      if (this.closed) return 'unchanged';
+      next = compileConfig(source);
     } catch (e) {
+      if (this.closed) return 'unchanged';
       this.lastHash = hash; // do not re-report the same bad file on every event
       return this.fail(e instanceof ConfigError ? e.problems.map(formatProblem) : [(e as Error).message]);
     }
@@ -159,9 +195,9 @@ export class Reloader {
   }
 }
 
-/** Reloads `file` into `gw` once; returns whether the new config was taken. */
-export function reloadOnce(gw: Gateway, file: string): boolean {
-  return new Reloader(gw, file).reload(false) === 'success';
+/** Reloads `file` into `gw` once; resolves to whether the new config was taken. */
+export async function reloadOnce(gw: Gateway, file: string): Promise<boolean> {
+  return (await new Reloader(gw, file).reload(false)) === 'success';
 }
 
 /** Options for {@link installReload}. */
@@ -179,6 +215,8 @@ export interface ReloadOptions {
    * made since is still seen: the install's first check reloads it.
    */
   appliedHash?: string;
+  /** Texts of at least this many characters are parsed on a worker thread (default {@link OFF_THREAD_CHARS}). */
+  offThreadChars?: number;
 }
 
 /**
@@ -186,7 +224,7 @@ export interface ReloadOptions {
  * both. SIGHUP always reloads (the operator asked); file events reload only on a content change.
  */
 export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {}): () => void {
-  const reloader = new Reloader(gw, file, opts.env, opts.appliedHash);
+  const reloader = new Reloader(gw, file, opts.env, opts.appliedHash, opts.offThreadChars);
   const onHup = () => void reloader.reload(false);
   process.on('SIGHUP', onHup);
   let stopWatch: (() => void) | null = null;
@@ -198,7 +236,7 @@ export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {
         onError: (e) => gw.logger.warn({ err: { message: e.message } }, 'config watcher failed; SIGHUP still reloads'),
       });
       // A change made before the watcher was there (while the listeners started) has sent no event.
-      reloader.reload(true);
+      void reloader.reload(true);
     } catch (e) {
       gw.logger.warn({ err: { message: (e as Error).message } }, 'cannot watch the config directory; SIGHUP still reloads');
     }
@@ -206,5 +244,6 @@ export function installReload(gw: Gateway, file: string, opts: ReloadOptions = {
   return () => {
     process.off('SIGHUP', onHup);
     stopWatch?.();
+    reloader.close();
   };
 }

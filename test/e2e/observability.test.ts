@@ -78,7 +78,7 @@ routes:
   }
   // A config change that does not load (the old config keeps serving): a failed reload.
   writeFileSync(gw.file, 'routes: [');
-  assert.equal(reloadOnce(gw.gw, gw.file), false);
+  assert.equal(await reloadOnce(gw.gw, gw.file), false);
   const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
   const types = new Map<string, string>();
   for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1], m[2]);

@@ -67,7 +67,7 @@ async function redisReady(g: TestGateway): Promise<void> {
 
 async function reloadTo(g: TestGateway, dpop: string): Promise<void> {
   writeFileSync(g.file, yaml(dpop));
-  assert.equal(reloadOnce(g.gw, g.file), true, 'reload taken');
+  assert.equal(await reloadOnce(g.gw, g.file), true, 'reload taken');
   await redisReady(g);
 }
 

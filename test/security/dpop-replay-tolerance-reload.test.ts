@@ -73,7 +73,7 @@ for (const [name, steps] of [
 
     for (const step of steps()) {
       writeFileSync(g.file, step);
-      assert.equal(reloadOnce(g.gw, g.file), true, 'reload taken');
+      assert.equal(await reloadOnce(g.gw, g.file), true, 'reload taken');
     }
     // The id was kept for 5 s + 2 × 0 s + 1 s; 8 s later only the iat window stands, and
     // under a 300 s tolerance the proof (5 s max age) would still be in it. (5 s, not 1 s:

@@ -78,7 +78,7 @@ describe('introspection answers cached in Redis stay with the setup that obtaine
       const token = `opaque-reload-${store}-0123456789abcdef`;
       assert.equal((await get(g, token)).status, 200);
       writeFileSync(g.file, yaml(idpB.endpoint, 'https://b.example', 'gw-b', store));
-      assert.equal(reloadOnce(g.gw, g.file), true);
+      assert.equal(await reloadOnce(g.gw, g.file), true);
       const before = idpB.requests.length;
       up.reset();
       const r = await get(g, token);

@@ -50,7 +50,7 @@ after(() => f?.close());
 
 async function reloadTo(issuerExtra: string): Promise<void> {
   writeFileSync(f.gw.file, yaml(issuerExtra));
-  assert.equal(reloadOnce(f.gw.gw, f.gw.file), true, 'reload taken');
+  assert.equal(await reloadOnce(f.gw.gw, f.gw.file), true, 'reload taken');
   await f.gw.ready(); // the replaced issuer runtime has fetched its keys again
 }
 
