@@ -159,6 +159,9 @@ async function run(file: string | undefined): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // A worker that cannot start (its config is invalid) must exit, so that its primary
+    // sees it and tries again: its IPC channel would otherwise keep it alive, serving nothing.
+    if (code !== 0 && cluster.isWorker) process.exit(code);
   },
   (e: unknown) => {
     console.error(`tokengate: ${(e as Error)?.message ?? String(e)}`);

@@ -27,10 +27,11 @@ export interface Questions {
   /** Worker → primary: remember a DPoP proof id; true when it was not seen before. */
   replay: { ask: { key: string; ttlMs: number }; answer: boolean };
   /**
-   * Worker → primary, once at start: the config the primary read and validated (the
-   * workers compile it; they never read the file at start), and the hash of its text.
+   * Worker → primary, once at start: the config the primary read and validated (the first
+   * workers compile it instead of reading the file), and the hash of its text; null once
+   * the pod has started (a replacement worker reads the file, as the others reload it).
    */
-  config: { ask: null; answer: { source: Config; textHash: string } };
+  config: { ask: null; answer: { source: Config; textHash: string } | null };
 }
 
 /** One-way messages: a worker's listeners are up; the primary asks a worker to drain. */

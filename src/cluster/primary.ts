@@ -34,10 +34,12 @@ export function workerCount(config: CompiledConfig): number {
 export async function runPrimary(checked: CheckedConfig): Promise<number> {
   const { config, warnings, textHash } = checked;
   const n = workerCount(config);
-  // What every worker starts on: this read of the file, validated once (a 10 000-route file
-  // takes seconds to parse; each worker would otherwise parse it again, and a file changed
-  // in between would start the workers on different configs).
-  const startConfig = { source: config.source, textHash };
+  // What the first workers start on: this read of the file, validated once (a 10 000-route
+  // file takes seconds to parse; each worker would otherwise parse it again, and a file
+  // changed in between would start the workers on different configs). Once they have
+  // started it is withdrawn: a worker that replaces a dead one reads the file itself, as
+  // the others have reloaded it since — the start's config may be looser than what runs.
+  let startConfig: { source: typeof config.source; textHash: string } | null = { source: config.source, textHash };
   // Whole-line writes of at most PIPE_BUF, like the workers': all share one stdout.
   const log = clusterLogger(config.server.logLevel).child({ role: 'primary' });
   logWarnings(log, warnings);
@@ -94,6 +96,7 @@ export async function runPrimary(checked: CheckedConfig): Promise<number> {
   for (let i = 0; i < n; i++) fork();
   try {
     await startup;
+    startConfig = null;
   } catch (e) {
     draining = true;
     log.error({ err: (e as Error).message }, 'tokengate did not start');

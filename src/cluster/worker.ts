@@ -58,8 +58,9 @@ const START_CONFIG_TIMEOUT_MS = 30_000;
 export interface ProcessRole {
   /**
    * The config this process starts on. Alone, `read()` reads the file (null: its problems
-   * were printed). A worker never reads the file at start: it compiles the config the
-   * primary read and validated, so all workers start on the same text, parsed once.
+   * were printed). The pod's first workers do not read the file: they compile the config
+   * the primary read and validated, so all start on the same text, parsed once. A worker
+   * that replaces a dead one reads the file (`read()`), like the running workers' reloads.
    */
   startConfig(read: () => CheckedConfig | null): Promise<CheckedConfig | null>;
   /** Options for the {@link Gateway} of this process. */
@@ -93,9 +94,11 @@ export function standaloneRole(): ProcessRole {
 export function workerRole(): ProcessRole {
   const channel = new Channel(process);
   return {
-    startConfig: async () => {
-      const { source, textHash } = await channel.ask('config', null, START_CONFIG_TIMEOUT_MS);
-      return { config: compileConfig(source), warnings: [], textHash };
+    startConfig: async (read) => {
+      const given = await channel.ask('config', null, START_CONFIG_TIMEOUT_MS);
+      // A replacement for a dead worker: the file, as the running workers have reloaded it.
+      if (given === null) return read();
+      return { config: compileConfig(given.source), warnings: [], textHash: given.textHash };
     },
     gatewayOptions: (level) => ({ admin: false, logger: clusterLogger(level), memoryReplayStore: new PrimaryReplayStore(channel) }),
     started: (gw) => {

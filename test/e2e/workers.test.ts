@@ -8,9 +8,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMockIssuer, type MockIssuer } from '../helpers/mock-issuer.js';
@@ -198,6 +198,77 @@ test('workers start on the config the primary read: they never read the file at 
     while ((output.match(/config reload failed/g) ?? []).length < 2 && Date.now() < until2) await new Promise((r) => setTimeout(r, 100));
     assert.equal((output.match(/config reload failed/g) ?? []).length, 2, output);
     assert.doesNotMatch(output, /cannot be read|exited before it started/);
+  } finally {
+    c.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, output);
+});
+
+test('a worker that replaces a dead one serves the config the pod runs now, never the start one', { timeout: 90_000 }, async () => {
+  // Start on A (/old open), reload to B (/old gone), then the file turns invalid and a worker
+  // dies: its replacement must not bring A's looser policy back. It reads the file itself
+  // (invalid: it does not start, and the primary retries), so /old stays closed.
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const file = join(dir, 'replace.yaml');
+  const oldRoute = `  - { id: old, match: { pathPrefix: /old }, upstream: "${up.url}", auth: { mode: none } }`;
+  const writeAtomically = (text: string) => {
+    writeFileSync(`${file}.tmp`, text);
+    renameSync(`${file}.tmp`, file);
+  };
+  writeAtomically(config(port, adminPort, oldRoute));
+  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  c.stdout!.on('data', (d) => (output += d));
+  c.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((r) => c.once('exit', (x) => r(x)));
+  const proxy = `http://127.0.0.1:${port}`;
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const waitFor = async (what: string, ok: () => Promise<boolean>, ms: number) => {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (await ok().catch(() => false)) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`${what} within ${ms} ms: ${output}`);
+  };
+  /** Statuses of `n` requests to `path`, each on a fresh connection (spread over the workers). */
+  const statuses = async (path: string, n: number) => {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push((await get(`${proxy}${path}`)).status);
+    return out;
+  };
+  try {
+    await waitFor('ready', async () => (await get(`${admin}/readyz`)).status === 200, 40_000);
+    assert.deepEqual(await statuses('/old/x', 4), [200, 200, 200, 200]);
+    writeAtomically(config(port, adminPort)); // B: /old gone
+    await waitFor('both workers on B', async () => (await statuses('/old/x', 8)).every((s) => s === 404), 15_000);
+    writeAtomically('routes: [ { id: broken\n'); // C: invalid
+    await waitFor('both workers refused C', async () => (output.match(/config reload failed/g) ?? []).length >= 2, 15_000);
+
+    const workers = execFileSync('pgrep', ['-P', String(c.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+    assert.equal(workers.length, 2, `worker pids: ${workers}`);
+    process.kill(workers[0], 'SIGKILL');
+    await waitFor('the primary replacing the worker', async () => /worker exited; starting a new one/.test(output), 10_000);
+    // For 8 s (a replacement that started would be serving well before) every request is
+    // answered on B's policy, and the pod is not ready while a worker cannot start.
+    const seen = new Set<number>();
+    let readyMeanwhile = false;
+    const until = Date.now() + 8000;
+    while (Date.now() < until) {
+      for (const s of await statuses('/old/x', 5)) seen.add(s);
+      if ((await get(`${admin}/readyz`)).status === 200) readyMeanwhile = true;
+    }
+    assert.deepEqual([...seen], [404], `/old answered ${JSON.stringify([...seen])}`);
+    assert.equal(readyMeanwhile, false, 'the pod said ready while a worker could not start');
+    assert.equal((await get(`${proxy}/pub/x`)).status, 200, 'the surviving worker serves');
+
+    // A valid file again: the replacement starts on it and the pod is whole.
+    writeAtomically(config(port, adminPort));
+    await waitFor('two workers ready', async () => {
+      const r = await get(`${admin}/readyz`);
+      return r.status === 200 && JSON.parse(r.body).workers === 2;
+    }, 20_000);
+    assert.ok((await statuses('/old/x', 8)).every((s) => s === 404));
   } finally {
     c.kill('SIGTERM');
   }
