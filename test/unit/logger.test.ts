@@ -6,6 +6,9 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import { AccessLog, loggerOptions, type AccessEntry } from '../../src/logger.js';
@@ -71,31 +74,48 @@ describe('AccessLog', () => {
   });
 });
 
-/** Runs a child process writing through BatchedLineWriter to a pipe; returns its stdout and what it timed. */
-function runWriter(body: string): { stdout: string; stderr: string } {
-  const script = `
+/** The child script: `body` after importing BatchedLineWriter. */
+function writerScript(body: string): string {
+  return `
     import { BatchedLineWriter } from ${JSON.stringify(new URL('../../src/log-sink.ts', import.meta.url).href)};
     ${body}
   `;
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+}
+
+/** Runs a child process writing through BatchedLineWriter to a pipe; returns its stdout and what it timed. */
+function runWriter(body: string): { stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', writerScript(body)], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(r.status, 0, r.stderr);
   return { stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Runs `body` in a child like {@link runWriter}, recording each write to stdout (fd 1) as text. */
+/**
+ * Runs `body` in a child, recording each write to stdout (fd 1) as text. Its stdout is a
+ * file, not a pipe: a pipe can be full on a loaded machine (EAGAIN), and the writer then
+ * finishes a batch asynchronously, which is another test's subject.
+ */
 function runRecorded(body: string): { stdout: string; writes: string[] } {
-  const { stdout, stderr } = runWriter(`
-    import fs from 'node:fs';
-    import { syncBuiltinESMExports } from 'node:module';
-    // strace is not available everywhere: record the writes by wrapping fs.writeSync.
-    const writes = [];
-    const real = fs.writeSync;
-    fs.writeSync = (fd, buf, ...rest) => { if (fd === 1) writes.push(buf.subarray(rest[0] ?? 0).toString('utf8')); return real(fd, buf, ...rest); };
-    syncBuiltinESMExports();
-    ${body}
-    process.stderr.write(JSON.stringify(writes));
-  `);
-  return { stdout, writes: JSON.parse(stderr) as string[] };
+  const dir = mkdtempSync(join(tmpdir(), 'tokengate-log-'));
+  const out = join(dir, 'stdout');
+  const fd = openSync(out, 'w');
+  try {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', writerScript(`
+      import fs from 'node:fs';
+      import { syncBuiltinESMExports } from 'node:module';
+      // strace is not available everywhere: record the writes by wrapping fs.writeSync.
+      const writes = [];
+      const real = fs.writeSync;
+      fs.writeSync = (fd, buf, ...rest) => { if (fd === 1) writes.push(buf.subarray(rest[0] ?? 0).toString('utf8')); return real(fd, buf, ...rest); };
+      syncBuiltinESMExports();
+      ${body}
+      process.stderr.write(JSON.stringify(writes));
+    `)], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', fd, 'pipe'] });
+    assert.equal(r.status, 0, r.stderr);
+    return { stdout: readFileSync(out, 'utf8'), writes: JSON.parse(r.stderr) as string[] };
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe('BatchedLineWriter', () => {
