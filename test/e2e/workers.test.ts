@@ -45,6 +45,26 @@ function get(url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ sta
   });
 }
 
+/** `tokengate --config file` (src/cli.ts) as a child process; `output()` is its stdout and stderr so far. */
+function spawnCli(file: string): { proc: ChildProcess; output(): string; exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, output: () => out, exited };
+}
+
+/** Polls `ok` every 100 ms; fails the test with `what` and the process output after `ms`. */
+async function waitFor(what: string, ok: () => Promise<boolean>, ms: number, output: () => string): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await ok().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`${what} within ${ms} ms: ${output()}`);
+}
+
 const config = (port: number, adminPort: number, extraRoute = '', workers = 2) => `
 server: { host: 127.0.0.1, port: ${port}, workers: ${workers}, shutdownGraceSec: 2, logLevel: warn }
 admin: { host: 127.0.0.1, port: ${adminPort} }
@@ -147,14 +167,11 @@ test('a worker that cannot start stops the pod with exit 1 (no restart loop), li
   const file = join(dir, 'taken.yaml');
   writeFileSync(file, config(port, adminPort));
   const started = Date.now();
-  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  c.stdout!.on('data', (d) => (output += d));
-  c.stderr!.on('data', (d) => (output += d));
-  const code = await new Promise<number | null>((r) => c.once('exit', (x) => r(x)));
+  const c = spawnCli(file);
+  const code = await c.exited;
   blocker.close();
-  assert.equal(code, 1, output);
-  assert.match(output, /EADDRINUSE/);
+  assert.equal(code, 1, c.output());
+  assert.match(c.output(), /EADDRINUSE/);
   assert.ok(Date.now() - started < 25_000);
   // The admin port never opened (it opens only once every worker listens).
   await assert.rejects(get(`http://127.0.0.1:${adminPort}/healthz`));
@@ -167,41 +184,30 @@ test('workers start on the config the primary read: they never read the file at 
   const [port, adminPort] = [await freePort(), await freePort()];
   const file = join(dir, 'handover.yaml');
   writeFileSync(file, config(port, adminPort).replace('logLevel: warn', 'logLevel: info'));
-  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
+  const c = spawnCli(file);
   let changed = false;
-  c.stdout!.on('data', (d) => {
-    output += d;
-    if (!changed && output.includes('config loaded; starting workers')) {
+  c.proc.stdout!.on('data', () => {
+    if (!changed && c.output().includes('config loaded; starting workers')) {
       changed = true;
       writeFileSync(file, 'routes: [ { id: broken\n');
     }
   });
-  c.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((r) => c.once('exit', (x) => r(x)));
+  const reloadFailures = () => (c.output().match(/config reload failed/g) ?? []).length;
   try {
     const admin = `http://127.0.0.1:${adminPort}`;
-    const until = Date.now() + 40_000;
-    let ready = { status: 0, body: '' };
-    while (Date.now() < until && c.exitCode === null) {
-      ready = await get(`${admin}/readyz`).catch(() => ({ status: 0, body: '' }));
-      if (ready.status === 200) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(changed, `the primary never said it was starting workers: ${output}`);
-    assert.equal(ready.status, 200, `readyz: ${ready.body} ${output}`);
-    assert.deepEqual(JSON.parse(ready.body), { ready: true, workers: 2 });
+    await waitFor('ready', async () => (await get(`${admin}/readyz`)).status === 200, 40_000, c.output);
+    assert.ok(changed, `the primary never said it was starting workers: ${c.output()}`);
+    assert.deepEqual(JSON.parse((await get(`${admin}/readyz`)).body), { ready: true, workers: 2 });
     // Both workers serve the primary's routes (fresh connections spread over them).
     for (let i = 0; i < 6; i++) assert.equal((await get(`http://127.0.0.1:${port}/pub/x`)).status, 200);
     // Each worker saw that the file differs from what it runs, and kept what runs.
-    const until2 = Date.now() + 10_000;
-    while ((output.match(/config reload failed/g) ?? []).length < 2 && Date.now() < until2) await new Promise((r) => setTimeout(r, 100));
-    assert.equal((output.match(/config reload failed/g) ?? []).length, 2, output);
-    assert.doesNotMatch(output, /cannot be read|exited before it started/);
+    await waitFor('both workers refusing the changed file', async () => reloadFailures() >= 2, 10_000, c.output);
+    assert.equal(reloadFailures(), 2, c.output());
+    assert.doesNotMatch(c.output(), /cannot be read|exited before it started/);
   } finally {
-    c.kill('SIGTERM');
+    c.proc.kill('SIGTERM');
   }
-  assert.equal(await exited, 0, output);
+  assert.equal(await c.exited, 0, c.output());
 });
 
 test('a worker that replaces a dead one serves the config the pod runs now, never the start one', { timeout: 90_000 }, async () => {
@@ -216,21 +222,9 @@ test('a worker that replaces a dead one serves the config the pod runs now, neve
     renameSync(`${file}.tmp`, file);
   };
   writeAtomically(config(port, adminPort, oldRoute));
-  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  c.stdout!.on('data', (d) => (output += d));
-  c.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((r) => c.once('exit', (x) => r(x)));
+  const c = spawnCli(file);
   const proxy = `http://127.0.0.1:${port}`;
   const admin = `http://127.0.0.1:${adminPort}`;
-  const waitFor = async (what: string, ok: () => Promise<boolean>, ms: number) => {
-    const until = Date.now() + ms;
-    while (Date.now() < until) {
-      if (await ok().catch(() => false)) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.fail(`${what} within ${ms} ms: ${output}`);
-  };
   /** Statuses of `n` requests to `path`, each on a fresh connection (spread over the workers). */
   const statuses = async (path: string, n: number) => {
     const out: number[] = [];
@@ -238,17 +232,17 @@ test('a worker that replaces a dead one serves the config the pod runs now, neve
     return out;
   };
   try {
-    await waitFor('ready', async () => (await get(`${admin}/readyz`)).status === 200, 40_000);
+    await waitFor('ready', async () => (await get(`${admin}/readyz`)).status === 200, 40_000, c.output);
     assert.deepEqual(await statuses('/old/x', 4), [200, 200, 200, 200]);
     writeAtomically(config(port, adminPort)); // B: /old gone
-    await waitFor('both workers on B', async () => (await statuses('/old/x', 8)).every((s) => s === 404), 15_000);
+    await waitFor('both workers on B', async () => (await statuses('/old/x', 8)).every((s) => s === 404), 15_000, c.output);
     writeAtomically('routes: [ { id: broken\n'); // C: invalid
-    await waitFor('both workers refused C', async () => (output.match(/config reload failed/g) ?? []).length >= 2, 15_000);
+    await waitFor('both workers refused C', async () => (c.output().match(/config reload failed/g) ?? []).length >= 2, 15_000, c.output);
 
-    const workers = execFileSync('pgrep', ['-P', String(c.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+    const workers = execFileSync('pgrep', ['-P', String(c.proc.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
     assert.equal(workers.length, 2, `worker pids: ${workers}`);
     process.kill(workers[0], 'SIGKILL');
-    await waitFor('the primary replacing the worker', async () => /worker exited; starting a new one/.test(output), 10_000);
+    await waitFor('the primary replacing the worker', async () => /worker exited; starting a new one/.test(c.output()), 10_000, c.output);
     // For 8 s (a replacement that started would be serving well before) every request is
     // answered on B's policy, and the pod is not ready while a worker cannot start.
     const seen = new Set<number>();
@@ -267,10 +261,10 @@ test('a worker that replaces a dead one serves the config the pod runs now, neve
     await waitFor('two workers ready', async () => {
       const r = await get(`${admin}/readyz`);
       return r.status === 200 && JSON.parse(r.body).workers === 2;
-    }, 20_000);
+    }, 20_000, c.output);
     assert.ok((await statuses('/old/x', 8)).every((s) => s === 404));
   } finally {
-    c.kill('SIGTERM');
+    c.proc.kill('SIGTERM');
   }
-  assert.equal(await exited, 0, output);
+  assert.equal(await c.exited, 0, c.output());
 });
