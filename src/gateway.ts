@@ -199,7 +199,8 @@ export class Gateway implements GatewayCore {
   /** Tracing (src/tracing/otel.ts, loaded only then) with a `tracing:` block; null without one. */
   tracing: Tracing | null = null;
   /** The `tracing` block {@link tracing} was built from (JSON), '' for none. */
-  private tracingKey = '';
+  /** The `tracing` block the running tracing was built from (JSON); null when none was built successfully. */
+  private tracingKey: string | null = '';
   /** Tracings a reload replaced, flushed and stopped once their requests are done. */
   private readonly retiredTracing = new Set<Tracing>();
   /** Runs IdP and replay-store calls through the current tracing, if any. */
@@ -349,10 +350,18 @@ export class Gateway implements GatewayCore {
     const key = want ? JSON.stringify(want) : '';
     if (key === this.tracingKey) return;
     this.tracingKey = key;
-    const otel = want ? await import('./tracing/otel.js') : null;
-    if (this.tracingKey !== key) return; // a later reload decided meanwhile
+    let next: Tracing | null;
+    try {
+      const otel = want ? await import('./tracing/otel.js') : null;
+      if (this.tracingKey !== key) return; // a later reload decided meanwhile
+      next = otel && want ? otel.createTracing(want, this.exportFailures) : null;
+    } catch (e) {
+      // Not built: the next reload with the same block tries again.
+      if (this.tracingKey === key) this.tracingKey = null;
+      throw e;
+    }
     const old = this.tracing;
-    this.tracing = otel && want ? otel.createTracing(want, this.exportFailures) : null;
+    this.tracing = next;
     if (old === null) return;
     this.retiredTracing.add(old);
     const t = setTimeout(() => {

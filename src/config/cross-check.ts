@@ -6,7 +6,7 @@ import { HOP_BY_HOP } from '../http/headers.js';
 import { isIP } from 'node:net';
 import { normalizeTarget } from '../pipeline/path.js';
 import { serializeOrigin } from '../pipeline/cors.js';
-import { outboundUrlProblem } from '../idp/http.js';
+import { outboundUrlProblem, urlCarriesCredentials } from '../idp/http.js';
 import type { Config } from './schema.js';
 
 /** A problem at a key path (segments). */
@@ -137,6 +137,11 @@ export function crossCheck(config: Config): CrossProblem[] {
     config[listener]?.trustedProxies.forEach((c, i) => {
       if (!parseCidr(c)) out.push({ path: [listener, 'trustedProxies', i], message: `is not an IP address or CIDR block (got "${c}")` });
     });
+  }
+  // A collector's credentials go in tracing.headers (never hashed, never echoed), not in
+  // the URL, which is hashed into tokengate_config_info and may be logged.
+  if (config.tracing && urlCarriesCredentials(config.tracing.endpoint)) {
+    out.push({ path: ['tracing', 'endpoint'], message: 'must not carry credentials: put them in tracing.headers' });
   }
   const batch = config.tracing?.batch;
   if (batch && batch.maxExportBatchSize > batch.maxQueueSize) {

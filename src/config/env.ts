@@ -35,11 +35,8 @@ export function substituteEnv(doc: Document, env: NodeJS.ProcessEnv): EnvProblem
   return problems;
 }
 
-/**
- * The value of one string scalar `raw` after substitution (`plain`: it was unquoted), or
- * why it cannot be substituted. Shared by {@link substituteEnv} and the plain reader.
- */
-export function substituteScalar(raw: string, plain: boolean, env: NodeJS.ProcessEnv): { value: unknown } | { problems: string[] } {
+/** The value of one string scalar `raw` after substitution (`plain`: it was unquoted), or why it cannot be substituted. */
+function substituteScalar(raw: string, plain: boolean, env: NodeJS.ProcessEnv): { value: unknown } | { problems: string[] } {
   const missing: string[] = [];
   const replaced = raw.replace(REF, (_m, name: string, dflt: string | undefined) => {
     const v = env[name];

@@ -64,6 +64,16 @@ export function isLoopbackHost(host: string): boolean {
   return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
+/** Whether `url` parses and names a user or password (`https://user:pass@host/`). */
+export function urlCarriesCredentials(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.username !== '' || u.password !== '';
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Why `url` may not be fetched under the outbound policy, or null when it may:
  * https always; http only to a host in `allowInsecureHttpHosts`; nothing else, and no
@@ -76,7 +86,7 @@ export function outboundUrlProblem(url: string, allowInsecureHttpHosts: readonly
   } catch {
     return 'is not a valid URL';
   }
-  if (u.username || u.password) return 'must not carry credentials';
+  if (urlCarriesCredentials(url)) return 'must not carry credentials';
   if (u.protocol === 'https:') return null;
   if (u.protocol !== 'http:') return `must be https (got ${u.protocol})`;
   const host = bareHost(u);

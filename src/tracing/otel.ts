@@ -77,7 +77,7 @@ export interface ExportFailures {
 }
 
 /** The exporter of the configured protocol, counting failed exports; the SDK's exporters do the work. */
-export class CountingExporter implements SpanExporter {
+class CountingExporter implements SpanExporter {
   constructor(private readonly inner: SpanExporter, private readonly failures: ExportFailures) {}
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
@@ -98,7 +98,7 @@ export class CountingExporter implements SpanExporter {
 }
 
 /** The exporter `config` names. */
-export function otlpExporter(config: TracingConfig): SpanExporter {
+function otlpExporter(config: TracingConfig): SpanExporter {
   const opts = { url: config.endpoint, headers: { ...config.headers }, timeoutMillis: config.timeoutMs };
   return config.protocol === 'http/json' ? new JsonExporter(opts) : new ProtobufExporter(opts);
 }
@@ -160,14 +160,14 @@ function errorType(e: unknown): string {
 }
 
 /** One gateway's OpenTelemetry tracing. */
-export class OtelTracing implements Tracing {
+class OtelTracing implements Tracing {
   private readonly provider: TracerProvider;
   private readonly tracer: Tracer;
   private readonly propagator = new W3CTraceContextPropagator();
   /** The span outbound work started now belongs to (the decision being run). */
   readonly active = new AsyncLocalStorage<Span>();
 
-  constructor(readonly config: TracingConfig, exporter: SpanExporter, version: string) {
+  constructor(config: TracingConfig, exporter: SpanExporter, version: string) {
     const b = config.batch;
     this.provider = new TracerProvider({
       resource: resourceFromAttributes({

@@ -40,3 +40,15 @@ test('configHash of a parsed config equals the compiled config\'s hash', () => {
   const cfg = parseConfig(yaml(), 'c.yaml', {});
   assert.equal(configHash(cfg), compileConfig(cfg).hash);
 });
+
+test('a tracing endpoint with credentials in its URL is refused (they belong in tracing.headers, which are never hashed)', () => {
+  const withTracing = (endpoint: string) => `${yaml()}tracing:\n  endpoint: "${endpoint}"\n  headers: { authorization: "Bearer collector-key" }\n`;
+  assert.throws(() => parseConfig(withTracing('https://user:collector-pw@otel.example/v1/traces'), 'c.yaml', {}), (e: unknown) => {
+    const msg = (e as Error).message;
+    assert.match(msg, /c\.yaml:\d+ tracing\.endpoint must not carry credentials: put them in tracing\.headers/);
+    assert.doesNotMatch(msg, /collector-pw/, 'the password is not echoed');
+    return true;
+  });
+  // Control: the same endpoint without them, credentials in headers.
+  assert.doesNotThrow(() => parseConfig(withTracing('https://otel.example/v1/traces'), 'c.yaml', {}));
+});
