@@ -175,7 +175,9 @@ export function upstreamHeaders(
     // RFC 8705: a client-certificate header from a peer outside clientCert.trustedProxies is never forwarded.
     if (untrustedCertHeader !== undefined && canon === untrustedCertHeader) continue;
     if (isIdentityHeader(config, canon)) continue;
-    if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon.startsWith('x-forwarded-'))) continue;
+    // `_` spellings of what the gateway decides (x-request-id: set by the forwarder after
+    // this) would reach a CGI/WSGI upstream as the same variable as the gateway's own.
+    if (canon !== name && (HOP_BY_HOP.has(canon) || canon === 'authorization' || canon === 'host' || canon === 'x-request-id' || canon.startsWith('x-forwarded-'))) continue;
     if (OVERRIDE_HEADERS.has(canon)) continue;
     // Other X-Forwarded-* (port, server, ...) and the client-address headers describe the client's request only
     // when a trusted front proxy set them; the client-certificate header (XFCC) was vetted above, per peer.

@@ -101,7 +101,7 @@ function hostIsSound(req: IncomingMessage): boolean {
  * SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged it, so the first
  * requests of a connection would otherwise pass with any size.
  */
-export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody?: string, credentialMemo?: CredentialMemo, certs: CertSource = 'header'): RequestFacts {
+export function clientFacts(config: CompiledConfig, req: IncomingMessage, formBody: string | undefined, credentialMemo: CredentialMemo | undefined, certs: CertSource): RequestFacts {
   if (!hostIsSound(req) || req.method === 'CONNECT') throw new GatewayError('bad_request');
   if (req.httpVersionMajor === 2 && headerListSize(req.rawHeaders) > config.server.maxHeaderBytes) throw new GatewayError('header_too_large');
   const trust = config.server.trustProxy;
@@ -149,7 +149,7 @@ function forwardedValues(config: CompiledConfig, req: IncomingMessage): { for: s
  * `Host` the upstream's.
  */
 export function clientUpstreamHeaders(
-  config: CompiledConfig, route: CompiledRoute, req: IncomingMessage, own: ReadonlyArray<[string, string]>, certs: CertSource = 'header',
+  config: CompiledConfig, route: CompiledRoute, req: IncomingMessage, own: ReadonlyArray<[string, string]>, certs: CertSource,
 ): Record<string, string | string[]> {
   const certHeader = certs === 'header' && config.clientCert.trusted(req.socket.remoteAddress) ? undefined : config.clientCert.header;
   const headers = upstreamHeaders(config, route, req.headers, own, forwardedValues(config, req), req.headers.connection, certHeader);

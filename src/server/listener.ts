@@ -127,10 +127,20 @@ export function hardenListener(app: FastifyInstance, core: GatewayCore): void {
   app.server.maxHeadersCount = 0;
   // CONNECT (RFC 9110 §9.3.6) is not proxied: answer 400 instead of Node's silent close.
   app.server.on('connect', (req, socket: Duplex) => {
-    const ex = new Exchange(core.config, core);
-    ex.identify(req.rawHeaders);
-    ex.error = new GatewayError('bad_request');
-    writeRawError(socket, ex.error, ex.idHeader());
-    ex.done(ex.error.status);
+    const { ex, error } = refuseConnect(core, req.rawHeaders);
+    writeRawError(socket, error, ex.idHeader());
+    ex.done(error.status);
   });
+}
+
+/**
+ * A CONNECT, over HTTP/1.1 or HTTP/2 (nothing is tunnelled): its exchange, with the
+ * request's id, and the 400 from the catalogue that the caller writes and then records.
+ */
+export function refuseConnect(core: GatewayCore, rawHeaders: readonly string[]): { ex: Exchange; error: GatewayError } {
+  const ex = new Exchange(core.config, core);
+  ex.identify(rawHeaders);
+  const error = new GatewayError('bad_request');
+  ex.error = error;
+  return { ex, error };
 }

@@ -19,7 +19,7 @@ import { Exchange } from './exchange.js';
 import { certSourceOf, clientFacts, clientUpstreamHeaders } from './forwarded.js';
 import { UpstreamPool } from './forward.js';
 import { H2UpstreamPool } from './h2-upstream.js';
-import { hardenListener, listenerOptions } from './listener.js';
+import { hardenListener, listenerOptions, refuseConnect } from './listener.js';
 import { proxyServerFactory } from './serve.js';
 import { TlsFiles } from './tls.js';
 
@@ -52,11 +52,10 @@ export function buildProxy(core: GatewayCore): FastifyInstance {
       tls: tls?.serverOptions() ?? null,
       onH2Abuse: (reason, peer) => core.logger.warn({ reason, peer }, 'http2 session closed for abuse'),
       // Nothing is tunnelled (RFC 9113 §8.5): 400 from the catalogue, recorded, as on HTTP/1.1.
-      onH2Connect: (_req, res) => {
-        const ex = new Exchange(core.config, core);
-        ex.error = new GatewayError('bad_request');
-        writeErrorRaw(res as unknown as ServerResponse, ex.error, null, ex.idHeader());
-        ex.done(ex.error.status);
+      onH2Connect: (req, res) => {
+        const { ex, error } = refuseConnect(core, req.rawHeaders);
+        writeErrorRaw(res as unknown as ServerResponse, error, null, ex.idHeader());
+        ex.done(error.status);
       },
     }),
   });

@@ -12,7 +12,7 @@ import { findHeader } from '../http/headers.js';
 export const REQUEST_ID_HEADER = 'x-request-id';
 
 /** The longest client id kept; a longer one is replaced. */
-export const MAX_REQUEST_ID_LENGTH = 128;
+const MAX_REQUEST_ID_LENGTH = 128;
 
 /**
  * What a kept client id may be made of: letters, digits and `.` `_` `:` `-` (UUIDs, ULIDs,
@@ -21,11 +21,6 @@ export const MAX_REQUEST_ID_LENGTH = 128;
  * characters.
  */
 const SAFE_ID = new RegExp(`^[A-Za-z0-9._:-]{1,${MAX_REQUEST_ID_LENGTH}}$`);
-
-/** Whether `id` may be kept as it is. */
-export function isSafeRequestId(id: string): boolean {
-  return SAFE_ID.test(id);
-}
 
 /** A new request id (a random UUID: ~60 ns, from Node's buffered entropy). */
 export function newRequestId(): string {

@@ -62,8 +62,6 @@ function reasonOf(e: unknown): string {
 
 /** The certificate pair (and client CAs) of the proxy port, and their reload. */
 export class TlsFiles {
-  /** Whether the listener asks clients for a certificate (`clientCaFile` was set at start). */
-  readonly requestsClientCert: boolean;
   private current: Loaded & { context: SecureContextOptions };
   /** The hash of the last set read, loaded or not: the same bad files are reported once. */
   private lastHash: string;
@@ -73,7 +71,6 @@ export class TlsFiles {
 
   /** Reads and loads the files now; throws a {@link TlsFilesError} naming the file that does not load. */
   constructor(private readonly tls: TlsConfig, private readonly logger: Logger, private readonly metrics: Metrics) {
-    this.requestsClientCert = tls.clientCaFile !== undefined;
     const first = this.load();
     if (first.problem) throw new TlsFilesError(`server.tls.${first.problem.which} ${first.problem.file}: ${first.problem.reason}`);
     this.current = first;

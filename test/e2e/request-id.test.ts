@@ -113,6 +113,13 @@ test('no id, a long one, an unsafe one or two of them: a new UUID, the same upst
   const two = await rawRequest(f.gw.url, head('GET /pub/x HTTP/1.1', 'Host: 127.0.0.1', 'X-Request-Id: one', 'X-Request-Id: two', 'Connection: close'));
   assert.equal(two.status, 200);
   assert.match(two.headers['x-request-id'] as string, UUID);
+  // An `_` spelling (one variable to a CGI/WSGI upstream) next to an unsafe id: only the gateway's goes upstream.
+  f.up.reset();
+  const under = await rawRequest(f.gw.url, head('GET /pub/x HTTP/1.1', 'Host: 127.0.0.1', 'X-Request-Id: has space', 'X_Request_Id: chosen', 'Connection: close'));
+  assert.equal(under.status, 200);
+  const sentUp = f.up.requests[0]!.headers;
+  assert.equal(sentUp['x-request-id'], under.headers['x-request-id']);
+  assert.deepEqual(Object.keys(sentUp).filter((k) => k.replace(/_/g, '-') === 'x-request-id'), ['x-request-id']);
 });
 
 test('the upstream\'s own x-request-id is replaced by the request\'s', async () => {
